@@ -1,0 +1,277 @@
+"""MIDI files and symusic Scores <-> quantized :class:`~mozart.events.Piece`.
+
+The only module that imports symusic.  ``quantize`` is the quantization Q of
+docs/format.md; ``to_score`` is its inverse at the grid.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import symusic
+
+from .errors import MozartError
+from .events import (
+    DEFAULT_TEMPO_CENTI,
+    DEFAULT_TIME_SIGNATURE,
+    DENOMINATORS,
+    DRUM_OFFSET,
+    MAX_NUMERATOR,
+    Piece,
+    validate_grid,
+)
+
+#: Microseconds per minute times 100: centi-qpm = CENTI_MINUTE_US / microseconds-per-quarter.
+CENTI_MINUTE_US = 6_000_000_000
+#: Sustain-pedal controller number.
+SUSTAIN_CC = 64
+
+
+def read_midi(path: str | os.PathLike) -> symusic.Score:
+    """Read a MIDI file with symusic, turning every failure into a one-line MozartError."""
+    p = Path(path)
+    if not p.exists():
+        raise MozartError(f"{p}: no such file")
+    if p.is_dir():
+        raise MozartError(f"{p}: is a directory, not a MIDI file")
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            magic = f.read(4)
+    except OSError as e:
+        raise MozartError(f"{p}: cannot read: {e.strerror or e}") from None
+    if size == 0:
+        raise MozartError(f"{p}: empty file")
+    if magic != b"MThd":
+        kind = "a RIFF (RMID) container, not a plain MIDI file" if magic == b"RIFF" else "not a MIDI file (no MThd header)"
+        raise MozartError(f"{p}: {kind}")
+    try:
+        score = symusic.Score(str(p))
+    except Exception as e:  # symusic raises RuntimeError/ValueError with C++ messages
+        raise MozartError(f"{p}: unreadable MIDI: {_one_line(e)}") from None
+    if score.ticks_per_quarter <= 0:
+        raise MozartError(f"{p}: invalid MIDI header: {score.ticks_per_quarter} ticks per quarter note")
+    return score
+
+
+def write_midi(score: symusic.Score, path: str | os.PathLike) -> None:
+    """Write ``score`` to ``path`` atomically (temporary file, then rename)."""
+    data = score.dumps_midi()
+    write_atomic(path, data)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write bytes or text to ``path`` via a temporary file in the same folder and rename,
+    so that readers never see a half-written file."""
+    p = Path(path)
+    if p.is_dir():
+        raise MozartError(f"{p}: is a directory")
+    if not p.parent.exists():
+        raise MozartError(f"{p}: folder {p.parent} does not exist")
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def _round_half_up_ratio(num: np.ndarray, den: int | np.ndarray) -> np.ndarray:
+    """floor(num / den + 1/2) for non-negative integers, exactly."""
+    return (2 * num + den) // (2 * den)
+
+
+def _last_per_step(step: np.ndarray) -> np.ndarray:
+    """Indices (in time order) of the last event at each distinct step; ties keep file order."""
+    order = np.argsort(step, kind="stable")
+    s = step[order]
+    keep = np.append(s[1:] != s[:-1], True)
+    return order[keep]
+
+
+def _changes_only(*columns: np.ndarray) -> np.ndarray:
+    """Mask of rows that differ from the previous row in any of ``columns`` (first row kept)."""
+    differs = np.zeros(columns[0].size, dtype=bool)
+    differs[0] = True
+    for c in columns:
+        differs[1:] |= c[1:] != c[:-1]
+    return differs
+
+
+def quantize(score: symusic.Score, grid: int = 24) -> Piece:
+    """Quantization Q: a symusic Score -> a :class:`Piece` on ``grid`` steps per quarter.
+
+    Onsets round half-up to the grid; durations round half-up with a minimum of one step;
+    tracks with the same (program, drum flag) merge into one stream; the tempo and
+    time-signature maps keep, at each step, the last event there, with 120 qpm and 4/4
+    where the piece sets none; sustain-pedal intervals of a stream are quantized like
+    notes and merged where they overlap or touch.
+    """
+    grid = validate_grid(grid)
+    if "tick" not in str(score.ttype).lower():
+        score = score.to("tick")
+    tpq = int(score.ticks_per_quarter)
+    if tpq <= 0:
+        raise MozartError(f"invalid score: {tpq} ticks per quarter note")
+
+    def q_time(t: np.ndarray) -> np.ndarray:
+        t = t.astype(np.int64)
+        if t.size and t.min() < 0:
+            raise MozartError("invalid score: event before time 0")
+        return _round_half_up_ratio(t * grid, tpq)
+
+    def q_duration(d: np.ndarray) -> np.ndarray:
+        d = d.astype(np.int64)
+        return np.maximum(1, _round_half_up_ratio(np.maximum(d, 0) * grid, tpq))
+
+    notes, pedals = [], []
+    for track in score.tracks:
+        stream = int(track.program) + DRUM_OFFSET * int(track.is_drum)
+        if not 0 <= track.program <= 127:
+            raise MozartError(f"invalid score: program {track.program} outside 0..127")
+        if len(track.notes):
+            n = track.notes.numpy()
+            notes.append((n["time"], n["duration"], n["pitch"], n["velocity"], stream))
+        if len(track.pedals):
+            p = track.pedals.numpy()
+            pedals.append((p["time"], p["duration"], stream))
+
+    piece = Piece(grid=grid)
+    if notes:
+        time = np.concatenate([n[0] for n in notes])
+        piece.note_onset = q_time(time)
+        piece.note_duration = q_duration(np.concatenate([n[1] for n in notes]))
+        # symusic stores pitch and velocity as int8; view as unsigned to catch bad values
+        piece.note_pitch = np.concatenate([n[2] for n in notes]).astype(np.int64)
+        piece.note_velocity = np.concatenate([n[3] for n in notes]).astype(np.int64)
+        piece.note_stream = np.concatenate([np.full(n[0].size, n[4], np.int64) for n in notes])
+        if piece.note_pitch.min() < 0 or piece.note_pitch.max() > 127:
+            raise MozartError("invalid score: note pitch outside 0..127")
+        if piece.note_velocity.min() < 1:
+            raise MozartError("invalid score: note velocity outside 1..127")
+    if pedals:
+        onset = q_time(np.concatenate([p[0] for p in pedals]))
+        end = onset + q_duration(np.concatenate([p[1] for p in pedals]))
+        stream = np.concatenate([np.full(p[0].size, p[2], np.int64) for p in pedals])
+        piece.pedal_onset, piece.pedal_duration, piece.pedal_stream = _merge_intervals(onset, end, stream)
+
+    _quantize_tempos(score, piece, q_time)
+    _quantize_time_signatures(score, piece, q_time)
+    return piece
+
+
+def _merge_intervals(onset: np.ndarray, end: np.ndarray, stream: np.ndarray):
+    """Union of [onset, end) intervals per stream; overlapping or touching ones merge."""
+    order = np.lexsort((onset, stream))
+    onset, end, stream = onset[order], end[order], stream[order]
+    # Offset each stream far apart so one running maximum serves all streams at once.
+    span = int(end.max()) + 1
+    reach = np.maximum.accumulate(end + stream * span)
+    starts_group = np.ones(onset.size, dtype=bool)
+    starts_group[1:] = (onset[1:] + stream[1:] * span) > reach[:-1]
+    first = np.flatnonzero(starts_group)
+    group_end = np.maximum.reduceat(end, first)
+    return onset[first], group_end - onset[first], stream[first]
+
+
+def _quantize_tempos(score: symusic.Score, piece: Piece, q_time) -> None:
+    if len(score.tempos):
+        t = score.tempos.numpy()
+        mspq = t["mspq"].astype(np.int64)
+        if mspq.min() <= 0:
+            raise MozartError("invalid score: tempo with non-positive microseconds per quarter")
+        step, centi = q_time(t["time"]), _round_half_up_ratio(np.full(mspq.size, CENTI_MINUTE_US), mspq)
+        keep = _last_per_step(step)
+        step, centi = step[keep], centi[keep]
+        if centi.min() < 1:
+            raise MozartError("invalid score: tempo below 0.01 quarter notes per minute")
+    else:
+        step, centi = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    if not step.size or step[0] > 0:
+        step, centi = np.append(0, step), np.append(DEFAULT_TEMPO_CENTI, centi)
+    keep = _changes_only(centi)
+    piece.tempo_step, piece.tempo_centi = step[keep], centi[keep]
+
+
+def _quantize_time_signatures(score: symusic.Score, piece: Piece, q_time) -> None:
+    if len(score.time_signatures):
+        ts = score.time_signatures.numpy()
+        step = q_time(ts["time"])
+        keep = _last_per_step(step)
+        step, num, den = step[keep], ts["numerator"][keep].astype(np.int64), ts["denominator"][keep].astype(np.int64)
+    else:
+        step = num = den = np.zeros(0, np.int64)
+    if not step.size or step[0] > 0:
+        step = np.append(0, step)
+        num = np.append(DEFAULT_TIME_SIGNATURE[0], num)
+        den = np.append(DEFAULT_TIME_SIGNATURE[1], den)
+    keep = _changes_only(num, den)
+    step, num, den = step[keep], num[keep], den[keep]
+    bad = (num < 1) | (num > MAX_NUMERATOR) | ~np.isin(den, DENOMINATORS)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise MozartError(
+            f"unsupported time signature {num[i]}/{den[i]} (numerators 1..{MAX_NUMERATOR}, "
+            f"denominators {', '.join(map(str, DENOMINATORS))})"
+        )
+    piece.ts_step, piece.ts_numerator, piece.ts_denominator = step, num, den
+
+
+def default_ticks_per_quarter(grid: int) -> int:
+    """Resolution of decoded scores: the multiple of ``grid`` nearest below 480 (a common
+    MIDI resolution), so every grid step is a whole number of ticks."""
+    return grid * max(1, 480 // grid)
+
+
+def to_score(piece: Piece, ticks_per_quarter: int | None = None) -> symusic.Score:
+    """Build a symusic Score from a Piece: one track per stream, in stream order.
+
+    Sustain pedals are written both as symusic pedals and as CC64 on/off pairs (127, 0),
+    so that they survive ``dump_midi``.
+    """
+    tpq = ticks_per_quarter or default_ticks_per_quarter(piece.grid)
+    if tpq % piece.grid:
+        raise MozartError(f"ticks per quarter {tpq} is not a multiple of the grid {piece.grid}")
+    scale = tpq // piece.grid
+    score = symusic.Score(tpq)
+    streams = np.union1d(piece.note_stream, piece.pedal_stream).astype(np.int64)
+    for stream in streams.tolist():
+        program, is_drum = stream % DRUM_OFFSET, stream >= DRUM_OFFSET
+        track = symusic.Track(name="", program=program, is_drum=is_drum)
+        sel = piece.note_stream == stream
+        if sel.any():
+            track.notes = symusic.Note.from_numpy(
+                (piece.note_onset[sel] * scale).astype(np.int32),
+                (piece.note_duration[sel] * scale).astype(np.int32),
+                piece.note_pitch[sel].astype(np.int8),
+                piece.note_velocity[sel].astype(np.int8),
+            )
+        sel = piece.pedal_stream == stream
+        if sel.any():
+            start = (piece.pedal_onset[sel] * scale).astype(np.int32)
+            dur = (piece.pedal_duration[sel] * scale).astype(np.int32)
+            track.pedals = symusic.Pedal.from_numpy(start, dur)
+            times = np.stack([start, start + dur], axis=1).ravel()
+            values = np.tile(np.array([127, 0], dtype=np.uint8), start.size)
+            track.controls = symusic.ControlChange.from_numpy(
+                times, np.full(times.size, SUSTAIN_CC, np.uint8), values
+            )
+        score.tracks.append(track)
+    mspq = _round_half_up_ratio(np.full(piece.tempo_centi.size, CENTI_MINUTE_US), piece.tempo_centi)
+    score.tempos = symusic.Tempo.from_numpy((piece.tempo_step * scale).astype(np.int32), mspq.astype(np.int32))
+    score.time_signatures = symusic.TimeSignature.from_numpy(
+        (piece.ts_step * scale).astype(np.int32),
+        piece.ts_numerator.astype(np.uint8),
+        piece.ts_denominator.astype(np.uint8),
+    )
+    return score

@@ -1,0 +1,591 @@
+"""The Mozart text token format: vocabulary, grammar, Piece <-> text, and ``check``.
+
+The spec is docs/format.md.  Everything is vectorised over numpy arrays: a piece is
+turned into a table with one row per event (bar, tempo change, pedal, note) whose
+columns hold token ids, the rows are sorted into canonical order, redundant position
+and program tokens are blanked, and the table is flattened.  Decoding runs the grammar
+checks as whole-array comparisons and reads the events back the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .errors import MozartError
+from .events import (
+    DENOMINATORS,
+    DRUM_OFFSET,
+    MAX_NUMERATOR,
+    Piece,
+    bar_layout,
+    bar_steps,
+    validate_grid,
+)
+
+#: Version of the token format, stated by the first token of every piece (``Format_1``).
+FORMAT_VERSION = 1
+#: Base of the high-digit tokens (PosHi, DurHi, TempoHi) that spell large values.
+HI_BASE = 16
+#: Whole-qpm tempos below this are one ``Tempo_q`` token; larger ones add TempoHi digits.
+TEMPO_BASE = 256
+#: Positions and durations below ``LO_WHOLES`` whole notes are a single token.
+LO_WHOLES = 2
+
+# Token types, in vocabulary order.  A word is ``Type_value`` (``Bar`` and ``Pedal`` bare).
+TYPES = (
+    "Format", "Grid", "Bar", "TS", "PosHi", "Pos", "TempoHi", "Tempo", "TempoFrac",
+    "Prog", "Drums", "Pedal", "Pitch", "Vel", "DurHi", "Dur",
+)
+T = {name: i for i, name in enumerate(TYPES)}
+#: Pseudo-types for the grammar table: the end of the header, the end of the piece.
+HEADER, END = "Header", "End"
+
+#: The grammar of the body (everything after the header), as data: which token types may
+#: follow each type.  ``check``, the decoder and the constrained sampler all read this.
+#: Value rules that a type table cannot express are listed in ``RULES``.
+GRAMMAR: dict[str, tuple[str, ...]] = {
+    HEADER: ("Bar", END),
+    "Bar": ("Bar", "TS", "PosHi", "Pos", END),
+    "TS": ("Bar", "PosHi", "Pos", END),
+    "PosHi": ("PosHi", "Pos"),
+    "Pos": ("Bar", "TempoHi", "Tempo", "Prog", "Drums", "Pedal", "Pitch"),
+    "TempoHi": ("TempoHi", "Tempo"),
+    "Tempo": ("TempoFrac", "Prog", "Drums", "Pedal", "Pitch", "PosHi", "Pos", "Bar", END),
+    "TempoFrac": ("Prog", "Drums", "Pedal", "Pitch", "PosHi", "Pos", "Bar", END),
+    "Prog": ("Pedal", "Pitch"),
+    "Drums": ("Pedal", "Pitch"),
+    "Pedal": ("DurHi", "Dur"),
+    "Pitch": ("Vel",),
+    "Vel": ("DurHi", "Dur"),
+    "DurHi": ("DurHi", "Dur"),
+    "Dur": ("Pitch", "Prog", "Drums", "PosHi", "Pos", "Bar", END),
+}
+#: The header: ``Format_1 Grid_g TS_n/d`` then a tempo (``TempoHi_* Tempo_q [TempoFrac_f]``).
+HEADER_TYPES = ("Format", "Grid", "TS")
+
+#: Value rules of the grammar, checked after the type table (docs/format.md explains each).
+RULES = (
+    "a high digit run does not start with 0",
+    "a duration is at least one step; a tempo at least 0.01 qpm",
+    "positions in a bar strictly increase and stay inside the bar",
+    "'Pos_p Bar' (a bar cut short at p) is followed by a time signature",
+    "a time signature or tempo differs from the one in force",
+    "a note or pedal has a program: Prog/Drums before the first one",
+    "Prog/Drums changes the program; within a position programs ascend (Prog before Drums)",
+    "within a position and program, notes ascend by (pitch, duration, velocity)",
+    "pedal intervals of a program neither overlap nor touch",
+    "the last bar is not empty",
+)
+
+_NO_VALUE = ("Bar", "Pedal")
+_TS_PACK = 64  # TS value = numerator * _TS_PACK + denominator
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The fixed vocabulary of one (format version, grid): determined by nothing else."""
+
+    grid: int
+    words: tuple[str, ...]
+    index: dict[str, int]
+    type_of: np.ndarray  # token id -> type code (index into TYPES)
+    value_of: np.ndarray  # token id -> integer value (see docs/format.md)
+    first_id: dict[str, int]  # type -> id of its first word
+    first_value: dict[str, int]  # type -> value of its first word
+    lo_base: int  # number of Pos_/Dur_ low-digit words
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def id_of(self, type_name: str, value: np.ndarray | int) -> np.ndarray | int:
+        """Token id(s) of ``type_name`` with ``value`` (values must be in range)."""
+        return self.first_id[type_name] + (value - self.first_value[type_name])
+
+
+def _type_values(grid: int) -> dict[str, list[int]]:
+    lo_base = LO_WHOLES * 4 * grid
+    ts = [n * _TS_PACK + d for n in range(1, MAX_NUMERATOR + 1) for d in DENOMINATORS]
+    return {
+        "Format": [FORMAT_VERSION],
+        "Grid": [grid],
+        "Bar": [0],
+        "TS": ts,
+        "PosHi": list(range(HI_BASE)),
+        "Pos": list(range(lo_base)),
+        "TempoHi": list(range(HI_BASE)),
+        "Tempo": list(range(TEMPO_BASE)),
+        "TempoFrac": list(range(1, 100)),
+        "Prog": list(range(128)),
+        "Drums": list(range(DRUM_OFFSET, DRUM_OFFSET + 128)),
+        "Pedal": [0],
+        "Pitch": list(range(128)),
+        "Vel": list(range(1, 128)),
+        "DurHi": list(range(HI_BASE)),
+        "Dur": list(range(lo_base)),
+    }
+
+
+def _word(type_name: str, value: int) -> str:
+    if type_name in _NO_VALUE:
+        return type_name
+    if type_name == "TS":
+        return f"TS_{value // _TS_PACK}/{value % _TS_PACK}"
+    if type_name == "Drums":
+        return f"Drums_{value - DRUM_OFFSET}"
+    return f"{type_name}_{value}"
+
+
+@lru_cache(maxsize=None)
+def vocabulary(grid: int = 24) -> Vocabulary:
+    """The vocabulary of format version ``FORMAT_VERSION`` at ``grid`` steps per quarter."""
+    grid = validate_grid(grid)
+    words, types, values, first_id, first_value = [], [], [], {}, {}
+    for name, vals in _type_values(grid).items():
+        first_id[name], first_value[name] = len(words), vals[0]
+        # TS values are not contiguous; they are looked up through the index instead.
+        for v in vals:
+            words.append(_word(name, v))
+            types.append(T[name])
+            values.append(v)
+    return Vocabulary(
+        grid=grid,
+        words=tuple(words),
+        index={w: i for i, w in enumerate(words)},
+        type_of=np.array(types, dtype=np.int64),
+        value_of=np.array(values, dtype=np.int64),
+        first_id=first_id,
+        first_value=first_value,
+        lo_base=LO_WHOLES * 4 * grid,
+    )
+
+
+def _ts_ids(vocab: Vocabulary, num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    den_index = np.searchsorted(np.array(DENOMINATORS), den)
+    return vocab.first_id["TS"] + (num - 1) * len(DENOMINATORS) + den_index
+
+
+def _allowed_matrix() -> np.ndarray:
+    """GRAMMAR as a boolean matrix [previous type, next type]; rows/cols len(TYPES) are
+    the Header pseudo-type (row) and End pseudo-type (column)."""
+    n = len(TYPES)
+    allowed = np.zeros((n + 1, n + 1), dtype=bool)
+    for prev, nexts in GRAMMAR.items():
+        row = n if prev == HEADER else T[prev]
+        for nxt in nexts:
+            allowed[row, n if nxt == END else T[nxt]] = True
+    return allowed
+
+
+ALLOWED = _allowed_matrix()
+
+
+# --------------------------------------------------------------------------- encode
+
+
+def _digit_columns(vocab: Vocabulary, value: np.ndarray, base: int, hi: str, lo: str, width: int) -> np.ndarray:
+    """Token ids spelling ``value`` as high digits (base HI_BASE, right-aligned in
+    ``width`` columns, -1 where absent) followed by one low-digit column."""
+    high, low = np.divmod(value, base)
+    cols = np.full((value.size, width + 1), -1, dtype=np.int64)
+    for j in range(width):
+        place = HI_BASE ** (width - 1 - j)
+        cols[:, j] = np.where(high >= place, vocab.id_of(hi, (high // place) % HI_BASE), -1)
+    cols[:, width] = vocab.id_of(lo, low)
+    return cols
+
+
+def _n_digits(max_value: int, base: int) -> int:
+    """High digits needed for values up to ``max_value``."""
+    high, n = max_value // base, 0
+    while high:
+        high //= HI_BASE
+        n += 1
+    return n
+
+
+def _tempo_columns(vocab: Vocabulary, centi: np.ndarray, width: int) -> np.ndarray:
+    whole, frac = np.divmod(centi, 100)
+    cols = _digit_columns(vocab, whole, TEMPO_BASE, "TempoHi", "Tempo", width)
+    frac_col = np.where(frac > 0, vocab.id_of("TempoFrac", np.maximum(frac, 1)), -1)
+    return np.column_stack([cols, frac_col])
+
+
+def encode_piece(piece: Piece) -> str:
+    """Spell a quantized Piece as canonical token text (one line, single spaces)."""
+    vocab = vocabulary(piece.grid)
+    lo_base = vocab.lo_base
+    bar_start, bar_ts = bar_layout(piece)
+    n_bars = bar_start.size
+
+    def locate(step: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bar = np.searchsorted(bar_start, step, side="right") - 1
+        return bar, step - bar_start[bar]
+
+    # Bars: a bar that ends before its full length is cut at its last step.
+    full = bar_steps(piece.ts_numerator[bar_ts], piece.ts_denominator[bar_ts], piece.grid)
+    actual = np.diff(np.append(bar_start, bar_start[-1] + full[-1] if n_bars else 0))
+    cut_before = np.zeros(n_bars, dtype=np.int64) - 1  # cut position of the previous bar
+    if n_bars > 1:
+        cut = actual[:-1] < full[:-1]
+        cut_before[1:] = np.where(cut, actual[:-1], -1)
+    ts_changes = np.zeros(n_bars, dtype=bool)
+    ts_changes[1:] = bar_ts[1:] != bar_ts[:-1]
+
+    tempo_bar, tempo_pos = locate(piece.tempo_step[1:])
+    note_bar, note_pos = locate(piece.note_onset)
+    pedal_bar, pedal_pos = locate(piece.pedal_onset)
+
+    all_pos = np.concatenate([cut_before, tempo_pos, note_pos, pedal_pos, [0]])
+    all_dur = np.concatenate([piece.note_duration, piece.pedal_duration, [1]])
+    kp = _n_digits(int(all_pos.max()), lo_base)
+    kd = _n_digits(int(all_dur.max()), lo_base)
+    kt = _n_digits(int(piece.tempo_centi.max()) // 100, TEMPO_BASE)
+    pos_w = kp + 1
+    body_w = max(2, kt + 2, kd + 4)
+
+    def table(n: int) -> np.ndarray:
+        return np.full((n, pos_w + body_w), -1, dtype=np.int64)
+
+    # Rows: [position columns | body columns]; keys sort them into canonical order.
+    bars = table(n_bars)
+    has_cut = cut_before >= 0
+    bars[has_cut, :pos_w] = _digit_columns(vocab, cut_before[has_cut], lo_base, "PosHi", "Pos", kp)
+    bars[:, pos_w] = vocab.id_of("Bar", 0)
+    bars[ts_changes, pos_w + 1] = _ts_ids(
+        vocab, piece.ts_numerator[bar_ts[ts_changes]], piece.ts_denominator[bar_ts[ts_changes]]
+    )
+
+    tempos = table(tempo_pos.size)
+    tempos[:, :pos_w] = _digit_columns(vocab, tempo_pos, lo_base, "PosHi", "Pos", kp)
+    tempos[:, pos_w : pos_w + kt + 2] = _tempo_columns(vocab, piece.tempo_centi[1:], kt)
+
+    stream_id = np.where(
+        np.concatenate([piece.pedal_stream, piece.note_stream]) >= DRUM_OFFSET,
+        vocab.first_id["Drums"] - DRUM_OFFSET,
+        vocab.first_id["Prog"],
+    ) + np.concatenate([piece.pedal_stream, piece.note_stream])
+    n_ped = piece.pedal_onset.size
+    pedals = table(n_ped)
+    pedals[:, :pos_w] = _digit_columns(vocab, pedal_pos, lo_base, "PosHi", "Pos", kp)
+    pedals[:, pos_w] = stream_id[:n_ped]
+    pedals[:, pos_w + 1] = vocab.id_of("Pedal", 0)
+    pedals[:, pos_w + 2 : pos_w + kd + 3] = _digit_columns(vocab, piece.pedal_duration, lo_base, "DurHi", "Dur", kd)
+
+    notes = table(piece.n_notes)
+    notes[:, :pos_w] = _digit_columns(vocab, note_pos, lo_base, "PosHi", "Pos", kp)
+    notes[:, pos_w] = stream_id[n_ped:]
+    notes[:, pos_w + 1] = vocab.id_of("Pitch", piece.note_pitch)
+    notes[:, pos_w + 2] = vocab.id_of("Vel", piece.note_velocity)
+    notes[:, pos_w + 3 : pos_w + kd + 4] = _digit_columns(vocab, piece.note_duration, lo_base, "DurHi", "Dur", kd)
+
+    rows = np.concatenate([bars, tempos, pedals, notes])
+    z = lambda n: np.zeros(n, dtype=np.int64)  # noqa: E731
+    # Sort keys, most significant first: bar, position, class (bar row, tempo, stream),
+    # stream, pedal-before-notes, pitch, duration, velocity.
+    keys = [
+        np.concatenate([np.arange(n_bars), tempo_bar, pedal_bar, note_bar]),
+        np.concatenate([z(n_bars) - 1, tempo_pos, pedal_pos, note_pos]),
+        np.concatenate([z(n_bars), z(tempo_pos.size) + 1, z(n_ped) + 2, z(piece.n_notes) + 2]),
+        np.concatenate([z(n_bars), z(tempo_pos.size), piece.pedal_stream, piece.note_stream]),
+        np.concatenate([z(n_bars + tempo_pos.size + n_ped), z(piece.n_notes) + 1]),
+        np.concatenate([z(n_bars + tempo_pos.size + n_ped), piece.note_pitch]),
+        np.concatenate([z(n_bars + tempo_pos.size), piece.pedal_duration, piece.note_duration]),
+        np.concatenate([z(n_bars + tempo_pos.size + n_ped), piece.note_velocity]),
+    ]
+    order = np.lexsort(keys[::-1])
+    rows = rows[order]
+    bar_k, pos_k, cls_k, stream_k = (k[order] for k in keys[:4])
+
+    # A position is spelled once: blank it on rows that share (bar, pos) with the row before.
+    same_pos = np.zeros(rows.shape[0], dtype=bool)
+    same_pos[1:] = (bar_k[1:] == bar_k[:-1]) & (pos_k[1:] == pos_k[:-1]) & (cls_k[:-1] > 0)
+    rows[same_pos, :pos_w] = -1
+    # A program is spelled only when it changes (the state carries across positions and bars).
+    is_stream = np.flatnonzero(cls_k == 2)
+    s = stream_k[is_stream]
+    unchanged = np.zeros(s.size, dtype=bool)
+    unchanged[1:] = s[1:] == s[:-1]
+    rows[is_stream[unchanged], pos_w] = -1
+
+    header = np.concatenate([
+        [vocab.id_of("Format", FORMAT_VERSION), vocab.id_of("Grid", piece.grid)],
+        _ts_ids(vocab, piece.ts_numerator[:1], piece.ts_denominator[:1]),
+        _tempo_columns(vocab, piece.tempo_centi[:1], _n_digits(int(piece.tempo_centi[0]) // 100, TEMPO_BASE))[0],
+    ])
+    ids = np.concatenate([header, rows.ravel()])
+    ids = ids[ids >= 0]
+    return " ".join(_words_array(piece.grid)[ids].tolist())
+
+
+@lru_cache(maxsize=None)
+def _words_array(grid: int) -> np.ndarray:
+    return np.array(vocabulary(grid).words, dtype=object)
+
+
+# --------------------------------------------------------------------------- decode / check
+
+
+class TokenError(MozartError):
+    """Malformed token text; ``index`` is the offending token's position (0-based)."""
+
+    def __init__(self, text: str, index: int, reason: str):
+        line, column, token = _locate(text, index)
+        self.index, self.line, self.column, self.token = index, line, column, token
+        where = f"line {line}, token {column} '{token}'" if token else f"line {line}, end of text"
+        super().__init__(f"{where}: {reason}")
+
+
+def _locate(text: str, index: int) -> tuple[int, int, str]:
+    """1-based line, 1-based token number within that line, and the token at ``index``."""
+    seen = 0
+    lines = text.splitlines() or [""]
+    for line_no, line in enumerate(lines, 1):
+        words = line.split()
+        if index < seen + len(words):
+            return line_no, index - seen + 1, words[index - seen]
+        seen += len(words)
+    return len(lines), len(lines[-1].split()) + 1, ""
+
+
+def _forward_fill(mask: np.ndarray, values: np.ndarray, initial) -> np.ndarray:
+    """For each position, the value at the latest index <= it where ``mask`` holds."""
+    idx = np.where(mask, np.arange(mask.size), -1)
+    np.maximum.accumulate(idx, out=idx)
+    out = values[np.maximum(idx, 0)]
+    return np.where(idx >= 0, out, initial)
+
+
+def _composite(types: np.ndarray, values: np.ndarray, lo: str, hi: str, base: int):
+    """Indices of the ``lo`` tokens and the full values they end (with preceding ``hi``
+    digits), plus the index of the first digit of each value."""
+    lo_idx = np.flatnonzero(types == T[lo])
+    high = np.zeros(lo_idx.size, dtype=np.int64)
+    start = lo_idx.copy()
+    mult = np.ones(lo_idx.size, dtype=np.int64)
+    j = lo_idx - 1
+    active = (j >= 0) & (types[np.maximum(j, 0)] == T[hi])
+    while active.any():
+        high += np.where(active, values[np.maximum(j, 0)] * mult, 0)
+        start = np.where(active, j, start)
+        mult *= HI_BASE
+        j = j - 1
+        active &= (j >= 0) & (types[np.maximum(j, 0)] == T[hi])
+    return lo_idx, high * base + values[lo_idx], start
+
+
+class _Checker:
+    """Collects the earliest violation over all rules."""
+
+    def __init__(self, text: str, offset: int):
+        self.text, self.offset, self.first = text, offset, None
+
+    def flag(self, bad: np.ndarray, where: np.ndarray, reason: str) -> None:
+        """``bad`` is a mask over ``where`` (token indices, relative to ``offset``)."""
+        hits = where[bad]
+        if hits.size:
+            i = int(hits.min())
+            if self.first is None or i < self.first[0]:
+                self.first = (i, reason)
+
+    def raise_first(self) -> None:
+        if self.first is not None:
+            raise TokenError(self.text, self.first[0] + self.offset, self.first[1])
+
+
+def _parse_header(text: str, words: list[str]) -> tuple[Vocabulary, int]:
+    if not words:
+        raise TokenError(text, 0, "empty text: a piece starts with 'Format_1 Grid_<g>'")
+    if words[0] != f"Format_{FORMAT_VERSION}":
+        raise TokenError(text, 0, f"expected 'Format_{FORMAT_VERSION}' (this is format version {FORMAT_VERSION})")
+    grid_word = words[1] if len(words) > 1 else ""
+    try:
+        if not grid_word.startswith("Grid_"):
+            raise ValueError("expected 'Grid_<steps per quarter>'")
+        vocab = vocabulary(int(grid_word[5:]))
+    except ValueError as e:
+        raise TokenError(text, 1, str(e)) from None
+    n = len(words)
+    i = 2
+    if i >= n or not words[i].startswith("TS_") or words[i] not in vocab.index:
+        raise TokenError(text, min(i, n), "expected the initial time signature 'TS_<n>/<d>'")
+    i += 1
+    while i < n and words[i].startswith("TempoHi_") and words[i] in vocab.index:
+        i += 1
+    if i >= n or not words[i].startswith("Tempo_") or words[i] not in vocab.index:
+        raise TokenError(text, min(i, n), "expected the initial tempo 'Tempo_<qpm>'")
+    i += 1
+    if i < n and words[i].startswith("TempoFrac_") and words[i] in vocab.index:
+        i += 1
+    return vocab, i
+
+
+def _lookup(text: str, words: list[str], vocab: Vocabulary) -> np.ndarray:
+    index = vocab.index
+    try:
+        return np.fromiter(map(index.__getitem__, words), dtype=np.int64, count=len(words))
+    except KeyError:
+        for i, w in enumerate(words):
+            if w not in index:
+                raise TokenError(text, i, f"unknown token for format {FORMAT_VERSION}, grid {vocab.grid}") from None
+        raise
+
+
+def decode_piece(text: str) -> Piece:
+    """Parse and validate token text into a Piece; raise TokenError at the first error."""
+    words = text.split()
+    vocab, h = _parse_header(text, words)
+    ids = _lookup(text, words, vocab)
+    types, values = vocab.type_of[ids], vocab.value_of[ids]
+    n = types.size
+    ck = _Checker(text, 0)
+
+    # 1. The type table, over the body, with Header before and End after.
+    n_types = len(TYPES)
+    prev = np.concatenate([[n_types], types[h:]])
+    nxt = np.concatenate([types[h:], [n_types]])
+    ok = ALLOWED[prev, nxt]
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        got = words[h + i] if h + i < n else None
+        before = words[h + i - 1] if i > 0 else "the header"
+        if got is None:
+            reason = f"the piece cannot end after '{before}'"
+        else:
+            reason = f"'{got}' cannot follow '{before}'"
+        raise TokenError(text, h + i, reason)
+    if n > h and types[-1] == T["Bar"]:
+        ck.flag(np.array([True]), np.array([n - 1]), "the last bar is empty")
+
+    # 2. Composite values: positions, durations, tempos.
+    lo_base = vocab.lo_base
+    for hi in ("PosHi", "DurHi", "TempoHi"):
+        hi_idx = np.flatnonzero(types == T[hi])
+        leading = types[np.maximum(hi_idx - 1, 0)] != T[hi]
+        ck.flag(leading & (values[hi_idx] == 0), hi_idx, "a number does not start with the digit 0")
+    pos_idx, pos_val, pos_start = _composite(types, values, "Pos", "PosHi", lo_base)
+    dur_idx, dur_val, _ = _composite(types, values, "Dur", "DurHi", lo_base)
+    tempo_idx, tempo_whole, _ = _composite(types, values, "Tempo", "TempoHi", TEMPO_BASE)
+    ck.flag(dur_val < 1, dur_idx, "a duration is at least one step")
+    frac_at = np.minimum(tempo_idx + 1, n - 1)
+    has_frac = (tempo_idx + 1 < n) & (types[frac_at] == T["TempoFrac"])
+    tempo_centi = tempo_whole * 100 + np.where(has_frac, values[frac_at], 0)
+    ck.flag(tempo_centi < 1, tempo_idx, "a tempo is at least 0.01 qpm")
+
+    # 3. Bars, time signatures and cuts.
+    bar_idx = np.flatnonzero(types == T["Bar"])
+    n_bars = bar_idx.size
+    after_bar = np.minimum(bar_idx + 1, n - 1)
+    bar_has_ts = (bar_idx + 1 < n) & (types[after_bar] == T["TS"])
+    header_ts = values[2]
+    ts_val = np.concatenate([[header_ts], values[after_bar[bar_has_ts]]])
+    ck.flag(ts_val[1:] == ts_val[:-1], after_bar[bar_has_ts], "the time signature does not change")
+    bar_ts = _forward_fill(bar_has_ts, values[after_bar], header_ts)
+    full_len = bar_steps(bar_ts // _TS_PACK, bar_ts % _TS_PACK, vocab.grid)
+    is_cut_pos = (pos_idx + 1 < n) & (types[np.minimum(pos_idx + 1, n - 1)] == T["Bar"])
+    cut_bar_token = pos_idx[is_cut_pos] + 1
+    ck.flag(~bar_has_ts[np.searchsorted(bar_idx, cut_bar_token)], cut_bar_token,
+            "a bar cut short ('Pos_p Bar') must be followed by a time signature")
+    bar_len = full_len.copy()
+    # The bar a cut shortens is the one before the Bar token that follows the cut.
+    cut_bar = np.searchsorted(bar_idx, cut_bar_token) - 1
+    bar_len[cut_bar] = pos_val[is_cut_pos]
+    bar_start = np.concatenate([[0], np.cumsum(bar_len)[:-1]]) if n_bars else np.zeros(0, np.int64)
+
+    # 4. Positions strictly increase within a bar and stay inside it.
+    pos_bar = np.searchsorted(bar_idx, pos_idx) - 1
+    first_in_bar = np.ones(pos_idx.size, dtype=bool)
+    first_in_bar[1:] = pos_bar[1:] != pos_bar[:-1]
+    rising = np.ones(pos_idx.size, dtype=bool)
+    rising[1:] = pos_val[1:] > pos_val[:-1]
+    ck.flag(~(first_in_bar | rising), pos_start, "positions in a bar must increase")
+    ck.flag(pos_val >= full_len[pos_bar], pos_start, "position is past the end of the bar")
+    ck.flag(is_cut_pos & (pos_val == 0), pos_start, "a bar cannot be cut at position 0")
+
+    # 5. Event times: every event takes the latest non-cut position before it.
+    event_pos = np.where(~is_cut_pos)[0]
+    pos_mask = np.zeros(n, dtype=bool)
+    pos_mask[pos_idx[event_pos]] = True
+    time_of = np.zeros(n, dtype=np.int64)
+    time_of[pos_idx[event_pos]] = bar_start[pos_bar[event_pos]] + pos_val[event_pos]
+    token_time = _forward_fill(pos_mask, time_of, 0)
+
+    # 6. Tempo changes (the first is the header's).
+    tempo_step = token_time[tempo_idx]
+    tempo_step[0] = 0
+    ck.flag(np.concatenate([[False], tempo_centi[1:] == tempo_centi[:-1]]), tempo_idx,
+            "the tempo does not change")
+
+    # 7. Streams: the latest Prog/Drums before each note or pedal.
+    is_stream_tok = (types == T["Prog"]) | (types == T["Drums"])
+    token_stream = _forward_fill(is_stream_tok, values, -1)
+    stream_tok = np.flatnonzero(is_stream_tok)
+    prev_stream = np.where(stream_tok > 0, token_stream[np.maximum(stream_tok - 1, 0)], -1)
+    ck.flag(values[stream_tok] == prev_stream, stream_tok, "the program is already in force")
+    note_idx = np.flatnonzero(types == T["Pitch"])
+    pedal_idx = np.flatnonzero(types == T["Pedal"])
+    ck.flag(token_stream[note_idx] < 0, note_idx, "a note needs a program: 'Prog_<p>' or 'Drums_<k>' first")
+    ck.flag(token_stream[pedal_idx] < 0, pedal_idx, "a pedal needs a program: 'Prog_<p>' or 'Drums_<k>' first")
+
+    # 8. Canonical order of stream events: (time, stream, pedal first, pitch, dur, vel).
+    ev_idx = np.concatenate([pedal_idx, note_idx])
+    order = np.argsort(ev_idx, kind="stable")
+    ev_idx = ev_idx[order]
+    ev_dur = dur_val[np.searchsorted(dur_idx, ev_idx)]
+    is_note = types[ev_idx] == T["Pitch"]
+    ev_keys = np.stack([
+        token_time[ev_idx], token_stream[ev_idx], is_note.astype(np.int64),
+        np.where(is_note, values[ev_idx], 0), ev_dur,
+        np.where(is_note, values[np.minimum(ev_idx + 1, n - 1)], 0),
+    ])
+    if ev_idx.size > 1:
+        diff = ev_keys[:, 1:] - ev_keys[:, :-1]
+        # lexicographic comparison of consecutive key columns: first non-zero difference
+        nz = diff != 0
+        first_nz = np.argmax(nz, axis=0)
+        sign = diff[first_nz, np.arange(diff.shape[1])]
+        decreasing = nz.any(axis=0) & (sign < 0)
+        same_time_stream = (diff[0] == 0) & (diff[1] == 0)
+        two_pedals = same_time_stream & ~is_note[1:] & ~is_note[:-1]
+        ck.flag(decreasing & (first_nz <= 1), ev_idx[1:],
+                "events out of order: programs ascend within a position")
+        ck.flag(decreasing & (first_nz > 1), ev_idx[1:],
+                "notes out of order: within a position and program they ascend by pitch, duration, velocity")
+        ck.flag(two_pedals, ev_idx[1:], "one pedal per program and position")
+
+    # 9. Pedal intervals of a stream neither overlap nor touch.
+    p_stream = token_stream[pedal_idx]
+    p_onset = token_time[pedal_idx]
+    p_dur = dur_val[np.searchsorted(dur_idx, pedal_idx)]
+    if pedal_idx.size > 1:
+        o = np.lexsort((p_onset, p_stream))
+        clash = (p_stream[o][1:] == p_stream[o][:-1]) & (p_onset[o][1:] <= (p_onset + p_dur)[o][:-1])
+        ck.flag(clash, pedal_idx[o][1:], "pedal overlaps or touches the previous pedal of its program")
+    ck.raise_first()
+
+    n_dur = np.searchsorted(dur_idx, note_idx)
+    ts_steps = np.concatenate([[0], bar_start[bar_has_ts]])
+    return Piece(
+        grid=vocab.grid,
+        note_onset=token_time[note_idx],
+        note_duration=dur_val[n_dur],
+        note_pitch=values[note_idx],
+        note_velocity=values[note_idx + 1],
+        note_stream=token_stream[note_idx],
+        pedal_onset=p_onset,
+        pedal_duration=p_dur,
+        pedal_stream=p_stream,
+        tempo_step=tempo_step,
+        tempo_centi=tempo_centi,
+        ts_step=ts_steps.astype(np.int64),
+        ts_numerator=ts_val // _TS_PACK,
+        ts_denominator=ts_val % _TS_PACK,
+    )
+
+
+def check(text: str) -> None:
+    """Validate token text against the grammar; raise TokenError naming the line and
+    token of the first error.  Returns None for valid text."""
+    decode_piece(text)
