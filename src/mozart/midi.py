@@ -142,9 +142,9 @@ def quantize(score: symusic.Score, grid: int = 24) -> Piece:
         if len(track.notes):
             n = track.notes.numpy()
             notes.append((n["time"], n["duration"], n["pitch"], n["velocity"], stream))
-        if len(track.pedals):
-            p = track.pedals.numpy()
-            pedals.append((p["time"], p["duration"], stream))
+        onset, duration = sustain_intervals(track)
+        if onset.size:
+            pedals.append((onset, duration, stream))
 
     piece = Piece(grid=grid)
     if notes:
@@ -168,6 +168,32 @@ def quantize(score: symusic.Score, grid: int = 24) -> Piece:
     _quantize_tempos(score, piece, q_time)
     _quantize_time_signatures(score, piece, q_time)
     return piece
+
+
+def sustain_intervals(track: symusic.Track) -> tuple[np.ndarray, np.ndarray]:
+    """Sustain-pedal intervals (ticks) of a track: from its CC64 events when it has any
+    (value >= 64 is down; a pedal still down at the end closes at the track's end),
+    else from ``track.pedals`` (scores built in memory).
+
+    symusic's own CC64 -> pedal conversion carries pedal state from one track to the
+    next (0.6.0), so files are read from the controller events directly.
+    """
+    if len(track.controls):
+        c = track.controls.numpy()
+        sustain = c["number"] == SUSTAIN_CC
+        if sustain.any():
+            order = np.argsort(c["time"][sustain], kind="stable")
+            time = c["time"][sustain][order].astype(np.int64)
+            down = (c["value"][sustain][order] >= 64).astype(np.int8)
+            change = np.diff(down, prepend=0)
+            start, end = time[change == 1], time[change == -1]
+            if end.size < start.size:
+                end = np.append(end, max(int(track.end()), int(start[-1])))
+            return start, end - start
+    if len(track.pedals):
+        p = track.pedals.numpy()
+        return p["time"].astype(np.int64), p["duration"].astype(np.int64)
+    return np.zeros(0, np.int64), np.zeros(0, np.int64)
 
 
 def _merge_intervals(onset: np.ndarray, end: np.ndarray, stream: np.ndarray):

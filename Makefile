@@ -1,0 +1,42 @@
+# Mozart: `make demo` and `make test` set everything up themselves (idempotent, fast when done).
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check -q
+
+.PHONY: setup system demo test bench clean
+
+# System packages (FluidSynth and a General MIDI SoundFont), installed only when root and missing.
+system:
+	@if ! command -v fluidsynth >/dev/null 2>&1 || [ ! -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing fluidsynth and fluid-soundfont-gm"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm >/dev/null; \
+	  else echo "note: fluidsynth/fluid-soundfont-gm missing and not root; audio rendering will be unavailable"; fi; \
+	fi
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, pinned: this takes the local CPU wheel instead of a multi-GB CUDA build.
+$(VENV)/.stamp-torch: | $(PY)
+	$(PIP) install torch==2.13.0
+	touch $@
+
+$(VENV)/.stamp-project: pyproject.toml $(VENV)/.stamp-torch
+	$(PIP) install -e '.[test]'
+	touch $@
+
+setup: system $(VENV)/.stamp-project
+
+demo: setup
+	$(VENV)/bin/mozart demo -o out/demo
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/codec.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .hypothesis

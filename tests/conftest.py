@@ -1,0 +1,51 @@
+"""Shared fixtures: the MIDI files the tests run on.
+
+``MOZART_TEST_CORPUS`` names a folder of MIDI files (CI sets it to the shared dev corpus);
+without it the tests use the small public-domain/MIT/Apache files in tests/data.
+``MOZART_TEST_EDGE`` names the folder of broken and odd MIDI files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+MIDI_SUFFIXES = {".mid", ".midi", ".rmi", ".kar"}
+_covered: dict[str, set[str]] = {}
+
+
+def corpus_dir() -> Path:
+    env = os.environ.get("MOZART_TEST_CORPUS")
+    return Path(env) if env else DATA
+
+
+def corpus_files() -> list[Path]:
+    """MIDI files of the test corpus (sorted), or tests/data when none is configured."""
+    return sorted(p for p in corpus_dir().iterdir() if p.suffix.lower() in MIDI_SUFFIXES)
+
+
+def edge_files() -> list[Path]:
+    env = os.environ.get("MOZART_TEST_EDGE")
+    default = Path(__file__).resolve().parents[2] / "shared" / "data" / "midi" / "edge"
+    folder = Path(env) if env else default
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() not in {".md", ".tsv"})
+
+
+def mark_covered(suite: str, path: Path) -> None:
+    """Record that ``suite`` checked ``path``; the terminal summary reports the counts."""
+    _covered.setdefault(suite, set()).add(path.name)
+
+
+@pytest.fixture
+def covered():
+    return mark_covered
+
+
+def pytest_terminal_summary(terminalreporter):
+    for suite, names in sorted(_covered.items()):
+        terminalreporter.write_line(f"{suite}: covered {len(names)} files from {corpus_dir() if 'edge' not in suite else 'the edge folder'}")
