@@ -11,6 +11,12 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests run 250 examples; `HYPOTHESIS_PROFILE=stress` runs 5000 (about a minute each).
+settings.register_profile("mozart", max_examples=250, deadline=None)
+settings.register_profile("stress", max_examples=5000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "mozart"))
 
 DATA = Path(__file__).parent / "data"
 MIDI_SUFFIXES = {".mid", ".midi", ".rmi", ".kar"}

@@ -549,8 +549,10 @@ def decode_piece(text: str) -> Piece:
         decreasing = nz.any(axis=0) & (sign < 0)
         same_time_stream = (diff[0] == 0) & (diff[1] == 0)
         two_pedals = same_time_stream & ~is_note[1:] & ~is_note[:-1]
-        ck.flag(decreasing & (first_nz <= 1), ev_idx[1:],
-                "events out of order: programs ascend within a position")
+        # report a program that goes backwards at its Prog/Drums token
+        stream_token_at = _forward_fill(is_stream_tok, np.arange(n), -1)
+        ck.flag(decreasing & (first_nz <= 1), stream_token_at[ev_idx[1:]],
+                "programs out of order: within a position they ascend (Prog before Drums)")
         ck.flag(decreasing & (first_nz > 1), ev_idx[1:],
                 "notes out of order: within a position and program they ascend by pitch, duration, velocity")
         ck.flag(two_pedals, ev_idx[1:], "one pedal per program and position")

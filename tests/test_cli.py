@@ -1,0 +1,132 @@
+"""The command line: outputs, exit codes, one-line errors, nothing half-written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import symusic
+
+import mozart
+from conftest import DATA, edge_files
+from reference import note_multiset
+
+BACH = DATA / "music21_bach_bwv66.6.mid"
+
+
+def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mozart", *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, mentions: str) -> None:
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("mozart: error: ")
+    assert mentions in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_encode_decode_check_round_trip(tmp_path):
+    txt, mid = tmp_path / "bach.txt", tmp_path / "bach.mid"
+    assert run("encode", BACH, "-o", txt).returncode == 0
+    assert txt.read_text() == mozart.encode(BACH) + "\n"
+    stdout = run("encode", BACH).stdout
+    assert stdout == txt.read_text()
+    checked = run("check", txt)
+    assert checked.returncode == 0 and "ok" in checked.stdout
+    assert run("decode", txt, "-o", mid).returncode == 0
+    assert note_multiset(symusic.Score(str(mid)), 24) == note_multiset(symusic.Score(str(BACH)), 24)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bach.mid", "bach.txt"]  # no temp files left
+
+
+def test_grid_option(tmp_path):
+    out = run("encode", BACH, "--grid", "12").stdout
+    assert out.startswith("Format_1 Grid_12 ")
+    bad = run("encode", BACH, "--grid", "10", "-o", tmp_path / "x.txt")
+    assert_clean_error(bad, "grid 10")
+    assert not (tmp_path / "x.txt").exists()
+
+
+@pytest.mark.parametrize("command", ["encode", "decode", "check"])
+def test_help_has_an_example(command):
+    result = run(command, "--help")
+    assert result.returncode == 0
+    assert "Example: mozart " + command in " ".join(result.stdout.split())
+
+
+def test_usage_error_exits_2():
+    assert run("decode").returncode == 2
+    assert run("encode", BACH, "--grid", "abc").returncode == 2
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "not_midi", "empty"])
+def test_bad_midi_inputs(tmp_path, kind):
+    path = {"missing": tmp_path / "nope.mid", "directory": tmp_path, "not_midi": Path(__file__),
+            "empty": tmp_path / "empty.mid"}[kind]
+    if kind == "empty":
+        path.write_bytes(b"")
+    out = tmp_path / "out.txt"
+    result = run("encode", path, "-o", out)
+    assert_clean_error(result, str(path))
+    assert not out.exists()
+
+
+def test_bad_token_files(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("Format_1 Grid_24 TS_4/4 Tempo_120\nBar Pos_0 Prog_0 Pitch_60 Vel_80 Dur_0\n")
+    out = tmp_path / "out.mid"
+    for result in (run("check", bad), run("decode", bad, "-o", out)):
+        assert_clean_error(result, "bad.txt: line 2, token 6 'Dur_0'")
+    assert not out.exists()
+    binary = tmp_path / "binary.txt"
+    binary.write_bytes(BACH.read_bytes())
+    assert_clean_error(run("check", binary), "not a text file")
+    assert_clean_error(run("decode", tmp_path / "missing.txt", "-o", out), "no such file")
+    assert_clean_error(run("check", tmp_path), "is a directory")
+
+
+def test_existing_output_survives_a_failed_run(tmp_path):
+    out = tmp_path / "keep.txt"
+    out.write_text("precious")
+    assert_clean_error(run("encode", tmp_path / "nope.mid", "-o", out), "no such file")
+    assert out.read_text() == "precious"
+
+
+def test_output_into_missing_folder(tmp_path):
+    assert_clean_error(run("encode", BACH, "-o", tmp_path / "no" / "such" / "x.txt"), "does not exist")
+
+
+@pytest.mark.parametrize("path", edge_files(), ids=lambda p: p.name)
+def test_edge_files_encode_what_symusic_reads_or_fail_cleanly(path, tmp_path, covered):
+    out = tmp_path / "out.txt"
+    result = run("encode", path, "-o", out)
+    if result.returncode == 0:
+        source = symusic.Score(str(path))
+        decoded = mozart.decode(out.read_text())
+        assert note_multiset(decoded, 24) == note_multiset(source, 24)
+        assert decoded.note_num() == source.note_num()
+    else:
+        assert_clean_error(result, path.name)
+        assert list(tmp_path.iterdir()) == []
+    covered("edge files", path)
+
+
+def test_type2_file_encodes_what_symusic_reads(tmp_path):
+    """A hand-built SMF type-2 file with one track: symusic reads it, so we encode it."""
+    header = b"MThd" + (6).to_bytes(4, "big") + (2).to_bytes(2, "big") + (1).to_bytes(2, "big") + (96).to_bytes(2, "big")
+    events = bytes([0x00, 0x90, 60, 100, 0x60, 0x80, 60, 0, 0x00, 0xFF, 0x2F, 0x00])
+    path = tmp_path / "type2.mid"
+    path.write_bytes(header + b"MTrk" + len(events).to_bytes(4, "big") + events)
+    result = run("encode", path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[4:] == "Bar Pos_0 Prog_0 Pitch_60 Vel_100 Dur_24".split()
+
+
+def test_demo_runs(tmp_path):
+    result = run("demo", "-o", tmp_path / "demo")
+    assert result.returncode == 0, result.stderr
+    assert "text identical: True" in result.stdout
+    assert (tmp_path / "demo" / "bach_bwv66.6.mid").stat().st_size > 0
