@@ -505,29 +505,32 @@ def decode_piece(text: str) -> Piece:
     ck.flag(is_cut_pos & (pos_val == 0), pos_start, "a bar cannot be cut at position 0")
 
     # 5. Event times: every event takes the latest non-cut position before it.
-    event_pos = np.where(~is_cut_pos)[0]
-    pos_mask = np.zeros(n, dtype=bool)
-    pos_mask[pos_idx[event_pos]] = True
-    time_of = np.zeros(n, dtype=np.int64)
-    time_of[pos_idx[event_pos]] = bar_start[pos_bar[event_pos]] + pos_val[event_pos]
-    token_time = _forward_fill(pos_mask, time_of, 0)
+    event_pos = ~is_cut_pos
+    pos_time = np.append(bar_start[pos_bar[event_pos]] + pos_val[event_pos], 0)  # [-1] -> 0
+    pos_tokens = pos_idx[event_pos]
 
-    # 6. Tempo changes (the first is the header's).
-    tempo_step = token_time[tempo_idx]
+    def time_at(tokens: np.ndarray) -> np.ndarray:
+        return pos_time[np.searchsorted(pos_tokens, tokens) - 1]
+
+    # 6. Tempo changes (the first is the header's, at step 0).
+    tempo_step = time_at(tempo_idx)
     tempo_step[0] = 0
     ck.flag(np.concatenate([[False], tempo_centi[1:] == tempo_centi[:-1]]), tempo_idx,
             "the tempo does not change")
 
     # 7. Streams: the latest Prog/Drums before each note or pedal.
-    is_stream_tok = (types == T["Prog"]) | (types == T["Drums"])
-    token_stream = _forward_fill(is_stream_tok, values, -1)
-    stream_tok = np.flatnonzero(is_stream_tok)
-    prev_stream = np.where(stream_tok > 0, token_stream[np.maximum(stream_tok - 1, 0)], -1)
-    ck.flag(values[stream_tok] == prev_stream, stream_tok, "the program is already in force")
+    stream_tok = np.flatnonzero((types == T["Prog"]) | (types == T["Drums"]))
+    stream_val = np.append(values[stream_tok], -1)  # [-1] -> no program yet
+    ck.flag(stream_val[:-1] == np.roll(stream_val, 1)[:-1], stream_tok, "the program is already in force")
+
+    def stream_at(tokens: np.ndarray) -> np.ndarray:
+        return stream_val[np.searchsorted(stream_tok, tokens) - 1]
+
     note_idx = np.flatnonzero(types == T["Pitch"])
     pedal_idx = np.flatnonzero(types == T["Pedal"])
-    ck.flag(token_stream[note_idx] < 0, note_idx, "a note needs a program: 'Prog_<p>' or 'Drums_<k>' first")
-    ck.flag(token_stream[pedal_idx] < 0, pedal_idx, "a pedal needs a program: 'Prog_<p>' or 'Drums_<k>' first")
+    note_stream, p_stream = stream_at(note_idx), stream_at(pedal_idx)
+    ck.flag(note_stream < 0, note_idx, "a note needs a program: 'Prog_<p>' or 'Drums_<k>' first")
+    ck.flag(p_stream < 0, pedal_idx, "a pedal needs a program: 'Prog_<p>' or 'Drums_<k>' first")
 
     # 8. Canonical order of stream events: (time, stream, pedal first, pitch, dur, vel).
     ev_idx = np.concatenate([pedal_idx, note_idx])
@@ -536,7 +539,7 @@ def decode_piece(text: str) -> Piece:
     ev_dur = dur_val[np.searchsorted(dur_idx, ev_idx)]
     is_note = types[ev_idx] == T["Pitch"]
     ev_keys = np.stack([
-        token_time[ev_idx], token_stream[ev_idx], is_note.astype(np.int64),
+        time_at(ev_idx), stream_at(ev_idx), is_note.astype(np.int64),
         np.where(is_note, values[ev_idx], 0), ev_dur,
         np.where(is_note, values[np.minimum(ev_idx + 1, n - 1)], 0),
     ])
@@ -550,16 +553,15 @@ def decode_piece(text: str) -> Piece:
         same_time_stream = (diff[0] == 0) & (diff[1] == 0)
         two_pedals = same_time_stream & ~is_note[1:] & ~is_note[:-1]
         # report a program that goes backwards at its Prog/Drums token
-        stream_token_at = _forward_fill(is_stream_tok, np.arange(n), -1)
-        ck.flag(decreasing & (first_nz <= 1), stream_token_at[ev_idx[1:]],
+        stream_token_at = np.append(stream_tok, 0)[np.searchsorted(stream_tok, ev_idx[1:]) - 1]
+        ck.flag(decreasing & (first_nz <= 1), stream_token_at,
                 "programs out of order: within a position they ascend (Prog before Drums)")
         ck.flag(decreasing & (first_nz > 1), ev_idx[1:],
                 "notes out of order: within a position and program they ascend by pitch, duration, velocity")
         ck.flag(two_pedals, ev_idx[1:], "one pedal per program and position")
 
     # 9. Pedal intervals of a stream neither overlap nor touch.
-    p_stream = token_stream[pedal_idx]
-    p_onset = token_time[pedal_idx]
+    p_onset = time_at(pedal_idx)
     p_dur = dur_val[np.searchsorted(dur_idx, pedal_idx)]
     if pedal_idx.size > 1:
         o = np.lexsort((p_onset, p_stream))
@@ -571,11 +573,11 @@ def decode_piece(text: str) -> Piece:
     ts_steps = np.concatenate([[0], bar_start[bar_has_ts]])
     return Piece(
         grid=vocab.grid,
-        note_onset=token_time[note_idx],
+        note_onset=time_at(note_idx),
         note_duration=dur_val[n_dur],
         note_pitch=values[note_idx],
         note_velocity=values[note_idx + 1],
-        note_stream=token_stream[note_idx],
+        note_stream=note_stream,
         pedal_onset=p_onset,
         pedal_duration=p_dur,
         pedal_stream=p_stream,
