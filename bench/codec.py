@@ -154,15 +154,18 @@ def table(r: dict, corpus: Path, repeats: int) -> str:
          f"{m['encode_notes_per_s'] / q['encode_notes_per_s']:.1f}x"),
         ("decode, notes/s", f"{m['decode_notes_per_s']:,.0f}", f"{q['decode_notes_per_s']:,.0f}",
          f"{m['decode_notes_per_s'] / q['decode_notes_per_s']:.1f}x"),
-        ("encode, tokens/s (not the measure)", f"{m['encode_tokens_per_s']:,.0f}", f"{q['encode_tokens_per_s']:,.0f}", ""),
-        ("decode, tokens/s (not the measure)", f"{m['decode_tokens_per_s']:,.0f}", f"{q['decode_tokens_per_s']:,.0f}", ""),
+        ("encode, tokens/s (not the measure)",
+         f"{m['encode_tokens_per_s']:,.0f}", f"{q['encode_tokens_per_s']:,.0f}", ""),
+        ("decode, tokens/s (not the measure)",
+         f"{m['decode_tokens_per_s']:,.0f}", f"{q['decode_tokens_per_s']:,.0f}", ""),
         ("whole-corpus encode / decode, s", f"{m['encode_s']:.3f} / {m['decode_s']:.3f}",
          f"{q['encode_s']:.3f} / {q['decode_s']:.3f}", ""),
         ("tokens per note", f"{m['tokens_per_note']:.3f}", f"{q['tokens_per_note']:.3f}",
          f"{m['tokens_per_note'] / q['tokens_per_note']:.2f}x"),
         ("round-trip note F1, exact (mean / worst file)", f"{m['f1_exact_mean']:.3f} / {m['f1_exact_min']:.3f}",
          f"{q['f1_exact_mean']:.3f} / {q['f1_exact_min']:.3f}", ""),
-        ("round-trip note F1, program+pitch+onset (mean)", f"{m['f1_onset_mean']:.3f}", f"{q['f1_onset_mean']:.3f}", ""),
+        ("round-trip note F1, program+pitch+onset (mean)",
+         f"{m['f1_onset_mean']:.3f}", f"{q['f1_onset_mean']:.3f}", ""),
         ("vocabulary size", f"{m['vocab']}", f"{q['vocab']}", ""),
         ("files that failed to encode", f"{m['failures']}", f"{q['failures']}", ""),
     ]
@@ -172,8 +175,8 @@ def table(r: dict, corpus: Path, repeats: int) -> str:
         "",
         f"`python bench/codec.py` on {r['files']} files, {r['notes']:,} notes (`{corpus.name}/` corpus); "
         f"best of {repeats} runs; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, symusic {symusic.__version__ if hasattr(symusic, '__version__') else ''}, "
-        f"MidiTok {_miditok_version()}. Both get the same in-memory symusic Scores (loading not timed). "
+        f"Python {platform.python_version()}, symusic {_version('symusic')}, "
+        f"MidiTok {_version('miditok')}. Both get the same in-memory symusic Scores (loading not timed). "
         "REMI: programs + tempos + time signatures, one token stream, other settings default. "
         "Mozart: grid 24. F1 is against the source quantized to 24 steps per quarter (Q in docs/format.md).",
         "",
@@ -186,10 +189,10 @@ def table(r: dict, corpus: Path, repeats: int) -> str:
     return "\n".join(lines)
 
 
-def _miditok_version() -> str:
+def _version(package: str) -> str:
     from importlib.metadata import version
 
-    return version("miditok")
+    return version(package)
 
 
 def write_section(section: str, start: str, end: str, path: Path = ROOT / "docs" / "benchmarks.md") -> None:

@@ -54,4 +54,5 @@ def covered():
 
 def pytest_terminal_summary(terminalreporter):
     for suite, names in sorted(_covered.items()):
-        terminalreporter.write_line(f"{suite}: covered {len(names)} files from {corpus_dir() if 'edge' not in suite else 'the edge folder'}")
+        source = "the edge folder" if "edge" in suite else corpus_dir()
+        terminalreporter.write_line(f"{suite}: covered {len(names)} files from {source}")

@@ -10,6 +10,7 @@ import pytest
 import symusic
 
 import mozart
+
 from conftest import DATA, edge_files
 from reference import note_multiset
 
@@ -116,7 +117,7 @@ def test_edge_files_encode_what_symusic_reads_or_fail_cleanly(path, tmp_path, co
 
 def test_type2_file_encodes_what_symusic_reads(tmp_path):
     """A hand-built SMF type-2 file with one track: symusic reads it, so we encode it."""
-    header = b"MThd" + (6).to_bytes(4, "big") + (2).to_bytes(2, "big") + (1).to_bytes(2, "big") + (96).to_bytes(2, "big")
+    header = b"MThd" + (6).to_bytes(4, "big") + b"".join(x.to_bytes(2, "big") for x in (2, 1, 96))
     events = bytes([0x00, 0x90, 60, 100, 0x60, 0x80, 60, 0, 0x00, 0xFF, 0x2F, 0x00])
     path = tmp_path / "type2.mid"
     path.write_bytes(header + b"MTrk" + len(events).to_bytes(4, "big") + events)

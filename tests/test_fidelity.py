@@ -7,6 +7,7 @@ import pytest
 import symusic
 
 import mozart
+
 from conftest import corpus_files
 from reference import last_step, note_multiset, pedal_steps, tempo_map, time_signature_map
 

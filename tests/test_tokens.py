@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 import mozart
 from mozart.tokens import GRAMMAR, TYPES, TokenError, decode_piece, encode_piece, vocabulary
+
 from reference import last_step, note_multiset, pedal_steps, tempo_map, time_signature_map
 from strategies import mutations, scores
 

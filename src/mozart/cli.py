@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -52,7 +52,9 @@ def _in_file(path: Path, error: MozartError) -> MozartError:
 @app.command("encode")
 def encode_cmd(
     midi: Annotated[Path, typer.Argument(help="MIDI file to encode.", show_default=False)],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Token file to write (stdout if omitted).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Token file to write (stdout if omitted).")
+    ] = None,
     grid: GridOption = 24,
 ) -> None:
     """Encode a MIDI file as Mozart text tokens.

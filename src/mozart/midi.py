@@ -46,7 +46,8 @@ def read_midi(path: str | os.PathLike) -> symusic.Score:
     if size == 0:
         raise MozartError(f"{p}: empty file")
     if magic != b"MThd":
-        kind = "a RIFF (RMID) container, not a plain MIDI file" if magic == b"RIFF" else "not a MIDI file (no MThd header)"
+        riff = magic == b"RIFF"
+        kind = "a RIFF (RMID) container, not a plain MIDI file" if riff else "not a MIDI file (no MThd header)"
         raise MozartError(f"{p}: {kind}")
     try:
         score = symusic.Score(str(p))

@@ -10,7 +10,7 @@ checks as whole-array comparisons and reads the events back the same way.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -138,7 +138,7 @@ def _word(type_name: str, value: int) -> str:
     return f"{type_name}_{value}"
 
 
-@lru_cache(maxsize=None)
+@cache
 def vocabulary(grid: int = 24) -> Vocabulary:
     """The vocabulary of format version ``FORMAT_VERSION`` at ``grid`` steps per quarter."""
     grid = validate_grid(grid)
@@ -320,7 +320,7 @@ def encode_piece(piece: Piece) -> str:
     return " ".join(_words_array(piece.grid)[ids].tolist())
 
 
-@lru_cache(maxsize=None)
+@cache
 def _words_array(grid: int) -> np.ndarray:
     return np.array(vocabulary(grid).words, dtype=object)
 
