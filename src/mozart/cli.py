@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from . import decode, encode
+from .dataset import DatasetConfig, build_dataset
 from .errors import MozartError
 from .midi import quantize, read_midi, write_atomic, write_midi
 from .tokens import decode_piece
@@ -100,6 +101,53 @@ def check_cmd(
         raise _in_file(tokens, e) from None
     n_tokens = len(text.split())
     typer.echo(f"{tokens}: ok: {n_tokens} tokens, {piece.n_notes} notes, grid {piece.grid}")
+
+
+def _parse_range(text: str | None) -> tuple[int, int] | None:
+    """'-5..6' -> (-5, 6)."""
+    if text is None:
+        return None
+    lo, sep, hi = text.partition("..")
+    try:
+        if not sep:
+            raise ValueError
+        return int(lo), int(hi)
+    except ValueError:
+        raise MozartError(f"--transpose {text!r}: expected LOW..HIGH, e.g. -5..6") from None
+
+
+@app.command("dataset")
+def dataset_cmd(
+    midi_dir: Annotated[Path, typer.Argument(help="Folder of MIDI files (searched recursively).", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Dataset folder to write.", show_default=False)],
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = DatasetConfig.workers,
+    valid: Annotated[float, typer.Option(help="Share of pieces for validation.")] = DatasetConfig.valid,
+    test: Annotated[float, typer.Option(help="Share of pieces for test.")] = DatasetConfig.test,
+    seed: Annotated[int, typer.Option(help="Seed of the split assignment.")] = DatasetConfig.seed,
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Cut pieces at bar lines into segments of at most this many tokens.")
+    ] = None,
+    transpose: Annotated[
+        str | None, typer.Option(help="Extra transposed train copies, semitone range LOW..HIGH, e.g. -5..6.")
+    ] = None,
+    grid: GridOption = 24,
+    timeout: Annotated[float, typer.Option(help="Seconds a single file may take.")] = DatasetConfig.timeout,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Build train/valid/test token shards, vocab.json and tokenizer.json from a MIDI folder.
+
+    Example: mozart dataset midi/ -o data/ --workers 2 --max-tokens 1024 --transpose -5..6
+    """
+    config = DatasetConfig(valid=valid, test=test, seed=seed, max_tokens=max_tokens,
+                           transpose=_parse_range(transpose), grid=grid, workers=workers, timeout=timeout)
+    stats = build_dataset(midi_dir, output, config, progress=not quiet)
+    s = stats["splits"]
+    typer.echo(
+        f"{output}: {stats['pieces']} pieces from {stats['files']} files "
+        f"(train {s['train']['pieces']}, valid {s['valid']['pieces']}, test {s['test']['pieces']}); "
+        f"{stats['records']} records, {stats['tokens']:,} tokens; "
+        f"{stats['failed_files']} failed, {stats['duplicate_files']} duplicates (see errors.tsv, stats.json)"
+    )
 
 
 @app.command("demo")

@@ -12,7 +12,8 @@ before drum kits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -120,3 +121,61 @@ def bar_layout(piece: Piece) -> tuple[np.ndarray, np.ndarray]:
         starts.append(s)
         which.append(np.full(s.size, i, dtype=np.int64))
     return np.concatenate(starts), np.concatenate(which)
+
+
+def _in_force(step: np.ndarray, at: int) -> int:
+    """Index of the map entry in force at step ``at`` (maps start at step 0)."""
+    return int(np.searchsorted(step, at, side="right") - 1)
+
+
+def slice_steps(piece: Piece, start: int, stop: int | None) -> Piece:
+    """The part of ``piece`` whose events start in [start, stop), shifted to begin at 0.
+
+    ``start`` must be a bar start so that the slice's bars line up with the piece's.
+    Notes and pedals keep their full durations (they may sound past ``stop``); the tempo
+    and time signature in force at ``start`` become the slice's initial ones.
+    """
+    end = np.iinfo(np.int64).max if stop is None else stop
+
+    def inside(step: np.ndarray) -> np.ndarray:
+        return (step >= start) & (step < end)
+
+    n, p = inside(piece.note_onset), inside(piece.pedal_onset)
+    t0, s0 = _in_force(piece.tempo_step, start), _in_force(piece.ts_step, start)
+    t = np.flatnonzero(inside(piece.tempo_step) & (np.arange(piece.tempo_step.size) > t0))
+    s = np.flatnonzero(inside(piece.ts_step) & (np.arange(piece.ts_step.size) > s0))
+    return Piece(
+        grid=piece.grid,
+        note_onset=piece.note_onset[n] - start,
+        note_duration=piece.note_duration[n],
+        note_pitch=piece.note_pitch[n],
+        note_velocity=piece.note_velocity[n],
+        note_stream=piece.note_stream[n],
+        pedal_onset=piece.pedal_onset[p] - start,
+        pedal_duration=piece.pedal_duration[p],
+        pedal_stream=piece.pedal_stream[p],
+        tempo_step=np.concatenate([[0], piece.tempo_step[t] - start]),
+        tempo_centi=np.concatenate([piece.tempo_centi[[t0]], piece.tempo_centi[t]]),
+        ts_step=np.concatenate([[0], piece.ts_step[s] - start]),
+        ts_numerator=np.concatenate([piece.ts_numerator[[s0]], piece.ts_numerator[s]]),
+        ts_denominator=np.concatenate([piece.ts_denominator[[s0]], piece.ts_denominator[s]]),
+    )
+
+
+def transpose(piece: Piece, semitones: int) -> Piece | None:
+    """``piece`` with every melodic note shifted by ``semitones`` (drums never move), or
+    None when the shift would push a melodic note outside 0..127."""
+    melodic = piece.note_stream < DRUM_OFFSET
+    pitch = piece.note_pitch + np.where(melodic, semitones, 0)
+    if pitch.size and (pitch.min() < 0 or pitch.max() > 127):
+        return None
+    return replace(piece, note_pitch=pitch)
+
+
+def content_digest(piece: Piece) -> str:
+    """A hash of the piece's notes alone (stream, onset, duration, pitch, velocity), in a
+    canonical order: the same for re-saved, type-0/1 converted or padded copies of a file."""
+    cols = (piece.note_stream, piece.note_onset, piece.note_duration, piece.note_pitch, piece.note_velocity)
+    order = np.lexsort(cols[::-1])
+    table = np.stack([c[order] for c in cols]).astype("<i8")
+    return hashlib.sha256(piece.grid.to_bytes(4, "little") + table.tobytes()).hexdigest()

@@ -1,0 +1,323 @@
+"""A folder of MIDI files -> train/valid/test token shards, vocabulary and tokenizer.
+
+Each file is read, encoded and (optionally) cut into segments in a supervised worker
+process (see workers.py), so a file that fails, hangs or crashes its process is listed
+in ``errors.tsv`` and the build goes on.  Results stream in file order into the split
+files; nothing but a digest per distinct piece is kept in memory.  Everything is built
+in a staging folder beside the output and moved into place only when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+import os
+import shutil
+import signal
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .errors import MozartError
+from .events import Piece, bar_layout, content_digest, slice_steps, transpose, validate_grid
+from .midi import quantize, read_midi, write_atomic
+from .tokenizer import save_tokenizer
+from .tokens import FORMAT_VERSION, encode_piece, vocabulary
+from .workers import run_tasks
+
+SPLITS = ("train", "valid", "test")
+MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi", ".smf")
+#: Smallest accepted --max-tokens: a header and a bar with one note.
+MIN_SEGMENT_TOKENS = 16
+#: Test-only hooks: a file whose name equals the variable's value kills its worker process
+#: (MOZART_TEST_CRASH_ON) or hangs it (MOZART_TEST_HANG_ON), to exercise the supervisor.
+CRASH_HOOK, HANG_HOOK = "MOZART_TEST_CRASH_ON", "MOZART_TEST_HANG_ON"
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """How a dataset is built (every field is a CLI option of ``mozart dataset``)."""
+
+    valid: float = 0.05  # share of distinct pieces in the valid split
+    test: float = 0.05  # share of distinct pieces in the test split
+    seed: int = 0  # changes which pieces land in valid/test
+    max_tokens: int | None = None  # cut pieces at bar lines into segments of at most this many tokens
+    transpose: tuple[int, int] | None = None  # inclusive semitone range of extra train copies, e.g. (-5, 6)
+    grid: int = 24  # steps per quarter note
+    workers: int = max(1, os.cpu_count() or 1)  # worker processes
+    timeout: float = 60.0  # seconds a single file may take before it is reported and skipped
+
+    def validate(self) -> None:
+        validate_grid(self.grid)
+        if not (0 <= self.valid < 1 and 0 <= self.test < 1 and self.valid + self.test < 1):
+            raise MozartError(f"--valid {self.valid} and --test {self.test} must be in [0, 1) with a sum below 1")
+        if self.max_tokens is not None and self.max_tokens < MIN_SEGMENT_TOKENS:
+            raise MozartError(f"--max-tokens {self.max_tokens} is too small (at least {MIN_SEGMENT_TOKENS})")
+        if self.transpose is not None:
+            lo, hi = self.transpose
+            if not (-12 <= lo <= hi <= 12):
+                raise MozartError(f"--transpose {lo}..{hi}: expected a range within -12..12 with low <= high")
+        if self.workers < 1:
+            raise MozartError("--workers must be at least 1")
+        if self.timeout <= 0:
+            raise MozartError("--timeout must be positive")
+
+
+def split_of(digest: str, config: DatasetConfig) -> tuple[str, float]:
+    """The split of a piece, from its content digest and the seed alone (so it does not
+    change when other files join the folder), and the uniform number that chose it."""
+    u = int(hashlib.sha256(f"{config.seed}:{digest}".encode()).hexdigest()[:16], 16) / 2**64
+    if u < config.test:
+        return "test", u
+    if u < config.test + config.valid:
+        return "valid", u
+    return "train", u
+
+
+def segments(piece: Piece, max_tokens: int | None) -> tuple[list[str], int]:
+    """Cut ``piece`` at bar lines into self-contained texts of at most ``max_tokens`` tokens.
+
+    Each segment restates the time signature and tempo in force where it starts and names
+    its first program, so it checks and decodes on its own.  Returns the segments that
+    hold notes and the number of bars dropped because one bar alone exceeds the limit.
+    """
+    text = encode_piece(piece)
+    words = text.split()
+    if max_tokens is None or len(words) <= max_tokens:
+        return [text], 0
+    bar_word = [i for i, w in enumerate(words) if w == "Bar"]
+    bar_cost = [b - a for a, b in zip(bar_word, bar_word[1:] + [len(words)])]
+    header = bar_word[0] + 1  # header words, plus a Prog that a segment may need to restate
+    starts, _ = bar_layout(piece)
+    n_bars, out, dropped, b = len(starts), [], 0, 0
+    while b < n_bars:
+        e, cost = b, header
+        while e < n_bars and cost + bar_cost[e] <= max_tokens:
+            cost += bar_cost[e]
+            e += 1
+        e = max(e, b + 1)
+        while True:  # the estimate can be a little short: shrink until the text fits
+            stop = int(starts[e]) if e < n_bars else None
+            seg = encode_piece(slice_steps(piece, int(starts[b]), stop))
+            if len(seg.split()) <= max_tokens or e == b + 1:
+                break
+            e -= 1
+        if len(seg.split()) > max_tokens:
+            dropped += 1
+        elif "Pitch_" in seg:
+            out.append(seg)
+        b = e
+    return out, dropped
+
+
+@dataclass
+class FileResult:
+    """What a worker learned about one file."""
+
+    n_notes: int
+    digest: str
+    split: str
+    u: float
+    segments: list[str]  # the piece's own segments
+    augmented: list[tuple[int, list[str]]]  # (semitones, segments) for train copies
+    dropped_bars: int
+
+
+def process_file(task: tuple[str, str, DatasetConfig]) -> FileResult:
+    """Worker: read, quantize, split, segment and augment one file."""
+    path, source, config = task
+    name = Path(path).name
+    if os.environ.get(CRASH_HOOK) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if os.environ.get(HANG_HOOK) == name:
+        time.sleep(10**6)
+    try:
+        piece = quantize(read_midi(path), config.grid)
+    except MozartError as e:  # errors.tsv names the file already: keep only the reason
+        raise MozartError(str(e).removeprefix(f"{path}: ")) from None
+    if piece.n_notes == 0:
+        return FileResult(0, "", "", 0.0, [], [], 0)
+    digest = content_digest(piece)
+    split, u = split_of(digest, config)
+    own, dropped = segments(piece, config.max_tokens)
+    augmented = []
+    if split == "train" and config.transpose is not None:
+        for k in range(config.transpose[0], config.transpose[1] + 1):
+            shifted = transpose(piece, k) if k else None
+            if shifted is not None:
+                augmented.append((k, segments(shifted, config.max_tokens)[0]))
+    return FileResult(piece.n_notes, digest, split, u, own, augmented, dropped)
+
+
+def find_midi_files(folder: Path) -> list[Path]:
+    """MIDI files below ``folder`` (recursively, hidden folders skipped), sorted by path."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / f for f in files if f.lower().endswith(MIDI_SUFFIXES)]
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def _record(record_id: str, source: str, text: str) -> str:
+    return json.dumps({"id": record_id, "source": source, "tokens": text}, ensure_ascii=False) + "\n"
+
+
+def _prepare_output(out_dir: Path) -> Path:
+    """Check the output folder and return a fresh staging folder beside it."""
+    parent = out_dir.parent
+    if not parent.is_dir():
+        raise MozartError(f"{out_dir}: folder {parent} does not exist")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MozartError(f"{out_dir}: exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "stats.json").exists():
+        raise MozartError(f"{out_dir}: exists, is not empty and is not a Mozart dataset; not overwriting it")
+    for stale in parent.glob(f".{out_dir.name}.partial-*"):  # left by an interrupted build
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = parent / f".{out_dir.name}.partial-{os.getpid()}"
+    staging.mkdir()
+    return staging
+
+
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Move the finished staging folder into place (the old dataset, if any, goes last)."""
+    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    if out_dir.exists():
+        out_dir.rename(old)
+    staging.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def build_dataset(midi_dir: Path, out_dir: Path, config: DatasetConfig, progress: bool = True) -> dict:
+    """Build a dataset from ``midi_dir`` into ``out_dir``; return its statistics."""
+    config.validate()
+    midi_dir, out_dir = Path(midi_dir), Path(out_dir)
+    if not midi_dir.is_dir():
+        raise MozartError(f"{midi_dir}: no such folder")
+    files = find_midi_files(midi_dir)
+    if not files:
+        raise MozartError(f"{midi_dir}: no MIDI files (looked for {', '.join(MIDI_SUFFIXES)})")
+    staging = _prepare_output(out_dir)
+    try:
+        stats = _build(files, midi_dir, staging, config, progress)
+        _publish(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return stats
+
+
+def _build(files: list[Path], midi_dir: Path, staging: Path, config: DatasetConfig, progress: bool) -> dict:
+    sources = [p.relative_to(midi_dir).as_posix() for p in files]
+    tasks = [(str(p), s, config) for p, s in zip(files, sources)]
+    errors: list[tuple[str, str]] = []
+    seen: dict[bytes, str] = {}  # digest prefix -> first source with that content
+    duplicates: list[tuple[str, str]] = []
+    dropped_bars = 0
+    lowest_train: list[tuple[float, str]] = []  # the two train pieces with the smallest u
+    shards = {split: open(staging / f"{split}.jsonl", "w", encoding="utf-8") for split in SPLITS}
+    try:
+        outcomes = run_tasks(process_file, tasks, config.workers, config.timeout)
+        for outcome in tqdm(outcomes, total=len(tasks), unit="file", desc="dataset", disable=not progress):
+            source = outcome.task[1]
+            if not outcome.ok:
+                errors.append((source, outcome.reason))
+                continue
+            result: FileResult = outcome.value
+            if result.n_notes == 0:
+                errors.append((source, "no notes"))
+                continue
+            key = bytes.fromhex(result.digest[:32])
+            if key in seen:
+                duplicates.append((source, seen[key]))
+                continue
+            seen[key] = source
+            dropped_bars += result.dropped_bars
+            shard = shards[result.split]
+            for i, text in enumerate(result.segments):
+                shard.write(_record(f"{source}#{i}", source, text))
+            for k, texts in result.augmented:
+                for i, text in enumerate(texts):
+                    shard.write(_record(f"{source}#{i}@t{k:+d}", source, text))
+            if result.split == "train":
+                heapq.heappush(lowest_train, (-result.u, source))
+                if len(lowest_train) > 2:
+                    heapq.heappop(lowest_train)
+    finally:
+        for f in shards.values():
+            f.close()
+    moved = _ensure_valid_and_test(staging, len(seen), sorted((-u, s) for u, s in lowest_train), config)
+    stats = _finish(staging, config, len(files), errors, duplicates, dropped_bars, moved)
+    return stats
+
+
+def _ensure_valid_and_test(staging: Path, n_pieces: int, lowest: list[tuple[float, str]], config) -> dict:
+    """With at least 3 distinct pieces, valid and test each get one: an empty one takes the
+    train piece with the smallest split number (its augmented copies are dropped)."""
+    empty = [s for s in ("test", "valid") if (staging / f"{s}.jsonl").stat().st_size == 0]
+    wanted = {"test": config.test, "valid": config.valid}
+    empty = [s for s in empty if wanted[s] > 0]
+    if n_pieces < 3 or not empty:
+        return {}
+    moved = {source: split for (_, source), split in zip(lowest, empty)}
+    if not moved:
+        return {}
+    train = staging / "train.jsonl"
+    kept = staging / "train.jsonl.tmp"
+    targets = {split: open(staging / f"{split}.jsonl", "a", encoding="utf-8") for split in set(moved.values())}
+    with open(train, encoding="utf-8") as src, open(kept, "w", encoding="utf-8") as dst:
+        for line in src:
+            record = json.loads(line)
+            if record["source"] not in moved:
+                dst.write(line)
+            elif "@t" not in record["id"][len(record["source"]):]:
+                targets[moved[record["source"]]].write(line)
+    for f in targets.values():
+        f.close()
+    os.replace(kept, train)
+    return moved
+
+
+def _finish(staging, config, n_files, errors, duplicates, dropped_bars, moved) -> dict:
+    """Count what was written (one streaming pass), then write vocab, tokenizer, errors, stats."""
+    vocab: Counter = Counter()
+    per_split = {}
+    for split in SPLITS:
+        pieces, records, notes, tokens = set(), 0, 0, 0
+        with open(staging / f"{split}.jsonl", encoding="utf-8") as f:
+            for line in f:
+                record = json.loads(line)
+                words = record["tokens"].split()
+                vocab.update(words)
+                pieces.add(record["source"])
+                records += 1
+                tokens += len(words)
+                notes += sum(1 for w in words if w.startswith("Pitch_"))
+        per_split[split] = {"pieces": len(pieces), "records": records, "notes": notes, "tokens": tokens}
+    order = vocabulary(config.grid).index  # vocabulary order, for a stable vocab.json
+    counts = {w: vocab[w] for w in sorted(vocab, key=order.__getitem__)}
+    write_atomic(staging / "vocab.json", json.dumps(
+        {"format_version": FORMAT_VERSION, "grid": config.grid, "unique_tokens": len(counts), "counts": counts}, indent=1) + "\n")
+    save_tokenizer(staging, config.grid)
+    lines = ["file\treason\n"] + [f"{f}\t{' '.join(r.split())}\n" for f, r in sorted(errors)]
+    write_atomic(staging / "errors.tsv", "".join(lines))
+    stats = {
+        "files": n_files,
+        "failed_files": len(errors),
+        "duplicate_files": len(duplicates),
+        "duplicates": [{"file": f, "same_as": s} for f, s in duplicates],
+        "pieces": sum(v["pieces"] for v in per_split.values()),
+        "records": sum(v["records"] for v in per_split.values()),
+        "notes": sum(v["notes"] for v in per_split.values()),
+        "tokens": sum(v["tokens"] for v in per_split.values()),
+        "bars_dropped_over_max_tokens": dropped_bars,
+        "moved_to_fill_splits": moved,
+        "splits": per_split,
+        "config": {k: v for k, v in asdict(config).items() if k not in ("workers", "timeout")},
+    }
+    # stats.json is the dataset's completion mark: written last, inside the staging folder
+    write_atomic(staging / "stats.json", json.dumps(stats, indent=1) + "\n")
+    return stats

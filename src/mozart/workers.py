@@ -1,0 +1,124 @@
+"""Supervised worker processes: run a function over many tasks, in parallel, such that a
+task that raises, hangs or kills its process becomes a reported failure, not a failed run.
+
+Results come back in task order (a bounded look-ahead keeps memory flat), so whatever
+consumes them can write deterministic output while it streams.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+#: How many tasks past the oldest unfinished one may be handed out, per worker.
+LOOKAHEAD_PER_WORKER = 16
+
+
+@dataclass
+class Outcome:
+    """What became of one task: ``value`` when ``ok``, else a one-line ``reason``."""
+
+    task: Any
+    ok: bool
+    value: Any = None
+    reason: str = ""
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
+
+
+def _serve(conn: Connection, fn: Callable[[Any], Any]) -> None:
+    """Worker loop: receive (index, task), send back (index, ok, value-or-reason)."""
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, KeyboardInterrupt):
+            return
+        if message is None:
+            return
+        index, task = message
+        try:
+            conn.send((index, True, fn(task)))
+        except Exception as e:  # any failure of one task is that task's outcome
+            conn.send((index, False, _one_line(e)))
+
+
+class _Worker:
+    def __init__(self, ctx, fn):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(child, fn), daemon=True)
+        self.process.start()
+        child.close()
+        self.index: int | None = None
+        self.started = 0.0
+
+    def give(self, index: int, task: Any) -> None:
+        self.index, self.started = index, time.monotonic()
+        self.conn.send((index, task))
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+
+def run_tasks(
+    fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int, timeout: float | None
+) -> Iterator[Outcome]:
+    """Yield one :class:`Outcome` per task, in task order.
+
+    ``fn`` runs in ``workers`` separate processes (it must be importable: a module-level
+    function).  A task whose call raises, runs longer than ``timeout`` seconds, or whose
+    process dies is reported as failed; its worker is replaced and the run goes on.
+    """
+    ctx = mp.get_context("spawn")
+    pool = [_Worker(ctx, fn) for _ in range(max(1, workers))]
+    done: dict[int, tuple[bool, Any]] = {}
+    next_out = next_in = 0
+    lookahead = LOOKAHEAD_PER_WORKER * len(pool)
+    try:
+        while next_out < len(tasks):
+            for w in pool:
+                if w.index is None and next_in < len(tasks) and next_in - next_out < lookahead:
+                    w.give(next_in, tasks[next_in])
+                    next_in += 1
+            busy = [w for w in pool if w.index is not None]
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=0.5)
+            for i, w in enumerate(pool):
+                if w.index is None:
+                    continue
+                failure = None
+                if w.conn.poll():
+                    try:
+                        index, ok, value = w.conn.recv()
+                        done[index] = (ok, value)
+                        w.index = None
+                        continue
+                    except (EOFError, OSError):
+                        failure = f"worker process crashed (exit code {w.process.exitcode})"
+                elif not w.process.is_alive():
+                    failure = f"worker process crashed (exit code {w.process.exitcode})"
+                elif timeout is not None and time.monotonic() - w.started > timeout:
+                    failure = f"timed out after {timeout:g} s"
+                if failure:
+                    done[w.index] = (False, failure)
+                    w.stop()
+                    pool[i] = _Worker(ctx, fn)
+            while next_out in done:
+                ok, value = done.pop(next_out)
+                yield Outcome(tasks[next_out], ok, value if ok else None, "" if ok else value)
+                next_out += 1
+    finally:
+        for w in pool:
+            try:
+                w.conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+            w.stop()
