@@ -191,6 +191,9 @@ def main(argv: list[str] | None = None) -> None:
     except MozartError as e:
         print(f"mozart: error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print("mozart: interrupted", file=sys.stderr)
+        sys.exit(130)
     except OSError as e:
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         print(f"mozart: error: {where}{e.strerror or e}", file=sys.stderr)

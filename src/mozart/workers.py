@@ -8,6 +8,7 @@ consumes them can write deterministic output while it streams.
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,10 +36,11 @@ def _one_line(e: BaseException) -> str:
 
 def _serve(conn: Connection, fn: Callable[[Any], Any]) -> None:
     """Worker loop: receive (index, task), send back (index, ok, value-or-reason)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
     while True:
         try:
             message = conn.recv()
-        except (EOFError, KeyboardInterrupt):
+        except EOFError:
             return
         if message is None:
             return

@@ -1,0 +1,277 @@
+"""mozart dataset: splits, records, tokenizer, errors, dedupe, interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import symusic
+from transformers import PreTrainedTokenizerFast
+
+import mozart
+from mozart.dataset import DatasetConfig, build_dataset, segments, split_of
+from mozart.events import transpose
+from mozart.tokenizer import SPECIAL_TOKENS
+from conftest import DATA, corpus_files, edge_files
+
+MAX_TOKENS = 512
+
+
+def records(folder: Path, split: str) -> list[dict]:
+    with open(folder / f"{split}.jsonl", encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def link_all(files: list[Path], folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        (folder / f.name).symlink_to(f.resolve())
+    return folder
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """A dataset of the test corpus mixed with the edge files, segmented and augmented."""
+    root = tmp_path_factory.mktemp("mixed")
+    midi = link_all(corpus_files() + edge_files(), root / "midi")
+    config = DatasetConfig(max_tokens=MAX_TOKENS, transpose=(-1, 1), workers=2)
+    stats = build_dataset(midi, root / "data", config, progress=False)
+    return root / "data", stats, midi
+
+
+def test_splits_are_disjoint_and_non_empty(mixed):
+    data, stats, _ = mixed
+    sources = {split: {r["source"] for r in records(data, split)} for split in ("train", "valid", "test")}
+    assert not sources["train"] & sources["valid"]
+    assert not sources["train"] & sources["test"]
+    assert not sources["valid"] & sources["test"]
+    assert all(sources.values()), "valid and test each get at least one piece"
+    for split, names in sources.items():
+        assert stats["splits"][split]["pieces"] == len(names)
+
+
+def test_every_record_checks_decodes_and_fits(mixed):
+    data, _, _ = mixed
+    n = 0
+    for split in ("train", "valid", "test"):
+        for r in records(data, split):
+            assert set(r) == {"id", "source", "tokens"}
+            assert len(r["tokens"].split()) <= MAX_TOKENS
+            piece = mozart.decode_piece(r["tokens"])  # raises on any grammar error
+            assert piece.n_notes > 0
+            n += 1
+    assert n > 0
+
+
+def test_only_train_is_augmented_and_drums_never_move(mixed):
+    data, _, _ = mixed
+    assert not any("@t" in r["id"] for s in ("valid", "test") for r in records(data, s))
+    train = records(data, "train")
+    by_id = {r["id"]: r["tokens"] for r in train}
+    augmented = [r for r in train if "@t" in r["id"]]
+    assert augmented
+    for r in augmented[:50]:
+        base_id, shift = r["id"].split("@t")
+        base, moved = mozart.decode_piece(by_id[base_id]), mozart.decode_piece(r["tokens"])
+        drums = base.note_stream >= 128
+        assert np.array_equal(np.sort(moved.note_pitch[moved.note_stream >= 128]), np.sort(base.note_pitch[drums]))
+        melodic = np.sort(base.note_pitch[~drums]) + int(shift)
+        assert np.array_equal(np.sort(moved.note_pitch[moved.note_stream < 128]), melodic)
+
+
+def test_tokenizer_round_trips_every_token(mixed):
+    data, _, _ = mixed
+    tok = PreTrainedTokenizerFast(tokenizer_file=str(data / "tokenizer.json"))
+    special = tok.convert_tokens_to_ids(list(SPECIAL_TOKENS))
+    assert special == [0, 1, 2, 3]
+    assert set(SPECIAL_TOKENS) <= set(tok.all_special_tokens) | {t.content for t in tok.added_tokens_decoder.values()}
+    assert len(tok) == len(mozart.vocabulary(24)) + 4  # the whole format vocabulary, not only what was seen
+    unk = tok.convert_tokens_to_ids("<unk>")
+    for split in ("train", "valid", "test"):
+        for r in records(data, split):
+            ids = tok(r["tokens"])["input_ids"]
+            assert unk not in ids
+            assert tok.convert_ids_to_tokens(ids) == r["tokens"].split()
+            assert tok.decode(ids) == r["tokens"]
+
+
+def test_vocab_json_counts_every_token(mixed):
+    data, stats, _ = mixed
+    vocab = json.loads((data / "vocab.json").read_text())
+    assert sum(vocab["counts"].values()) == stats["tokens"]
+    assert vocab["unique_tokens"] == len(vocab["counts"])
+    assert set(vocab["counts"]) <= set(mozart.vocabulary(24).words)
+
+
+def test_failed_and_empty_files_are_listed(mixed):
+    data, stats, midi = mixed
+    lines = (data / "errors.tsv").read_text().splitlines()
+    assert lines[0] == "file\treason"
+    listed = dict(line.split("\t") for line in lines[1:])
+    assert all(reason for reason in listed.values())
+    for path in edge_files():
+        try:
+            notes = symusic.Score(str(path)).note_num()
+        except Exception:
+            notes = None
+        if notes is None:
+            assert path.name in listed, path.name
+        elif notes == 0:  # "no notes", or a header error such as 0 ticks per quarter
+            assert path.name in listed, path.name
+    assert "no notes" in listed.values() or not edge_files()
+    assert stats["failed_files"] == len(listed)
+
+
+def test_content_duplicates_are_removed(tmp_path):
+    source = DATA / "muspy_fur-elise.mid"
+    midi = tmp_path / "midi"
+    midi.mkdir()
+    (midi / "a.mid").write_bytes(source.read_bytes())
+    (midi / "b_trailing_garbage.mid").write_bytes(source.read_bytes() + b"\x00junk" * 10)
+    resaved = symusic.Score(str(source)).resample(960)  # other resolution, other bytes
+    resaved.dump_midi(str(midi / "c_resaved.mid"))
+    (midi / "d_other.mid").write_bytes((DATA / "muspy_pitches.mid").read_bytes())
+    assert len({p.read_bytes() for p in midi.iterdir()}) == 4
+    stats = build_dataset(midi, tmp_path / "data", DatasetConfig(workers=1), progress=False)
+    assert stats["pieces"] == 2
+    assert stats["duplicate_files"] == 2
+    assert {d["same_as"] for d in stats["duplicates"]} == {"a.mid"}
+
+
+def test_split_is_stable_when_files_are_added(tmp_path):
+    files = corpus_files()
+    small = link_all(files[: len(files) // 2], tmp_path / "small")
+    big = link_all(files, tmp_path / "big")
+    cfg = DatasetConfig(workers=1, valid=0.3, test=0.3)
+    build_dataset(small, tmp_path / "d1", cfg, progress=False)
+    build_dataset(big, tmp_path / "d2", cfg, progress=False)
+    where1 = {r["source"]: s for s in ("train", "valid", "test") for r in records(tmp_path / "d1", s)}
+    where2 = {r["source"]: s for s in ("train", "valid", "test") for r in records(tmp_path / "d2", s)}
+    moved = json.loads((tmp_path / "d1" / "stats.json").read_text())["moved_to_fill_splits"]
+    for source, split in where1.items():
+        if source not in moved:
+            assert where2[source] == split
+
+
+def test_split_of_depends_on_content_and_seed_only():
+    cfg = DatasetConfig(valid=0.1, test=0.1, seed=0)
+    splits = [split_of(f"{i:064x}", cfg)[0] for i in range(2000)]
+    share = {s: splits.count(s) / len(splits) for s in ("train", "valid", "test")}
+    assert 0.07 < share["valid"] < 0.13 and 0.07 < share["test"] < 0.13
+    assert split_of("ab" * 32, cfg) == split_of("ab" * 32, cfg)
+    other = [split_of(f"{i:064x}", DatasetConfig(valid=0.1, test=0.1, seed=1))[0] for i in range(2000)]
+    assert other != splits
+
+
+def test_segments_keep_every_note():
+    path = max(corpus_files(), key=lambda p: symusic.Score(str(p)).note_num())
+    piece = mozart.quantize(symusic.Score(str(path)))
+    parts, dropped = segments(piece, 200)
+    assert len(parts) > 1
+    for text in parts:
+        assert len(text.split()) <= 200
+        mozart.check(text)
+    if dropped == 0:
+        assert sum(mozart.decode_piece(t).n_notes for t in parts) == piece.n_notes
+
+
+def test_transpose_skips_shifts_out_of_range():
+    piece = mozart.quantize(symusic.Score(str(DATA / "muspy_pitches.mid")))  # pitches 0..127
+    assert transpose(piece, 1) is None and transpose(piece, -1) is None
+    assert transpose(piece, 0) is not None
+
+
+def _build_cmd(midi: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "mozart", "dataset", str(midi), "-o", str(out), "--workers", "2", "-q", *extra]
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_kill_9_then_rerun_is_byte_identical(tmp_path):
+    midi = link_all(corpus_files(), tmp_path / "midi")
+    clean = tmp_path / "clean"
+    assert subprocess.run(_build_cmd(midi, clean, "--max-tokens", "256"), capture_output=True).returncode == 0
+
+    out = tmp_path / "data"
+    hang = corpus_files()[len(corpus_files()) // 2].name
+    env = {**os.environ, "MOZART_TEST_HANG_ON": hang}
+    proc = subprocess.Popen(_build_cmd(midi, out, "--max-tokens", "256", "--timeout", "600"), env=env,
+                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".data.partial-*")) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(2.0)  # let it write part of the shards
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not out.exists(), "a killed build must not leave a dataset that looks complete"
+
+    assert subprocess.run(_build_cmd(midi, out, "--max-tokens", "256"), capture_output=True).returncode == 0
+    assert _tree(out) == _tree(clean)
+    assert not list(tmp_path.glob(".data.partial-*"))
+
+
+def test_ctrl_c_leaves_nothing_and_keeps_the_old_dataset(tmp_path):
+    midi = link_all(corpus_files(), tmp_path / "midi")
+    out = tmp_path / "data"
+    assert subprocess.run(_build_cmd(midi, out), capture_output=True).returncode == 0
+    before = _tree(out)
+    env = {**os.environ, "MOZART_TEST_HANG_ON": corpus_files()[0].name}
+    proc = subprocess.Popen(_build_cmd(midi, out, "--seed", "7", "--timeout", "600"), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".data.partial-*")) and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err
+    assert _tree(out) == before
+    assert not list(tmp_path.glob(".data.partial-*"))
+
+
+def test_crash_and_hang_are_reported_and_the_build_goes_on(tmp_path):
+    midi = link_all(corpus_files()[:6], tmp_path / "midi")
+    names = sorted(p.name for p in midi.iterdir())
+    env = {**os.environ, "MOZART_TEST_CRASH_ON": names[0], "MOZART_TEST_HANG_ON": names[1]}
+    result = subprocess.run(_build_cmd(midi, tmp_path / "data", "--timeout", "5"), env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    listed = dict(line.split("\t") for line in (tmp_path / "data" / "errors.tsv").read_text().splitlines()[1:])
+    assert listed[names[0]].startswith("worker process crashed")
+    assert listed[names[1]] == "timed out after 5 s"
+    stats = json.loads((tmp_path / "data" / "stats.json").read_text())
+    assert stats["pieces"] >= 1
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "not_a_dataset", "bad_split"])
+def test_dataset_bad_input(tmp_path, case):
+    midi, out = tmp_path / "midi", tmp_path / "out"
+    midi.mkdir()
+    args = []
+    if case != "empty":
+        (midi / "a.mid").write_bytes((DATA / "muspy_fur-elise.mid").read_bytes())
+    if case == "missing":
+        midi = tmp_path / "nope"
+    if case == "not_a_dataset":
+        out.mkdir()
+        (out / "precious.txt").write_text("keep me")
+    if case == "bad_split":
+        args = ["--valid", "0.7", "--test", "0.5"]
+    result = subprocess.run([sys.executable, "-m", "mozart", "dataset", str(midi), "-o", str(out), "-q", *args],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.startswith("mozart: error: ") and len(result.stderr.strip().splitlines()) == 1
+    if case == "not_a_dataset":
+        assert (out / "precious.txt").read_text() == "keep me"
+    else:
+        assert not out.exists()
