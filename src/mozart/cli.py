@@ -7,6 +7,7 @@ stderr, no traceback), 2 on a usage error (typer/click's own message).
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -14,6 +15,7 @@ from typing import Annotated
 import typer
 
 from . import decode, encode
+from .corpus import DEFAULT_TIMEOUT, export_music21
 from .dataset import DatasetConfig, build_dataset
 from .errors import MozartError
 from .midi import quantize, read_midi, write_atomic, write_midi
@@ -147,6 +149,38 @@ def dataset_cmd(
         f"(train {s['train']['pieces']}, valid {s['valid']['pieces']}, test {s['test']['pieces']}); "
         f"{stats['records']} records, {stats['tokens']:,} tokens; "
         f"{stats['failed_files']} failed, {stats['duplicate_files']} duplicates (see errors.tsv, stats.json)"
+    )
+
+
+class CorpusSource(str, Enum):
+    music21 = "music21"
+
+
+class CorpusSubset(str, Enum):
+    chorales = "chorales"
+    folk = "folk"
+    all = "all"
+
+
+@app.command("corpus")
+def corpus_cmd(
+    source: Annotated[CorpusSource, typer.Argument(help="Where the corpus comes from.", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the MIDI files.", show_default=False)],
+    subset: Annotated[CorpusSubset, typer.Option(help="Which public-domain works.")] = CorpusSubset.chorales,
+    limit: Annotated[int | None, typer.Option(help="Export only the first N corpus files.")] = None,
+    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    timeout: Annotated[float, typer.Option(help="Seconds one corpus file may take.")] = DEFAULT_TIMEOUT,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Export the public-domain corpus shipped with music21 to MIDI files.
+
+    Example: mozart corpus music21 -o midi/ --subset chorales --workers 2
+    """
+    summary = export_music21(output, subset.value, limit, workers, timeout, progress=not quiet)
+    typer.echo(
+        f"{output}: {summary['midi_files']} MIDI files from {summary['works']} music21 corpus files "
+        f"({summary['subset']}); {summary['failed']} failed (errors.tsv), "
+        f"{summary['skipped_existing']} already exported"
     )
 
 

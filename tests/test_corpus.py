@@ -1,0 +1,55 @@
+"""mozart corpus music21: real exports of the public-domain corpus shipped with music21."""
+
+from __future__ import annotations
+
+import symusic
+
+import mozart
+from mozart.corpus import SUBSETS, ExportTask, corpus_root, export_file, export_music21, list_works, output_stems
+
+
+def test_chorales_export_and_resume(tmp_path):
+    summary = export_music21(tmp_path, "chorales", limit=3, workers=1, progress=False)
+    assert summary == {"subset": "chorales", "works": 3, "midi_files": 3, "failed": 0, "skipped_existing": 0}
+    rows = (tmp_path / "corpus.tsv").read_text().splitlines()
+    assert rows[0] == "midi_file\tmusic21_source" and len(rows) == 4
+    for row in rows[1:]:
+        midi, source = row.split("\t")
+        assert source.startswith("bach/")
+        score = symusic.Score(str(tmp_path / midi))
+        assert score.note_num() > 50  # a four-part chorale
+        mozart.check(mozart.encode(score))
+    again = export_music21(tmp_path, "chorales", limit=3, workers=1, progress=False)
+    assert again["skipped_existing"] == 3 and again["midi_files"] == 3
+
+
+def test_folk_tune_book_becomes_one_file_per_tune(tmp_path):
+    path, relative = next(w for w in list_works("folk") if w[1].startswith("oneills1850/"))
+    written = export_file(ExportTask(str(path), relative, relative.rsplit(".", 1)[0], str(tmp_path)))
+    assert len(written) > 10
+    assert all(name.startswith("oneills1850/") and name.endswith(".mid") for name in written)
+    assert symusic.Score(str(tmp_path / written[0])).note_num() > 0
+
+
+def test_timeouts_are_reported_not_fatal(tmp_path):
+    summary = export_music21(tmp_path, "chorales", limit=2, workers=1, timeout=0.01, progress=False)
+    assert summary["failed"] == 2 and summary["midi_files"] == 0
+    reasons = (tmp_path / "errors.tsv").read_text().splitlines()[1:]
+    assert all(line.endswith("timed out after 0.01 s") for line in reasons)
+
+
+def test_subsets_hold_only_public_domain_folders():
+    root = corpus_root()
+    for folders in SUBSETS.values():
+        for folder in folders:
+            assert (root / folder).is_dir(), folder
+    for excluded in ("essenFolksong", "schoenberg", "webern", "nottingham-dataset"):
+        assert all(excluded not in folders for folders in SUBSETS.values())
+    assert len(list_works("chorales")) > 400
+
+
+def test_output_names_are_unique():
+    stems = output_stems(["bach/bwv277.krn", "bach/bwv277.mxl", "bach/bwv66.6.mxl"])
+    assert stems == ["bach/bwv277.krn", "bach/bwv277.mxl", "bach/bwv66.6"]
+    all_stems = output_stems([r for _, r in list_works("all")])
+    assert len(set(all_stems)) == len(all_stems)
