@@ -19,6 +19,7 @@ import mozart
 from mozart.dataset import DatasetConfig, build_dataset, segments, split_of
 from mozart.events import transpose
 from mozart.tokenizer import SPECIAL_TOKENS
+
 from conftest import DATA, corpus_files, edge_files
 
 MAX_TOKENS = 512

@@ -7,7 +7,7 @@ stderr, no traceback), 2 on a usage error (typer/click's own message).
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
@@ -152,11 +152,11 @@ def dataset_cmd(
     )
 
 
-class CorpusSource(str, Enum):
+class CorpusSource(StrEnum):
     music21 = "music21"
 
 
-class CorpusSubset(str, Enum):
+class CorpusSubset(StrEnum):
     chorales = "chorales"
     folk = "folk"
     all = "all"

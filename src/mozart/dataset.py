@@ -299,8 +299,8 @@ def _finish(staging, config, n_files, errors, duplicates, dropped_bars, moved) -
         per_split[split] = {"pieces": len(pieces), "records": records, "notes": notes, "tokens": tokens}
     order = vocabulary(config.grid).index  # vocabulary order, for a stable vocab.json
     counts = {w: vocab[w] for w in sorted(vocab, key=order.__getitem__)}
-    write_atomic(staging / "vocab.json", json.dumps(
-        {"format_version": FORMAT_VERSION, "grid": config.grid, "unique_tokens": len(counts), "counts": counts}, indent=1) + "\n")
+    vocab_json = {"format_version": FORMAT_VERSION, "grid": config.grid, "unique_tokens": len(counts), "counts": counts}
+    write_atomic(staging / "vocab.json", json.dumps(vocab_json, indent=1) + "\n")
     save_tokenizer(staging, config.grid)
     lines = ["file\treason\n"] + [f"{f}\t{' '.join(r.split())}\n" for f, r in sorted(errors)]
     write_atomic(staging / "errors.tsv", "".join(lines))
