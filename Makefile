@@ -37,6 +37,7 @@ test: setup
 
 bench: setup
 	$(PY) bench/codec.py
+	$(PY) bench/dataset.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

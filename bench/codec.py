@@ -14,9 +14,6 @@ note F1 against Q(x), the source quantized to Mozart's 24-steps-per-quarter grid
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import re
 import sys
 import time
 from collections import Counter
@@ -25,16 +22,11 @@ from pathlib import Path
 import numpy as np
 import symusic
 
+from report import default_corpus, machine, package_version, write_section
+
 import mozart
 
-ROOT = Path(__file__).resolve().parents[1]
 GRID = 24
-MARK_START, MARK_END = "<!-- bench:codec:start -->", "<!-- bench:codec:end -->"
-
-
-def default_corpus() -> Path:
-    env = os.environ.get("MOZART_TEST_CORPUS")
-    return Path(env) if env else ROOT.parent / "shared" / "data" / "midi" / "dev"
 
 
 def note_keys(score: symusic.Score, exact: bool) -> Counter:
@@ -170,37 +162,19 @@ def table(r: dict, corpus: Path, repeats: int) -> str:
         ("files that failed to encode", f"{m['failures']}", f"{q['failures']}", ""),
     ]
     lines = [
-        MARK_START,
         "## Codec: Mozart vs MidiTok REMI",
         "",
         f"`python bench/codec.py` on {r['files']} files, {r['notes']:,} notes (`{corpus.name}/` corpus); "
-        f"best of {repeats} runs; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"Python {platform.python_version()}, symusic {_version('symusic')}, "
-        f"MidiTok {_version('miditok')}. Both get the same in-memory symusic Scores (loading not timed). "
+        f"best of {repeats} runs; {machine()}, symusic {package_version('symusic')}, "
+        f"MidiTok {package_version('miditok')}. Both get the same in-memory symusic Scores (loading not timed). "
         "REMI: programs + tempos + time signatures, one token stream, other settings default. "
         "Mozart: grid 24. F1 is against the source quantized to 24 steps per quarter (Q in docs/format.md).",
         "",
         "| measure | Mozart | MidiTok REMI | Mozart / REMI |",
         "|---|---|---|---|",
         *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
-        "",
-        MARK_END,
     ]
     return "\n".join(lines)
-
-
-def _version(package: str) -> str:
-    from importlib.metadata import version
-
-    return version(package)
-
-
-def write_section(section: str, start: str, end: str, path: Path = ROOT / "docs" / "benchmarks.md") -> None:
-    """Replace (or append) the marked section of docs/benchmarks.md."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by a script in `bench/`.\n"
-    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     section = table(results, args.corpus, args.repeats)
     print(section)
     if not args.no_write:
-        write_section(section, MARK_START, MARK_END)
+        write_section("codec", section)
     return 0
 
 

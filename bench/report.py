@@ -1,0 +1,36 @@
+"""Shared by the benchmark scripts: where the corpus is, and how tables reach docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from importlib.metadata import version
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS_MD = ROOT / "docs" / "benchmarks.md"
+
+
+def default_corpus() -> Path:
+    """$MOZART_TEST_CORPUS, else the shared development corpus beside the checkout."""
+    env = os.environ.get("MOZART_TEST_CORPUS")
+    return Path(env) if env else ROOT.parent / "shared" / "data" / "midi" / "dev"
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def package_version(name: str) -> str:
+    return version(name)
+
+
+def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
+    """Replace (or append) the section of docs/benchmarks.md marked ``bench:<name>``."""
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
+    section = f"{start}\n{body.strip()}\n\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n\nEach section is written by a script in `bench/`.\n"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
