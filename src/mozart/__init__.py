@@ -16,6 +16,7 @@ import symusic
 from .errors import MozartError
 from .events import Piece
 from .midi import quantize, read_midi, to_score, write_midi
+from .scores import load_score
 from .tokens import FORMAT_VERSION, TokenError, Vocabulary, check, decode_piece, encode_piece, vocabulary
 
 __all__ = [
@@ -29,8 +30,11 @@ __all__ = [
     "decode_piece",
     "encode",
     "encode_piece",
+    "load_score",
+    "plot",
     "quantize",
     "read_midi",
+    "render",
     "vocabulary",
     "write_midi",
 ]
@@ -46,6 +50,47 @@ def encode(score_or_path: symusic.Score | str | os.PathLike, grid: int = 24) -> 
     except ValueError as e:  # an unsupported grid
         raise MozartError(str(e)) from None
     return encode_piece(piece)
+
+
+def render(
+    score_or_path: symusic.Score | str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    soundfont: str | os.PathLike | None = None,
+    sample_rate: int = 44100,
+    gain: float = 0.2,
+    loudness: float | None = -16.0,
+):
+    """Render a Score, MIDI file or token file with FluidSynth; write ``out`` (.wav/.flac)
+    if given and return the float32 stereo samples, shape (n, 2)."""
+    from .audio import RenderSettings, render_score, write_audio
+
+    settings = RenderSettings(sample_rate=sample_rate, gain=gain, loudness=loudness)
+    if out is not None:
+        audio_format_check(out)
+    audio = render_score(load_score(score_or_path), soundfont, settings)
+    if out is not None:
+        write_audio(audio, out, sample_rate)
+    return audio
+
+
+def audio_format_check(out: str | os.PathLike) -> None:
+    """Fail before rendering when ``out`` cannot be written as audio."""
+    from pathlib import Path
+
+    from .audio import AUDIO_FORMATS
+
+    if Path(out).suffix.lower() not in AUDIO_FORMATS:
+        raise MozartError(f"{out}: unsupported audio format (use .wav or .flac)")
+
+
+def plot(score_or_path: symusic.Score | str | os.PathLike, out: str | os.PathLike, grid: int = 24) -> None:
+    """Draw a piano roll of a Score, MIDI file or token file into ``out`` (PNG)."""
+    from pathlib import Path
+
+    from .plot import save_piano_roll
+
+    title = None if isinstance(score_or_path, symusic.Score) else Path(score_or_path).name
+    save_piano_roll(quantize(load_score(score_or_path), grid), out, title)
 
 
 def decode(text: str, ticks_per_quarter: int | None = None) -> symusic.Score:

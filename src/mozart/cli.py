@@ -14,11 +14,13 @@ from typing import Annotated
 
 import typer
 
-from . import decode, encode
+from . import decode, encode, plot, render
+from .audio import RenderSettings
 from .corpus import DEFAULT_TIMEOUT, export_music21
 from .dataset import DatasetConfig, build_dataset
 from .errors import MozartError
 from .midi import quantize, read_midi, write_atomic, write_midi
+from .scores import read_text
 from .tokens import decode_piece
 
 app = typer.Typer(
@@ -31,20 +33,6 @@ app = typer.Typer(
 )
 
 GridOption = Annotated[int, typer.Option("--grid", help="Steps per quarter note (multiple of 4, 4..96).")]
-
-
-def _read_text(path: Path) -> str:
-    """Read a token file, turning I/O and encoding problems into MozartError."""
-    if not path.exists():
-        raise MozartError(f"{path}: no such file")
-    if path.is_dir():
-        raise MozartError(f"{path}: is a directory, not a token file")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise MozartError(f"{path}: not a text file (not UTF-8)") from None
-    except OSError as e:
-        raise MozartError(f"{path}: cannot read: {e.strerror or e}") from None
 
 
 def _in_file(path: Path, error: MozartError) -> MozartError:
@@ -80,7 +68,7 @@ def decode_cmd(
 
     Example: mozart decode song.txt -o song.mid
     """
-    text = _read_text(tokens)
+    text = read_text(tokens)
     try:
         score = decode(text)
     except MozartError as e:
@@ -96,7 +84,7 @@ def check_cmd(
 
     Example: mozart check song.txt
     """
-    text = _read_text(tokens)
+    text = read_text(tokens)
     try:
         piece = decode_piece(text)
     except MozartError as e:
@@ -116,6 +104,38 @@ def _parse_range(text: str | None) -> tuple[int, int] | None:
         return int(lo), int(hi)
     except ValueError:
         raise MozartError(f"--transpose {text!r}: expected LOW..HIGH, e.g. -5..6") from None
+
+
+@app.command("render")
+def render_cmd(
+    source: Annotated[Path, typer.Argument(help="MIDI or token (.txt) file.", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Audio file, .wav or .flac.", show_default=False)],
+    soundfont: Annotated[Path | None, typer.Option(help="SoundFont (.sf2/.sf3); default: discovered.")] = None,
+    sample_rate: Annotated[int, typer.Option(help="Samples per second.")] = RenderSettings.sample_rate,
+    gain: Annotated[float, typer.Option(help="FluidSynth master gain, before normalisation.")] = RenderSettings.gain,
+    loudness: Annotated[float, typer.Option(help="Target loudness, LUFS.")] = -16.0,
+    normalize: Annotated[bool, typer.Option(help="Normalise loudness (peak limited to -1 dBFS).")] = True,
+) -> None:
+    """Render a piece to audio with FluidSynth and a General MIDI SoundFont.
+
+    Example: mozart render song.mid -o song.wav --soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2
+    """
+    if not 8000 <= sample_rate <= 192000:
+        raise MozartError(f"--sample-rate {sample_rate}: expected 8000..192000")
+    render(source, output, soundfont=soundfont, sample_rate=sample_rate, gain=gain,
+           loudness=loudness if normalize else None)
+
+
+@app.command("plot")
+def plot_cmd(
+    source: Annotated[Path, typer.Argument(help="MIDI or token (.txt) file.", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="PNG file to write.", show_default=False)],
+) -> None:
+    """Draw a piano roll: one colour per instrument, bar lines, time in bars.
+
+    Example: mozart plot song.mid -o song.png
+    """
+    plot(source, output)
 
 
 @app.command("dataset")

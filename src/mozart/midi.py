@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -309,3 +310,69 @@ def to_score(piece: Piece, ticks_per_quarter: int | None = None) -> symusic.Scor
         piece.ts_denominator.astype(np.uint8),
     )
     return score
+
+
+@dataclass
+class PlaybackStream:
+    """One (program, drum flag) stream of a score, with times in seconds, for synthesis."""
+
+    program: int
+    is_drum: bool
+    note_on: np.ndarray  # seconds
+    note_off: np.ndarray  # seconds
+    pitch: np.ndarray
+    velocity: np.ndarray
+    pedal_on: np.ndarray  # seconds
+    pedal_off: np.ndarray  # seconds
+
+
+def ticks_to_seconds(score: symusic.Score, ticks: np.ndarray) -> np.ndarray:
+    """Seconds at each tick, following the score's tempo map (120 qpm before the first
+    tempo; at a tick with several tempo events the last one wins)."""
+    tpq = score.ticks_per_quarter
+    if len(score.tempos):
+        t = score.tempos.numpy()
+        keep = _last_per_step(t["time"].astype(np.int64))
+        at, mspq = t["time"][keep].astype(np.int64), t["mspq"][keep].astype(np.float64)
+        if at[0] > 0:
+            at, mspq = np.append(0, at), np.append(500_000.0, mspq)
+    else:
+        at, mspq = np.zeros(1, np.int64), np.full(1, 500_000.0)
+    seconds_per_tick = mspq / 1e6 / tpq
+    start_s = np.concatenate([[0.0], np.cumsum(np.diff(at) * seconds_per_tick[:-1])])
+    i = np.searchsorted(at, ticks, side="right") - 1
+    return start_s[i] + (ticks - at[i]) * seconds_per_tick[i]
+
+
+def playback_streams(score: symusic.Score) -> list[PlaybackStream]:
+    """The score's notes and sustain pedal per (program, drum) stream, in seconds; tracks
+    of the same stream merge.  Streams are sorted (melodic programs, then drum kits)."""
+    if "tick" not in str(score.ttype).lower():
+        score = score.to("tick")
+    groups: dict[int, list] = {}
+    for track in score.tracks:
+        stream = int(track.program) + DRUM_OFFSET * int(track.is_drum)
+        groups.setdefault(stream, []).append(track)
+    out = []
+    for stream in sorted(groups):
+        cols = {k: [] for k in ("on", "off", "pitch", "velocity", "p_on", "p_off")}
+        for track in groups[stream]:
+            if len(track.notes):
+                n = track.notes.numpy()
+                cols["on"].append(n["time"].astype(np.int64))
+                cols["off"].append(n["time"].astype(np.int64) + n["duration"].astype(np.int64))
+                cols["pitch"].append(n["pitch"].astype(np.int64))
+                cols["velocity"].append(n["velocity"].astype(np.int64))
+            start, duration = sustain_intervals(track)
+            cols["p_on"].append(start)
+            cols["p_off"].append(start + duration)
+        joined = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in cols.items()}
+        if not joined["on"].size and not joined["p_on"].size:
+            continue
+        out.append(PlaybackStream(
+            program=stream % DRUM_OFFSET, is_drum=stream >= DRUM_OFFSET,
+            note_on=ticks_to_seconds(score, joined["on"]), note_off=ticks_to_seconds(score, joined["off"]),
+            pitch=joined["pitch"], velocity=joined["velocity"],
+            pedal_on=ticks_to_seconds(score, joined["p_on"]), pedal_off=ticks_to_seconds(score, joined["p_off"]),
+        ))
+    return out

@@ -1,0 +1,212 @@
+"""FluidSynth rendering of a score to audio, with General MIDI SoundFont discovery.
+
+Events are fed to libfluidsynth (through pyfluidsynth's ctypes binding) at exact sample
+positions and rendered offline as 32-bit float stereo, so output is deterministic.
+Every (program, drum) stream gets its own synth channel (more than 16 when needed);
+the silent tail is trimmed to the natural release; loudness is normalised to -16 LUFS
+unless that would push the peak above -1 dBFS.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyloudnorm
+import soundfile
+
+from .errors import MozartError
+from .midi import PlaybackStream, playback_streams, write_atomic
+
+#: Where distributions put General MIDI SoundFonts, in order of preference.
+SYSTEM_SOUNDFONTS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf3/MuseScore_General.sf3",
+    "/usr/share/sounds/sf2/MuseScore_General.sf2",
+    "/usr/share/soundfonts/MuseScore_General.sf3",
+    "/usr/share/sounds/sf2/TimGM6mb.sf2",
+    "/usr/share/soundfonts/TimGM6mb.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+)
+SOUNDFONT_ENV = "MOZART_SOUNDFONT"
+INSTALL_HINT = "sudo apt-get install --no-install-recommends fluidsynth fluid-soundfont-gm"
+
+DRUM_BANK = 128
+SUSTAIN_CC = 64
+CHANNEL_TYPE_DRUM = 1
+#: After the last note-off, render at most this long while the release and reverb decay.
+MAX_RELEASE_S = 6.0
+#: The tail is cut where the signal stays below this level relative to the peak.
+TAIL_THRESHOLD_DB = -60.0
+RENDER_BLOCK = 4096
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How audio is rendered (each field is an option of ``mozart render``)."""
+
+    sample_rate: int = 44100  # Hz
+    gain: float = 0.2  # FluidSynth's master gain (synth.gain), before normalisation
+    loudness: float | None = -16.0  # target integrated loudness in LUFS; None: no normalisation
+    peak_limit_db: float = -1.0  # the normalised peak never exceeds this (dBFS)
+
+
+def find_soundfont(explicit: str | os.PathLike | None = None) -> Path:
+    """The SoundFont to use: ``explicit``, else $MOZART_SOUNDFONT, else a system one."""
+    for candidate, origin in ((explicit, "--soundfont"), (os.environ.get(SOUNDFONT_ENV), f"${SOUNDFONT_ENV}")):
+        if candidate:
+            path = Path(candidate)
+            if not path.is_file():
+                raise MozartError(f"{path}: SoundFont not found (from {origin})")
+            return path
+    for candidate in SYSTEM_SOUNDFONTS:
+        if Path(candidate).is_file():
+            return Path(candidate)
+    raise MozartError(
+        f"no General MIDI SoundFont found: install one ({INSTALL_HINT}), "
+        f"or pass --soundfont FILE.sf2, or set {SOUNDFONT_ENV}"
+    )
+
+
+def _fluidsynth():
+    """The pyfluidsynth module, or a MozartError saying how to install FluidSynth."""
+    try:
+        import fluidsynth
+    except ImportError:  # pyfluidsynth raises ImportError when libfluidsynth is missing
+        raise MozartError(f"FluidSynth is not installed: {INSTALL_HINT}") from None
+    return fluidsynth
+
+
+def _write_float(fs):
+    """ctypes binding of fluid_synth_write_float (pyfluidsynth only exposes 16-bit output)."""
+    f = fs._fl.fluid_synth_write_float
+    f.restype = ctypes.c_int
+    f.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                  ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    return f
+
+
+def _set_drum_channel(fs, synth, channel: int) -> None:
+    f = fs._fl.fluid_synth_set_channel_type
+    f.restype = ctypes.c_int
+    f.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    f(synth.synth, channel, CHANNEL_TYPE_DRUM)
+
+
+def _event_table(streams: list[PlaybackStream], sample_rate: int) -> np.ndarray:
+    """All events as rows (sample, order, kind, channel, a, b), sorted.  At one sample,
+    pedal-offs, note-offs, pedal-ons and note-ons follow in that order."""
+    rows = []
+    for channel, s in enumerate(streams):
+        def add(times, order, kind, a, b):
+            n = times.size
+            rows.append(np.column_stack([
+                np.round(times * sample_rate).astype(np.int64), np.full(n, order), np.full(n, kind),
+                np.full(n, channel), a, b]))
+        add(s.pedal_off, 0, 0, np.full(s.pedal_off.size, SUSTAIN_CC), np.zeros(s.pedal_off.size, np.int64))
+        add(s.note_off, 1, 1, s.pitch, np.zeros(s.pitch.size, np.int64))
+        add(s.pedal_on, 2, 0, np.full(s.pedal_on.size, SUSTAIN_CC), np.full(s.pedal_on.size, 127))
+        add(s.note_on, 3, 2, s.pitch, s.velocity)
+    table = np.concatenate(rows) if rows else np.zeros((0, 6), np.int64)
+    return table[np.lexsort((table[:, 3], table[:, 1], table[:, 0]))]
+
+
+def synthesize(streams: list[PlaybackStream], soundfont: Path, settings: RenderSettings) -> np.ndarray:
+    """Render streams to float32 stereo samples (shape (n, 2)), tail trimmed, not normalised."""
+    fs = _fluidsynth()
+    channels = 16 * max(1, -(-len(streams) // 16))
+    synth = fs.Synth(gain=settings.gain, samplerate=float(settings.sample_rate), channels=channels)
+    try:
+        sfid = synth.sfload(str(soundfont))
+        if sfid < 0:
+            raise MozartError(f"{soundfont}: FluidSynth cannot load this SoundFont")
+        for channel, s in enumerate(streams):
+            if s.is_drum:
+                _set_drum_channel(fs, synth, channel)
+                if synth.program_select(channel, sfid, DRUM_BANK, s.program) < 0:
+                    synth.program_select(channel, sfid, DRUM_BANK, 0)  # kit missing: standard kit
+            else:
+                synth.program_select(channel, sfid, 0, s.program)
+        events = _event_table(streams, settings.sample_rate)
+        last = int(events[:, 0].max()) if events.size else 0
+        capacity = last + int(MAX_RELEASE_S * settings.sample_rate) + RENDER_BLOCK
+        left = np.zeros(capacity, np.float32)
+        right = np.zeros(capacity, np.float32)
+        write = _write_float(fs)
+
+        def render_to(stop: int, pos: int) -> int:
+            while pos < stop:
+                n = min(RENDER_BLOCK, stop - pos)
+                write(synth.synth, n, left[pos:].ctypes.data, 0, 1, right[pos:].ctypes.data, 0, 1)
+                pos += n
+            return pos
+
+        pos = 0
+        handlers = {0: synth.cc, 1: lambda c, k, _v: synth.noteoff(c, k), 2: synth.noteon}
+        for sample, _order, kind, channel, a, b in events.tolist():
+            pos = render_to(sample, pos)
+            handlers[kind](channel, a, b)
+        # Release: pedal up everywhere, then let voices and reverb decay.
+        for channel in range(len(streams)):
+            synth.cc(channel, SUSTAIN_CC, 0)
+        pos = render_to(capacity, pos)
+    finally:
+        synth.delete()
+    audio = np.stack([left, right], axis=1)
+    return _trim_tail(audio, last)
+
+
+def _trim_tail(audio: np.ndarray, last_event: int) -> np.ndarray:
+    """Cut the audio where it stays below TAIL_THRESHOLD_DB (relative to its peak) after the
+    last event: the natural release, with no silence after it."""
+    level = np.abs(audio).max(axis=1)
+    peak = float(level.max()) if level.size else 0.0
+    if peak == 0.0:
+        return audio[: last_event + 1]
+    loud = np.flatnonzero(level > peak * 10 ** (TAIL_THRESHOLD_DB / 20))
+    end = max(last_event, int(loud[-1]) + 1)
+    return audio[:end]
+
+
+def normalise(audio: np.ndarray, settings: RenderSettings) -> np.ndarray:
+    """Scale to the target integrated loudness (ITU-R BS.1770, pyloudnorm), unless the peak
+    would then exceed the peak limit, in which case the peak limit wins.  Audio too short
+    to measure (under one 400 ms block) is peak-normalised."""
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if settings.loudness is None or peak == 0.0:
+        return audio
+    limit = 10 ** (settings.peak_limit_db / 20)
+    gain = limit / peak
+    meter = pyloudnorm.Meter(settings.sample_rate)
+    if audio.shape[0] > meter.block_size * settings.sample_rate:
+        loudness = meter.integrated_loudness(audio.astype(np.float64))
+        if np.isfinite(loudness):
+            gain = min(gain, 10 ** ((settings.loudness - loudness) / 20))
+    return (audio * gain).astype(np.float32)
+
+
+def render_score(score, soundfont: str | os.PathLike | None = None,
+                 settings: RenderSettings = RenderSettings()) -> np.ndarray:
+    """Render a symusic Score to normalised float32 stereo samples at settings.sample_rate."""
+    font = find_soundfont(soundfont)
+    return normalise(synthesize(playback_streams(score), font, settings), settings)
+
+
+AUDIO_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}
+
+
+def write_audio(audio: np.ndarray, path: str | os.PathLike, sample_rate: int) -> None:
+    """Write 16-bit WAV or FLAC (by suffix) atomically."""
+    p = Path(path)
+    if p.suffix.lower() not in AUDIO_FORMATS:
+        raise MozartError(f"{p}: unsupported audio format (use .wav or .flac)")
+    fmt, subtype = AUDIO_FORMATS[p.suffix.lower()]
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate, format=fmt, subtype=subtype)
+    write_atomic(p, buffer.getvalue())

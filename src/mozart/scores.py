@@ -1,0 +1,41 @@
+"""Load a piece from whatever a user hands over: a MIDI file, a token file, or a Score."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import symusic
+
+from .errors import MozartError
+from .midi import read_midi, to_score
+from .tokens import decode_piece
+
+TOKEN_SUFFIXES = (".txt", ".tok", ".tokens")
+
+
+def read_text(path: Path) -> str:
+    """Read a token file, turning I/O and encoding problems into MozartError."""
+    if not path.exists():
+        raise MozartError(f"{path}: no such file")
+    if path.is_dir():
+        raise MozartError(f"{path}: is a directory, not a token file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise MozartError(f"{path}: not a text file (not UTF-8)") from None
+    except OSError as e:
+        raise MozartError(f"{path}: cannot read: {e.strerror or e}") from None
+
+
+def load_score(source: symusic.Score | str | os.PathLike) -> symusic.Score:
+    """A Score as is; a token file (.txt) decoded; anything else read as MIDI."""
+    if isinstance(source, symusic.Score):
+        return source
+    path = Path(source)
+    if path.suffix.lower() in TOKEN_SUFFIXES:
+        try:
+            return to_score(decode_piece(read_text(path)))
+        except MozartError as e:
+            raise MozartError(f"{path}: {e}".replace(f"{path}: {path}: ", f"{path}: ")) from None
+    return read_midi(path)
