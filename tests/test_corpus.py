@@ -5,12 +5,12 @@ from __future__ import annotations
 import symusic
 
 import mozart
-from mozart.corpus import SUBSETS, ExportTask, corpus_root, export_file, export_music21, list_works, output_stems
+from mozart.corpus import SUBSETS, corpus_root, export_music21, export_piece, list_pieces, list_works, output_stems
 
 
 def test_chorales_export_and_resume(tmp_path):
     summary = export_music21(tmp_path, "chorales", limit=3, workers=1, progress=False)
-    assert summary == {"subset": "chorales", "works": 3, "midi_files": 3, "failed": 0, "skipped_existing": 0}
+    assert summary == {"subset": "chorales", "pieces": 3, "midi_files": 3, "failed": 0, "skipped_existing": 0}
     rows = (tmp_path / "corpus.tsv").read_text().splitlines()
     assert rows[0] == "midi_file\tmusic21_source" and len(rows) == 4
     for row in rows[1:]:
@@ -24,18 +24,20 @@ def test_chorales_export_and_resume(tmp_path):
 
 
 def test_folk_tune_book_becomes_one_file_per_tune(tmp_path):
-    path, relative = next(w for w in list_works("folk") if w[1].startswith("oneills1850/"))
-    written = export_file(ExportTask(str(path), relative, relative.rsplit(".", 1)[0], str(tmp_path)))
-    assert len(written) > 10
-    assert all(name.startswith("oneills1850/") and name.endswith(".mid") for name in written)
-    assert symusic.Score(str(tmp_path / written[0])).note_num() > 0
+    tunes = [p for p in list_pieces("folk") if p.relative == "oneills1850/0001-0050.abc"]
+    assert len(tunes) == 50
+    assert [t.midi_name for t in tunes[:2]] == ["oneills1850/0001-0050-001.mid", "oneills1850/0001-0050-002.mid"]
+    assert all(t.abc_tune.count("\nX:") + t.abc_tune.startswith("X:") == 1 for t in tunes)
+    name = export_piece((tunes[6], str(tmp_path)))
+    assert name == "oneills1850/0001-0050-007.mid"
+    assert symusic.Score(str(tmp_path / name)).note_num() > 20
 
 
 def test_timeouts_are_reported_not_fatal(tmp_path):
     summary = export_music21(tmp_path, "chorales", limit=2, workers=1, timeout=0.01, progress=False)
     assert summary["failed"] == 2 and summary["midi_files"] == 0
     reasons = (tmp_path / "errors.tsv").read_text().splitlines()[1:]
-    assert all(line.endswith("timed out after 0.01 s") for line in reasons)
+    assert len(reasons) == 2 and all(line.endswith("timed out after 0.01 s") for line in reasons)
 
 
 def test_subsets_hold_only_public_domain_folders():

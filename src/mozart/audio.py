@@ -39,7 +39,7 @@ INSTALL_HINT = "sudo apt-get install --no-install-recommends fluidsynth fluid-so
 
 DRUM_BANK = 128
 SUSTAIN_CC = 64
-CHANNEL_TYPE_DRUM = 1
+CHANNEL_TYPE_MELODIC, CHANNEL_TYPE_DRUM = 0, 1
 #: After the last note-off, render at most this long while the release and reverb decay.
 MAX_RELEASE_S = 6.0
 #: The tail is cut where the signal stays below this level relative to the peak.
@@ -92,11 +92,13 @@ def _write_float(fs):
     return f
 
 
-def _set_drum_channel(fs, synth, channel: int) -> None:
+def _set_channel_type(fs, synth, channel: int, drum: bool) -> None:
+    """Make ``channel`` a drum or a melodic channel.  FluidSynth makes every 10th channel
+    (9, 25, ...) a drum channel by default; we assign channels to streams ourselves."""
     f = fs._fl.fluid_synth_set_channel_type
     f.restype = ctypes.c_int
     f.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-    f(synth.synth, channel, CHANNEL_TYPE_DRUM)
+    f(synth.synth, channel, CHANNEL_TYPE_DRUM if drum else CHANNEL_TYPE_MELODIC)
 
 
 def _event_table(streams: list[PlaybackStream], sample_rate: int) -> np.ndarray:
@@ -127,8 +129,8 @@ def synthesize(streams: list[PlaybackStream], soundfont: Path, settings: RenderS
         if sfid < 0:
             raise MozartError(f"{soundfont}: FluidSynth cannot load this SoundFont")
         for channel, s in enumerate(streams):
+            _set_channel_type(fs, synth, channel, s.is_drum)
             if s.is_drum:
-                _set_drum_channel(fs, synth, channel)
                 if synth.program_select(channel, sfid, DRUM_BANK, s.program) < 0:
                     synth.program_select(channel, sfid, DRUM_BANK, 0)  # kit missing: standard kit
             else:

@@ -187,9 +187,9 @@ def corpus_cmd(
     source: Annotated[CorpusSource, typer.Argument(help="Where the corpus comes from.", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the MIDI files.", show_default=False)],
     subset: Annotated[CorpusSubset, typer.Option(help="Which public-domain works.")] = CorpusSubset.chorales,
-    limit: Annotated[int | None, typer.Option(help="Export only the first N corpus files.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Export only the first N pieces.")] = None,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
-    timeout: Annotated[float, typer.Option(help="Seconds one corpus file may take.")] = DEFAULT_TIMEOUT,
+    timeout: Annotated[float, typer.Option(help="Seconds one piece may take to convert.")] = DEFAULT_TIMEOUT,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Export the public-domain corpus shipped with music21 to MIDI files.
@@ -198,9 +198,8 @@ def corpus_cmd(
     """
     summary = export_music21(output, subset.value, limit, workers, timeout, progress=not quiet)
     typer.echo(
-        f"{output}: {summary['midi_files']} MIDI files from {summary['works']} music21 corpus files "
-        f"({summary['subset']}); {summary['failed']} failed (errors.tsv), "
-        f"{summary['skipped_existing']} already exported"
+        f"{output}: {summary['midi_files']} MIDI files of {summary['pieces']} pieces ({summary['subset']}); "
+        f"{summary['failed']} failed (errors.tsv), {summary['skipped_existing']} already exported"
     )
 
 

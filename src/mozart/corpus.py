@@ -1,10 +1,11 @@
 """Export the public-domain part of the corpus that the ``music21`` package ships to MIDI.
 
 ``pip install mozart[corpus]`` brings music21; then ``mozart corpus music21 -o midi/``
-gives a real training corpus on any machine with pip alone.  Each corpus file is
-converted in a supervised worker process (see workers.py): one that fails or takes
-longer than the timeout is listed in ``errors.tsv`` and the export goes on.  Files
-already exported are kept, so an interrupted export resumes where it stopped.
+gives a real training corpus on any machine with pip alone.  Each piece (a corpus file,
+or one tune of an ABC book) is converted in a supervised worker process (see
+workers.py): one that fails or takes longer than the timeout is listed in
+``errors.tsv`` and the export goes on.  Pieces already exported are kept, so an
+interrupted export resumes where it stopped.
 
 Licensing: music21's corpus carries per-work terms (``music21/corpus/license.txt``).
 The subsets below hold only works whose compositions are in the public domain and whose
@@ -14,7 +15,6 @@ directories carry no restriction of their own; see docs/datasets.md.
 from __future__ import annotations
 
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,16 +40,18 @@ CLASSICAL = (
 )
 SUBSETS = {"chorales": CHORALES, "folk": FOLK, "all": CHORALES + FOLK + CLASSICAL}
 SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn", ".abc", ".mei", ".mid")
-#: Seconds one corpus file (a score, or an ABC book of up to a few hundred tunes) may take.
-DEFAULT_TIMEOUT = 300.0
+#: Seconds one piece (a score, or one tune of an ABC book) may take to convert.
+DEFAULT_TIMEOUT = 120.0
 
 
 @dataclass(frozen=True)
 class ExportTask:
+    """One piece to convert: a whole corpus file, or one tune of an ABC book."""
+
     corpus_file: str  # absolute path inside music21's corpus
     relative: str  # path relative to the corpus root, e.g. "bach/bwv66.6.mxl"
-    stem: str  # output path without ".mid", e.g. "bach/bwv66.6"
-    out_dir: str
+    midi_name: str  # output file relative to the output folder, e.g. "bach/bwv66.6.mid"
+    abc_tune: str | None = None  # the tune's ABC text (with the book's header) for books
 
 
 def corpus_root() -> Path:
@@ -82,71 +84,80 @@ def output_stems(relatives: list[str]) -> list[str]:
     return [r if s in shared else s for r, s in zip(relatives, stems)]
 
 
-def export_file(task: ExportTask) -> list[str]:
-    """Worker: convert one corpus file (a score, or a book of tunes) to MIDI files.
+def split_abc_book(text: str) -> list[str]:
+    """The tunes of an ABC file, each with the file header (lines before the first X:)."""
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, line in enumerate(lines) if line.startswith("X:")]
+    if len(starts) <= 1:
+        return [text]
+    header = "".join(lines[: starts[0]])
+    bounds = starts + [len(lines)]
+    return [header + "".join(lines[a:b]) for a, b in zip(bounds, bounds[1:])]
 
-    Returns the written files, relative to the output folder.  A book whose every tune
-    fails raises; single failed tunes are skipped and the rest written.
-    """
+
+def list_pieces(subset: str) -> list[ExportTask]:
+    """Every piece of ``subset`` as an export task (without output folder), sorted: one per
+    corpus file, or one per tune for ABC books (``book-007.mid``)."""
+    works = list_works(subset)
+    tasks = []
+    for (path, relative), stem in zip(works, output_stems([r for _, r in works])):
+        tunes = split_abc_book(path.read_text(encoding="utf-8", errors="replace")) if path.suffix == ".abc" else [None]
+        for i, tune in enumerate(tunes):
+            name = f"{stem}.mid" if len(tunes) == 1 else f"{stem}-{i + 1:03d}.mid"
+            tasks.append(ExportTask(str(path), relative, name, tune if len(tunes) > 1 else None))
+    return tasks
+
+
+def export_piece(task: tuple[ExportTask, str]) -> str:
+    """Worker: convert one piece to a MIDI file in the output folder; return its name."""
     import music21  # imported in the worker only: it is slow to import and optional
 
-    parsed = music21.converter.parse(task.corpus_file)
-    scores = list(parsed.scores) if isinstance(parsed, music21.stream.Opus) else [parsed]
-    stem = task.stem
-    written, last_error = [], None
-    for i, score in enumerate(scores):
-        name = f"{stem}.mid" if len(scores) == 1 else f"{stem}-{i + 1:03d}.mid"
-        target = Path(task.out_dir) / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            data = music21.midi.translate.streamToMidiFile(score).writestr()
-        except Exception as e:  # one bad tune must not lose the whole book
-            last_error = e
-            continue
-        write_atomic(target, data)
-        written.append(name)
-    if not written:
-        raise MozartError(f"no score could be converted: {last_error}")
-    return written
+    piece, out_dir = task
+    if piece.abc_tune is not None:
+        parsed = music21.converter.parse(piece.abc_tune, format="abc")
+    else:
+        parsed = music21.converter.parse(piece.corpus_file)
+    if isinstance(parsed, music21.stream.Opus):  # a single-tune book still parses as an Opus
+        parsed = parsed.scores[0]
+    data = music21.midi.translate.streamToMidiFile(parsed).writestr()
+    target = Path(out_dir) / piece.midi_name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, data)
+    return piece.midi_name
 
 
 def export_music21(out_dir: Path, subset: str = "chorales", limit: int | None = None, workers: int = 1,
                    timeout: float = DEFAULT_TIMEOUT, progress: bool = True) -> dict:
     """Export ``subset`` of music21's corpus to ``out_dir`` as MIDI files; return a summary.
 
-    Writes ``corpus.tsv`` (MIDI file, corpus source) and ``errors.tsv`` (corpus file,
-    reason) beside the MIDI files.  Corpus files whose MIDI files exist are skipped.
+    Writes ``corpus.tsv`` (MIDI file, corpus source) and ``errors.tsv`` (MIDI file that
+    could not be made, reason) beside the MIDI files.  Pieces whose MIDI file exists are
+    skipped.
     """
-    works = list_works(subset)
+    pieces = list_pieces(subset)
     if limit is not None:
         if limit < 1:
             raise MozartError("--limit must be at least 1")
-        works = works[:limit]
+        pieces = pieces[:limit]
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise MozartError(f"{out_dir}: exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-    exported: dict[str, list[str]] = {}  # corpus stem -> MIDI files already written for it
-    for p in out_dir.rglob("*.mid"):
-        name = p.relative_to(out_dir).as_posix()
-        stem = name[: -len(".mid")]
-        exported.setdefault(re.sub(r"-\d{3}$", "", stem), []).append(name)
-        exported.setdefault(stem, []).append(name)
     rows, errors, todo = [], [], []
-    for (path, relative), stem in zip(works, output_stems([r for _, r in works])):
-        already = sorted(set(exported.get(stem, [])))
-        if already:
-            rows += [(name, relative) for name in already]
+    for piece in pieces:
+        if (out_dir / piece.midi_name).is_file():  # exported by an earlier run
+            rows.append((piece.midi_name, piece.relative))
         else:
-            todo.append(ExportTask(str(path), relative, stem, str(out_dir)))
-    outcomes = run_tasks(export_file, todo, workers, timeout)
-    for outcome in tqdm(outcomes, total=len(todo), unit="work", desc="corpus", disable=not progress):
+            todo.append((piece, str(out_dir)))
+    outcomes = run_tasks(export_piece, todo, workers, timeout)
+    for outcome in tqdm(outcomes, total=len(todo), unit="piece", desc="corpus", disable=not progress):
+        piece = outcome.task[0]
         if outcome.ok:
-            rows += [(name, outcome.task.relative) for name in outcome.value]
+            rows.append((piece.midi_name, piece.relative))
         else:
-            errors.append((outcome.task.relative, outcome.reason))
+            errors.append((piece.midi_name, outcome.reason))
     rows.sort()
     write_atomic(out_dir / "corpus.tsv", "midi_file\tmusic21_source\n" + "".join(f"{a}\t{b}\n" for a, b in rows))
-    write_atomic(out_dir / "errors.tsv", "music21_source\treason\n" + "".join(f"{a}\t{b}\n" for a, b in sorted(errors)))
-    return {"subset": subset, "works": len(works), "midi_files": len(rows), "failed": len(errors),
-            "skipped_existing": len(works) - len(todo)}
+    write_atomic(out_dir / "errors.tsv", "midi_file\treason\n" + "".join(f"{a}\t{b}\n" for a, b in sorted(errors)))
+    return {"subset": subset, "pieces": len(pieces), "midi_files": len(rows), "failed": len(errors),
+            "skipped_existing": len(pieces) - len(todo)}

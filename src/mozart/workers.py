@@ -92,7 +92,10 @@ def run_tasks(
                     w.give(next_in, tasks[next_in])
                     next_in += 1
             busy = [w for w in pool if w.index is not None]
-            wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=0.5)
+            pause = 0.5
+            if timeout is not None and busy:  # wake up in time for the nearest deadline
+                pause = max(0.0, min(pause, min(w.started for w in busy) + timeout - time.monotonic()))
+            wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout=pause)
             for i, w in enumerate(pool):
                 if w.index is None:
                     continue

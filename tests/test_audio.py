@@ -1,0 +1,164 @@
+"""Rendering with real FluidSynth and a real General MIDI SoundFont."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pyloudnorm
+import pytest
+import soundfile
+import symusic
+
+import mozart
+from mozart import audio
+from mozart.audio import RenderSettings, find_soundfont, render_score
+from conftest import DATA, corpus_files
+
+SR = 44100
+PEAK_LIMIT = 10 ** (-1 / 20)
+
+
+def piece_end_seconds(score: symusic.Score) -> float:
+    seconds = score.to("second")
+    return max((float(n.time + n.duration) for t in seconds.tracks for n in t.notes), default=0.0)
+
+
+def render_files() -> list:
+    """A few corpus files: the smallest multitrack, a piano piece with pedal, the chorale."""
+    files = corpus_files()
+    by_size = sorted(files, key=lambda p: p.stat().st_size)
+    picks = {DATA / "music21_bach_bwv66.6.mid"} if (DATA / "music21_bach_bwv66.6.mid").exists() else set()
+    picks |= set(by_size[len(by_size) // 2: len(by_size) // 2 + 2])
+    return sorted(picks)
+
+
+@pytest.mark.parametrize("path", render_files(), ids=lambda p: p.name)
+def test_render_corpus_file(path, tmp_path, covered):
+    score = symusic.Score(str(path))
+    out = tmp_path / "out.wav"
+    samples = mozart.render(path, out)
+    data, rate = soundfile.read(str(out), dtype="float32")
+    assert rate == SR and data.ndim == 2 and data.shape[1] == 2  # stereo at the requested rate
+    assert data.shape[0] == samples.shape[0]
+    peak = float(np.abs(samples).max())
+    assert peak > 0.05, "not silent"
+    assert peak <= PEAK_LIMIT + 1e-6, "no clipping: the peak stays at or below -1 dBFS"
+    loudness = pyloudnorm.Meter(SR).integrated_loudness(samples.astype(np.float64))
+    assert abs(loudness + 16) <= 1 or peak >= PEAK_LIMIT - 1e-3, "-16 LUFS unless the peak limit wins"
+    end = piece_end_seconds(score)
+    length = samples.shape[0] / SR
+    assert end - 0.1 <= length <= end + 0.1 + audio.MAX_RELEASE_S, (length, end)
+    assert np.array_equal(samples, mozart.render(path)), "the same input gives identical samples"
+    covered("audio render", path)
+
+
+def test_tail_is_trimmed_to_the_release():
+    score = symusic.Score(480)
+    t = symusic.Track(program=0)
+    t.notes.append(symusic.Note(0, 480, 60, 100))  # one quarter note at 120 qpm: 0.5 s
+    score.tracks.append(t)
+    samples = render_score(score)
+    length = samples.shape[0] / SR
+    assert 0.5 < length < 0.5 + 2.5  # piano release and reverb, then nothing
+    last_second = samples[-SR // 10:]
+    assert np.abs(last_second).max() < 0.01  # it ends in (near) silence, not cut mid-sound
+
+
+def spectral_centroid(x: np.ndarray) -> float:
+    mono = x.mean(axis=1)
+    spectrum = np.abs(np.fft.rfft(mono))
+    freqs = np.fft.rfftfreq(mono.size, 1 / SR)
+    return float((spectrum * freqs).sum() / spectrum.sum())
+
+
+def test_drums_sound_like_drums():
+    notes = [(i * 240, 120, pitch, 100) for i, pitch in enumerate([36, 38, 42, 46] * 4)]
+
+    def score(is_drum: bool) -> symusic.Score:
+        s = symusic.Score(480)
+        t = symusic.Track(program=0, is_drum=is_drum)
+        for n in notes:
+            t.notes.append(symusic.Note(*n))
+        s.tracks.append(t)
+        return s
+
+    drums, piano = render_score(score(True)), render_score(score(False))
+    c_drums, c_piano = spectral_centroid(drums), spectral_centroid(piano)
+    assert c_drums > 1.2 * c_piano, (c_drums, c_piano)  # cymbals and snares are bright; low piano notes are not
+
+
+def test_twenty_programs_keep_twenty_instruments():
+    """Each of 20 programs plays one note alone, 3 s apart. In the full render, every note's
+    first second matches a solo render of the same note on its own program, and not one on
+    the next program: no two programs share a channel, and channel 9 does not become drums."""
+    programs = [0, 6, 11, 19, 21, 24, 30, 33, 40, 42, 48, 52, 56, 57, 60, 65, 71, 73, 80, 105]
+    gap = 480 * 6  # 3 s at 120 qpm
+
+    def score(notes: list[tuple[int, int]]) -> symusic.Score:
+        s = symusic.Score(480)
+        for program, i in notes:
+            t = symusic.Track(program=program)
+            t.notes.append(symusic.Note(i * gap, 960, 64, 100))
+            s.tracks.append(t)
+        return s
+
+    settings = RenderSettings(loudness=None)
+    full_score = score([(p, i) for i, p in enumerate(programs)])
+    assert len(mozart.midi.playback_streams(full_score)) == 20
+    full = render_score(full_score, settings=settings)
+    window = SR  # the first second of each note
+
+    def first_second(samples: np.ndarray, i: int) -> np.ndarray:
+        part = samples[int(i * 3.0 * SR):][:window].mean(axis=1)
+        return np.pad(part, (0, window - part.size))
+
+    for i, program in enumerate(programs):
+        mix = first_second(full, i)
+        own = first_second(render_score(score([(program, i)]), settings=settings), i)
+        other = first_second(render_score(score([(programs[(i + 1) % 20], i)]), settings=settings), i)
+        c_own, c_other = float(np.corrcoef(mix, own)[0, 1]), float(np.corrcoef(mix, other)[0, 1])
+        assert c_own > 0.95, (program, c_own, c_other)
+        assert c_own > c_other + 0.3, (program, c_own, c_other)
+
+
+def test_token_file_renders_like_its_midi(tmp_path):
+    text = mozart.encode(DATA / "music21_bach_bwv66.6.mid")
+    txt = tmp_path / "bach.txt"
+    txt.write_text(text)
+    assert np.array_equal(mozart.render(txt), render_score(mozart.decode(text)))
+
+
+def test_flac_output(tmp_path):
+    out = tmp_path / "x.flac"
+    mozart.render(DATA / "muspy_fur-elise.mid", out, sample_rate=22050)
+    data, rate = soundfile.read(str(out))
+    assert rate == 22050 and data.shape[1] == 2 and np.abs(data).max() > 0.05
+
+
+def run(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mozart", *map(str, args)], capture_output=True, text=True)
+
+
+def test_missing_soundfont_gives_clean_errors(tmp_path, monkeypatch):
+    out = tmp_path / "x.wav"
+    result = run("render", DATA / "muspy_fur-elise.mid", "-o", out, "--soundfont", tmp_path / "none.sf2")
+    assert result.returncode == 1 and result.stderr.startswith("mozart: error: ")
+    assert "SoundFont not found" in result.stderr and not out.exists()
+    monkeypatch.setattr(audio, "SYSTEM_SOUNDFONTS", ())
+    monkeypatch.delenv(audio.SOUNDFONT_ENV, raising=False)
+    with pytest.raises(mozart.MozartError, match="apt-get install"):
+        find_soundfont()
+
+
+def test_broken_inputs_give_clean_errors(tmp_path):
+    broken = tmp_path / "broken.mid"
+    broken.write_bytes((DATA / "muspy_fur-elise.mid").read_bytes()[:100])
+    bad_text = tmp_path / "bad.txt"
+    bad_text.write_text("Format_1 Grid_24 TS_4/4 Tempo_120 Bar Pos_0 Pitch_60")
+    for source, out in [(broken, "x.wav"), (bad_text, "y.wav"), (DATA / "muspy_fur-elise.mid", "z.mp3")]:
+        result = run("render", source, "-o", tmp_path / out)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("mozart: error: ") and len(result.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / out).exists()
