@@ -8,10 +8,10 @@ PIP    := $(PY) -m pip --disable-pip-version-check -q
 
 # System packages (FluidSynth and a General MIDI SoundFont), installed only when root and missing.
 system:
-	@if ! command -v fluidsynth >/dev/null 2>&1 || [ ! -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ]; then \
+	@if ! command -v fluidsynth >/dev/null 2>&1 || [ ! -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || [ ! -e /usr/share/sounds/sf2/TimGM6mb.sf2 ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing fluidsynth and fluid-soundfont-gm"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm >/dev/null; \
+	    echo "installing fluidsynth, fluid-soundfont-gm, timgm6mb-soundfont"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm timgm6mb-soundfont >/dev/null; \
 	  else echo "note: fluidsynth/fluid-soundfont-gm missing and not root; audio rendering will be unavailable"; fi; \
 	fi
 
@@ -38,6 +38,7 @@ test: setup
 bench: setup
 	$(PY) bench/codec.py
 	$(PY) bench/dataset.py
+	$(PY) bench/render.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

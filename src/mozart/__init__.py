@@ -87,7 +87,7 @@ def plot(score_or_path: symusic.Score | str | os.PathLike, out: str | os.PathLik
     """Draw a piano roll of a Score, MIDI file or token file into ``out`` (PNG)."""
     from pathlib import Path
 
-    from .plot import save_piano_roll
+    from .pianoroll import save_piano_roll
 
     title = None if isinstance(score_or_path, symusic.Score) else Path(score_or_path).name
     save_piano_roll(quantize(load_score(score_or_path), grid), out, title)

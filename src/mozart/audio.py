@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import io
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,13 +120,18 @@ def _event_table(streams: list[PlaybackStream], sample_rate: int) -> np.ndarray:
     return table[np.lexsort((table[:, 3], table[:, 1], table[:, 0]))]
 
 
-def synthesize(streams: list[PlaybackStream], soundfont: Path, settings: RenderSettings) -> np.ndarray:
-    """Render streams to float32 stereo samples (shape (n, 2)), tail trimmed, not normalised."""
+def synthesize(streams: list[PlaybackStream], soundfont: Path, settings: RenderSettings,
+               timings: dict | None = None) -> np.ndarray:
+    """Render streams to float32 stereo samples (shape (n, 2)), tail trimmed, not normalised.
+    ``timings``, when given, receives the SoundFont load time as ``load_s``."""
     fs = _fluidsynth()
     channels = 16 * max(1, -(-len(streams) // 16))
     synth = fs.Synth(gain=settings.gain, samplerate=float(settings.sample_rate), channels=channels)
     try:
+        started = time.perf_counter()
         sfid = synth.sfload(str(soundfont))
+        if timings is not None:
+            timings["load_s"] = time.perf_counter() - started
         if sfid < 0:
             raise MozartError(f"{soundfont}: FluidSynth cannot load this SoundFont")
         for channel, s in enumerate(streams):
@@ -194,10 +200,10 @@ def normalise(audio: np.ndarray, settings: RenderSettings) -> np.ndarray:
 
 
 def render_score(score, soundfont: str | os.PathLike | None = None,
-                 settings: RenderSettings = RenderSettings()) -> np.ndarray:
+                 settings: RenderSettings = RenderSettings(), timings: dict | None = None) -> np.ndarray:
     """Render a symusic Score to normalised float32 stereo samples at settings.sample_rate."""
     font = find_soundfont(soundfont)
-    return normalise(synthesize(playback_streams(score), font, settings), settings)
+    return normalise(synthesize(playback_streams(score), font, settings, timings), settings)
 
 
 AUDIO_FORMATS = {".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16")}
