@@ -207,7 +207,7 @@ def corpus_cmd(
 def demo_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the demo's files.")] = Path("out/demo"),
 ) -> None:
-    """Encode the bundled public-domain chorale, decode it back and summarise.
+    """Round-trip the bundled public-domain chorale through tokens, then render and draw it.
 
     Example: mozart demo -o out/demo
     """
@@ -218,8 +218,9 @@ def demo_cmd(
     decoded = decode(text)
     again = encode(decoded)
     output.mkdir(parents=True, exist_ok=True)
-    write_atomic(output / "bach_bwv66.6.txt", text + "\n")
-    write_midi(decoded, output / "bach_bwv66.6.mid")
+    files = {kind: output / f"bach_bwv66.6.{kind}" for kind in ("txt", "mid", "wav", "png")}
+    write_atomic(files["txt"], text + "\n")
+    write_midi(decoded, files["mid"])
     original, roundtrip = quantize(score), quantize(decoded)
     same_notes = sorted(zip(*_note_columns(original))) == sorted(zip(*_note_columns(roundtrip)))
     n_tokens = len(text.split())
@@ -227,9 +228,16 @@ def demo_cmd(
     typer.echo(f"tokens:       {n_tokens} ({n_tokens / max(1, score.note_num()):.2f} per note), grid 24")
     typer.echo(f"first tokens: {' '.join(text.split()[:16])} ...")
     typer.echo(f"round trip:   notes identical at the grid: {same_notes}; text identical: {again == text}")
-    typer.echo(f"wrote:        {output / 'bach_bwv66.6.txt'}, {output / 'bach_bwv66.6.mid'}")
     if not (same_notes and again == text):
         raise MozartError("demo round trip was not exact")
+    plot(decoded, files["png"])
+    try:
+        audio = render(decoded, files["wav"])
+        typer.echo(f"audio:        {audio.shape[0] / 44100:.1f} s, 44.1 kHz stereo, normalised to -16 LUFS (peak <= -1 dBFS)")
+    except MozartError as e:  # no FluidSynth or SoundFont here: say so, keep the rest
+        del files["wav"]
+        typer.echo(f"audio:        skipped ({e})")
+    typer.echo("wrote:        " + ", ".join(str(f) for f in files.values()))
 
 
 def _note_columns(piece):
