@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import symusic
 
-from report import default_corpus, machine, package_version, write_section
-
 import mozart
+
+from report import default_corpus, machine, package_version, write_section
 
 GRID = 24
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import symusic
+
 from report import default_corpus, machine, package_version, write_section
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import symusic
-from report import default_corpus, machine, write_section
 
 from mozart.audio import RenderSettings, render_score
+
+from report import default_corpus, machine, write_section
 
 SOUNDFONTS = {
     "FluidR3_GM": "/usr/share/sounds/sf2/FluidR3_GM.sf2",

@@ -14,6 +14,7 @@ import symusic
 import mozart
 from mozart import audio
 from mozart.audio import RenderSettings, find_soundfont, render_score
+
 from conftest import DATA, corpus_files
 
 SR = 44100

@@ -11,6 +11,7 @@ import pytest
 import symusic
 
 import mozart
+
 from conftest import DATA, corpus_files
 
 

@@ -106,16 +106,17 @@ def _event_table(streams: list[PlaybackStream], sample_rate: int) -> np.ndarray:
     """All events as rows (sample, order, kind, channel, a, b), sorted.  At one sample,
     pedal-offs, note-offs, pedal-ons and note-ons follow in that order."""
     rows = []
-    for channel, s in enumerate(streams):
-        def add(times, order, kind, a, b):
-            n = times.size
-            rows.append(np.column_stack([
-                np.round(times * sample_rate).astype(np.int64), np.full(n, order), np.full(n, kind),
-                np.full(n, channel), a, b]))
-        add(s.pedal_off, 0, 0, np.full(s.pedal_off.size, SUSTAIN_CC), np.zeros(s.pedal_off.size, np.int64))
-        add(s.note_off, 1, 1, s.pitch, np.zeros(s.pitch.size, np.int64))
-        add(s.pedal_on, 2, 0, np.full(s.pedal_on.size, SUSTAIN_CC), np.full(s.pedal_on.size, 127))
-        add(s.note_on, 3, 2, s.pitch, s.velocity)
+
+    def add(channel: int, times: np.ndarray, order: int, kind: int, a: np.ndarray, b: np.ndarray) -> None:
+        n = times.size
+        rows.append(np.column_stack([np.round(times * sample_rate).astype(np.int64), np.full(n, order),
+                                     np.full(n, kind), np.full(n, channel), a, b]))
+
+    for c, s in enumerate(streams):
+        add(c, s.pedal_off, 0, 0, np.full(s.pedal_off.size, SUSTAIN_CC), np.zeros(s.pedal_off.size, np.int64))
+        add(c, s.note_off, 1, 1, s.pitch, np.zeros(s.pitch.size, np.int64))
+        add(c, s.pedal_on, 2, 0, np.full(s.pedal_on.size, SUSTAIN_CC), np.full(s.pedal_on.size, 127))
+        add(c, s.note_on, 3, 2, s.pitch, s.velocity)
     table = np.concatenate(rows) if rows else np.zeros((0, 6), np.int64)
     return table[np.lexsort((table[:, 3], table[:, 1], table[:, 0]))]
 

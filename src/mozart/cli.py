@@ -233,7 +233,8 @@ def demo_cmd(
     plot(decoded, files["png"])
     try:
         audio = render(decoded, files["wav"])
-        typer.echo(f"audio:        {audio.shape[0] / 44100:.1f} s, 44.1 kHz stereo, normalised to -16 LUFS (peak <= -1 dBFS)")
+        seconds = audio.shape[0] / 44100
+        typer.echo(f"audio:        {seconds:.1f} s, 44.1 kHz stereo, normalised to -16 LUFS (peak <= -1 dBFS)")
     except MozartError as e:  # no FluidSynth or SoundFont here: say so, keep the rest
         del files["wav"]
         typer.echo(f"audio:        skipped ({e})")
