@@ -1,0 +1,121 @@
+"""Dataset shards -> model examples.
+
+Decoder models read whole pieces, ``<bos> tokens <eos>``, cut into windows of the
+context length.  BART learns continuation: the encoder reads the header and the previous
+K bars, the decoder writes the next M bars (then ``<eos>`` where the piece ends).
+Likelihood is reported per note as well as per token, so the notes each example
+predicts are counted here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+
+from .errors import MozartError
+from .tokenizer import BOS, EOS
+
+IGNORE = -100  # label value the loss skips
+
+
+def read_split(data_dir: Path, split: str) -> list[str]:
+    """The token texts of one split of a dataset folder."""
+    path = Path(data_dir) / f"{split}.jsonl"
+    if not path.is_file():
+        raise MozartError(f"{data_dir}: no {split}.jsonl (is it a dataset made by `mozart dataset`?)")
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line)["tokens"] for line in f if line.strip()]
+
+
+def load_tokenizer(data_dir: Path) -> Tokenizer:
+    path = Path(data_dir) / "tokenizer.json"
+    if not path.is_file():
+        raise MozartError(f"{data_dir}: no tokenizer.json (is it a dataset made by `mozart dataset`?)")
+    return Tokenizer.from_file(str(path))
+
+
+@dataclass
+class Example:
+    input_ids: list[int]
+    labels: list[int]  # for decoders: input_ids with IGNORE where not predicted; for bart: the target
+    notes: int  # notes whose tokens this example predicts
+
+
+class Examples(torch.utils.data.Dataset):
+    """A list of examples with the counts bits-per-note needs."""
+
+    def __init__(self, examples: list[Example]):
+        self.examples = examples
+        self.notes = sum(e.notes for e in examples)
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict:
+        e = self.examples[i]
+        return {"input_ids": e.input_ids, "labels": e.labels}
+
+
+def _is_note(tokenizer: Tokenizer) -> set[int]:
+    return {i for w, i in tokenizer.get_vocab().items() if w.startswith("Pitch_")}
+
+
+def causal_examples(texts: list[str], tokenizer: Tokenizer, context: int) -> Examples:
+    """``<bos> piece <eos>`` cut into windows of ``context`` tokens (no overlap)."""
+    bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
+    notes = _is_note(tokenizer)
+    out = []
+    for enc in tokenizer.encode_batch(texts):
+        ids = [bos] + enc.ids + [eos]
+        for start in range(0, max(1, len(ids) - 1), context):
+            window = ids[start:start + context]
+            if len(window) < 2:
+                continue
+            # the first token of a window is context, not a prediction
+            out.append(Example(window, window, sum(1 for t in window[1:] if t in notes)))
+    return Examples(out)
+
+
+def continuation_examples(texts: list[str], tokenizer: Tokenizer, context: int, bars_in: int = 4,
+                          bars_out: int = 4) -> Examples:
+    """(header + previous ``bars_in`` bars) -> (next ``bars_out`` bars [+ <eos>]) pairs."""
+    bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
+    notes = _is_note(tokenizer)
+    out = []
+    for text in texts:
+        words = text.split()
+        bar_at = [i for i, w in enumerate(words) if w == "Bar"]
+        if not bar_at:
+            continue
+        header = words[: bar_at[0]]
+        bars = [words[a:b] for a, b in zip(bar_at, bar_at[1:] + [len(words)])]
+        for i in range(0, len(bars), bars_out):
+            source = header + [w for bar in bars[max(0, i - bars_in): i] for w in bar]
+            target_words = [w for bar in bars[i: i + bars_out] for w in bar]
+            source_ids = [bos] + [tokenizer.token_to_id(w) for w in source][-(context - 1):]
+            target_ids = [tokenizer.token_to_id(w) for w in target_words]
+            if i + bars_out >= len(bars):
+                target_ids.append(eos)
+            target_ids = target_ids[: context - 1]
+            out.append(Example(source_ids, target_ids, sum(1 for t in target_ids if t in notes)))
+    return Examples(out)
+
+
+def collate(batch: list[dict], pad_id: int) -> dict:
+    """Pad a batch; decoder labels mirror the inputs (IGNORE at padding)."""
+    width = max(len(b["input_ids"]) for b in batch)
+    label_width = max(len(b["labels"]) for b in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(batch), width), dtype=torch.long)
+    labels = torch.full((len(batch), label_width), IGNORE, dtype=torch.long)
+    for row, b in enumerate(batch):
+        n, m = len(b["input_ids"]), len(b["labels"])
+        input_ids[row, :n] = torch.tensor(b["input_ids"])
+        attention[row, :n] = 1
+        labels[row, :m] = torch.tensor(b["labels"])
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+

@@ -1,0 +1,308 @@
+"""Training and LoRA fine-tuning with transformers' Trainer.
+
+``train`` builds a model from a size recipe for a dataset's tokenizer and trains it with
+gradient accumulation, warmup + cosine schedule, bf16/fp16 where the hardware has it,
+evaluation on the valid split (nats/token, bits/token, bits/note), best-checkpoint
+keeping and early stopping.  The run folder is a standard ``save_pretrained`` folder
+(config, safetensors, tokenizer) plus ``metrics.csv``, ``metrics.json`` and
+``loss.png``.  Under ``torchrun`` the Trainer runs DDP; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import tomllib
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+import torch
+from transformers import (
+    AutoTokenizer,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+
+from .errors import MozartError
+from .lmdata import IGNORE, Examples, causal_examples, collate, continuation_examples, load_tokenizer, read_split
+from .models import ARCHS, SIZES, SpecialIds, build_model, is_seq2seq
+from .tokenizer import BOS, EOS, PAD
+
+COMPLETE_MARK = "checkpoint-complete"  # written into a checkpoint folder once it is whole
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training recipe.  TOML files in configs/ override these defaults by field name."""
+
+    arch: str = "gpt2"  # gpt2 | llama | bart
+    size: str = "tiny"  # tiny | small | base (models.SIZES)
+    context: int | None = None  # tokens per example; default: the size's context
+    max_steps: int = 200  # optimizer steps
+    batch_size: int = 8  # examples per device per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    lr: float = 1e-3  # peak learning rate
+    warmup_ratio: float = 0.05  # share of steps spent warming up, then cosine decay
+    weight_decay: float = 0.01
+    seed: int = 0
+    eval_every: int = 50  # steps between evaluations (and checkpoints)
+    patience: int = 5  # evaluations without improvement before stopping early
+    bars_in: int = 4  # bart: bars the encoder reads
+    bars_out: int = 4  # bart: bars the decoder writes
+    max_eval_examples: int = 512  # cap on valid examples per evaluation, to keep CPU runs quick
+    validity_samples: int = 4  # unconstrained samples drawn after training to log the share passing `check`
+
+
+def load_config(path: Path | None, **overrides) -> TrainConfig:
+    """Defaults, then the TOML file's values, then explicit overrides (None = not given)."""
+    values: dict = {}
+    if path is not None:
+        try:
+            values = tomllib.loads(Path(path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise MozartError(f"{path}: cannot read config: {e}") from None
+        known = {f.name for f in fields(TrainConfig)}
+        unknown = set(values) - known
+        if unknown:
+            raise MozartError(f"{path}: unknown settings {', '.join(sorted(unknown))}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    config = replace(TrainConfig(), **values)
+    if config.arch not in ARCHS:
+        raise MozartError(f"unknown --arch {config.arch!r}: choose one of {', '.join(ARCHS)}")
+    if config.size not in SIZES:
+        raise MozartError(f"unknown --size {config.size!r}: choose one of {', '.join(SIZES)}")
+    if config.max_steps < 1 or config.batch_size < 1 or config.grad_accum < 1:
+        raise MozartError("--max-steps, --batch-size and --grad-accum must be at least 1")
+    return config
+
+
+def special_ids(tokenizer) -> SpecialIds:
+    vocab = tokenizer.get_vocab()
+    return SpecialIds(pad=vocab[PAD], bos=vocab[BOS], eos=vocab[EOS], vocab_size=len(vocab))
+
+
+def build_examples(data_dir: Path, split: str, config: TrainConfig, context: int) -> Examples:
+    tokenizer = load_tokenizer(data_dir)
+    texts = read_split(data_dir, split)
+    if is_seq2seq(config.arch):
+        return continuation_examples(texts, tokenizer, context, config.bars_in, config.bars_out)
+    return causal_examples(texts, tokenizer, context)
+
+
+@torch.no_grad()
+def likelihood(model, examples: Examples, pad_id: int, batch_size: int = 8) -> dict:
+    """Exact nats/token, bits/token and bits/note over ``examples`` (sums, not batch means)."""
+    model.eval()
+    device = next(model.parameters()).device
+    total_nll, total_tokens = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        batch = collate([examples[i] for i in range(start, min(start + batch_size, len(examples)))], pad_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = model(**batch).logits.float()
+        labels = batch["labels"]
+        if not model.config.is_encoder_decoder:
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        mask = labels != IGNORE
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        total_nll -= float((logp * mask).sum())
+        total_tokens += int(mask.sum())
+    nats = total_nll / max(1, total_tokens)
+    return {
+        "nats_per_token": nats,
+        "bits_per_token": nats / math.log(2),
+        "bits_per_note": total_nll / math.log(2) / max(1, examples.notes),
+        "perplexity": math.exp(nats),
+        "tokens": total_tokens,
+        "notes": examples.notes,
+    }
+
+
+class MetricsLog(TrainerCallback):
+    """Appends every logged step to metrics.csv (rank 0 only) with bits/token and bits/note."""
+
+    COLUMNS = ("step", "epoch", "train_loss", "eval_loss", "eval_bits_per_token", "eval_bits_per_note",
+               "learning_rate")
+
+    def __init__(self, path: Path, tokens_per_note: float):
+        self.path, self.tokens_per_note = path, tokens_per_note
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
+               "train_loss": logs.get("loss"), "eval_loss": logs.get("eval_loss"),
+               "learning_rate": logs.get("learning_rate")}
+        if row["eval_loss"] is not None:
+            bits = row["eval_loss"] / math.log(2)
+            row["eval_bits_per_token"] = bits
+            row["eval_bits_per_note"] = bits * self.tokens_per_note
+        if row["train_loss"] is None and row["eval_loss"] is None:
+            return
+        new = not self.path.exists()
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+class CommitCheckpoint(TrainerCallback):
+    """Marks a checkpoint folder complete after the Trainer has written all of it; resume
+    only trusts marked folders, so a kill mid-save never resumes from half a checkpoint."""
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if folder.is_dir():
+                (folder / COMPLETE_MARK).write_text(str(state.global_step))
+
+
+def latest_complete_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest checkpoint with the completion mark; incomplete ones are removed."""
+    found = []
+    for folder in checkpoints.glob("checkpoint-*") if checkpoints.is_dir() else []:
+        if (folder / COMPLETE_MARK).exists():
+            found.append((int(folder.name.split("-")[1]), folder))
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+    return max(found)[1] if found else None
+
+
+def _precision() -> dict:
+    if torch.cuda.is_available():
+        return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
+    return {}
+
+
+def training_arguments(run_dir: Path, config: TrainConfig, n_train: int) -> TrainingArguments:
+    eval_every = max(1, min(config.eval_every, config.max_steps))
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        learning_rate=config.lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(0, int(config.warmup_ratio * config.max_steps)),
+        weight_decay=config.weight_decay,
+        eval_strategy="steps",
+        eval_steps=eval_every,
+        save_strategy="steps",
+        save_steps=eval_every,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        logging_steps=max(1, min(10, eval_every)),
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to=[],
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+        save_safetensors=True,
+        ddp_find_unused_parameters=False,
+        **_precision(),
+    )
+
+
+def train(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool = False) -> dict:
+    """Train a model on a dataset folder into ``run_dir``; return the final metrics."""
+    data_dir, run_dir = Path(data_dir), Path(run_dir)
+    if not (data_dir / "stats.json").is_file():
+        raise MozartError(f"{data_dir}: not a dataset (no stats.json); build one with `mozart dataset`")
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        raise MozartError(f"{run_dir}: exists and is not empty; use --resume to continue it, or another -o")
+    set_seed(config.seed)
+    hf_tokenizer = AutoTokenizer.from_pretrained(str(data_dir))
+    ids = special_ids(hf_tokenizer)
+    context = config.context or SIZES[config.size].context
+    train_set = build_examples(data_dir, "train", config, context)
+    valid_set = build_examples(data_dir, "valid", config, context)
+    if not len(train_set) or not len(valid_set):
+        raise MozartError(f"{data_dir}: the train and valid splits must both hold examples")
+    if len(valid_set) > config.max_eval_examples:
+        valid_set = Examples(valid_set.examples[: config.max_eval_examples])
+    model = build_model(config.arch, config.size, ids, context)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    args = training_arguments(run_dir, config, len(train_set))
+    tokens_per_note = sum(len(e.labels) for e in valid_set.examples) / max(1, valid_set.notes)
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=valid_set,
+        data_collator=lambda batch: collate(batch, ids.pad),
+        processing_class=hf_tokenizer,
+        callbacks=[EarlyStoppingCallback(config.patience), MetricsLog(run_dir / "metrics.csv", tokens_per_note),
+                   CommitCheckpoint()],
+    )
+    checkpoint = latest_complete_checkpoint(run_dir / "checkpoints") if resume else None
+    if resume and checkpoint is None and (run_dir / "metrics.csv").exists():
+        (run_dir / "metrics.csv").unlink()  # nothing to resume from: start the log afresh
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    metrics = {"config": asdict(config), "parameters": sum(p.numel() for p in model.parameters()),
+               "steps": trainer.state.global_step, "valid": likelihood(trainer.model, valid_set, ids.pad)}
+    if trainer.is_world_process_zero():
+        trainer.save_model(str(run_dir))
+        hf_tokenizer.save_pretrained(str(run_dir))
+        metrics["validity"] = sample_validity(trainer.model, hf_tokenizer, ids, config.validity_samples, config.seed)
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        plot_loss(run_dir / "metrics.csv", run_dir / "loss.png")
+    return metrics
+
+
+@torch.no_grad()
+def sample_validity(model, tokenizer, ids: SpecialIds, n: int, seed: int, max_new_tokens: int = 256) -> dict:
+    """Draw ``n`` unconstrained samples with ``model.generate`` and report how many pass
+    ``check`` (constrained sampling is generate.py's)."""
+    from .tokens import TokenError, check
+
+    if n <= 0:
+        return {"samples": 0, "valid": 0}
+    torch.manual_seed(seed)
+    model.eval()
+    device = next(model.parameters()).device
+    start = torch.full((n, 1), ids.bos, dtype=torch.long, device=device)
+    kwargs = {"decoder_input_ids": start} if model.config.is_encoder_decoder else {}
+    out = model.generate(start, do_sample=True, max_new_tokens=max_new_tokens, pad_token_id=ids.pad,
+                         eos_token_id=ids.eos, **kwargs)
+    valid = 0
+    for row in out.tolist():
+        words = [w for w in tokenizer.convert_ids_to_tokens(row) if w not in (PAD, BOS, EOS)]
+        try:
+            check(" ".join(words))
+            valid += 1
+        except TokenError:
+            pass
+    return {"samples": n, "valid": valid, "share": valid / n}
+
+
+def plot_loss(csv_path: Path, png_path: Path) -> None:
+    """Train and valid loss against steps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not csv_path.exists():
+        return
+    rows = list(csv.DictReader(open(csv_path)))
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    for key, label in (("train_loss", "train"), ("eval_loss", "valid")):
+        points = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
+        if points:
+            ax.plot(*zip(*points), marker="o" if key == "eval_loss" else None, label=label)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path)
+    plt.close(fig)
+
