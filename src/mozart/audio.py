@@ -137,9 +137,9 @@ def synthesize(streams: list[PlaybackStream], soundfont: Path, settings: RenderS
             raise MozartError(f"{soundfont}: FluidSynth cannot load this SoundFont")
         for channel, s in enumerate(streams):
             _set_channel_type(fs, synth, channel, s.is_drum)
-            if s.is_drum:
-                if synth.program_select(channel, sfid, DRUM_BANK, s.program) < 0:
-                    synth.program_select(channel, sfid, DRUM_BANK, 0)  # kit missing: standard kit
+            if s.is_drum:  # a kit the SoundFont lacks falls back to the standard kit
+                kit = s.program if synth.sfpreset_name(sfid, DRUM_BANK, s.program) else 0
+                synth.program_select(channel, sfid, DRUM_BANK, kit)
             else:
                 synth.program_select(channel, sfid, 0, s.program)
         events = _event_table(streams, settings.sample_rate)

@@ -203,6 +203,70 @@ def corpus_cmd(
     )
 
 
+def _train_config(config: Path | None, **overrides):
+    from .train import load_config
+
+    return load_config(config, **overrides)
+
+
+ArchOption = Annotated[str | None, typer.Option("--arch", help="gpt2 | llama | bart (default gpt2).")]
+SizeOption = Annotated[str | None, typer.Option("--size", help="tiny | small | base (default tiny).")]
+StepsOption = Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps (default 200).")]
+BatchOption = Annotated[int | None, typer.Option("--batch-size", help="Examples per micro-batch (default 8).")]
+AccumOption = Annotated[int | None, typer.Option("--grad-accum", help="Micro-batches per step (default 1).")]
+LrOption = Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default 1e-3).")]
+SeedOption = Annotated[int | None, typer.Option("--seed", help="Random seed (default 0).")]
+ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue from the newest complete checkpoint.")]
+ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML recipe (see configs/).")]
+
+
+@app.command("train")
+def train_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="Dataset folder (mozart dataset).", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Run folder.", show_default=False)],
+    arch: ArchOption = None, size: SizeOption = None, max_steps: StepsOption = None,
+    batch_size: BatchOption = None, grad_accum: AccumOption = None, lr: LrOption = None,
+    seed: SeedOption = None, resume: ResumeOption = False, config: ConfigOption = None,
+) -> None:
+    """Train a GPT-2, Llama or BART model from scratch on a dataset.
+
+    Example: mozart train data/ -o runs/tiny --arch gpt2 --size tiny --max-steps 500 --grad-accum 4
+    """
+    from .train import train
+
+    cfg = _train_config(config, arch=arch, size=size, max_steps=max_steps, batch_size=batch_size,
+                        grad_accum=grad_accum, lr=lr, seed=seed)
+    metrics = train(data_dir, output, cfg, resume=resume)
+    v = metrics["valid"]
+    typer.echo(f"{output}: {metrics['steps']} steps; valid {v['nats_per_token']:.3f} nats/token, "
+               f"{v['bits_per_token']:.3f} bits/token, {v['bits_per_note']:.2f} bits/note")
+
+
+@app.command("finetune")
+def finetune_cmd(
+    base_dir: Annotated[Path, typer.Argument(help="Trained model folder.", show_default=False)],
+    data_dir: Annotated[Path, typer.Argument(help="Dataset folder.", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Adapter folder.", show_default=False)],
+    lora_r: Annotated[int, typer.Option("--lora-r", help="LoRA rank.")] = 8,
+    lora_alpha: Annotated[int, typer.Option("--lora-alpha", help="LoRA alpha.")] = 16,
+    merge: Annotated[bool, typer.Option("--merge", help="Also write a merged full model to OUT/merged.")] = False,
+    max_steps: StepsOption = None, batch_size: BatchOption = None, grad_accum: AccumOption = None,
+    lr: LrOption = None, seed: SeedOption = None, resume: ResumeOption = False, config: ConfigOption = None,
+) -> None:
+    """LoRA-finetune a trained model on a dataset (the base folder is never written).
+
+    Example: mozart finetune runs/base data/jazz -o adapters/jazz --lora-r 8 --lora-alpha 16 --merge
+    """
+    from .train import finetune
+
+    cfg = _train_config(config, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
+                        seed=seed)
+    metrics = finetune(base_dir, data_dir, output, cfg, lora_r, lora_alpha, merge, resume)
+    share = metrics["trainable_parameters"] / metrics["total_parameters"]
+    typer.echo(f"{output}: adapter with {metrics['trainable_parameters']:,} parameters ({share:.1%} of the "
+               f"model); valid {metrics['valid']['bits_per_note']:.2f} bits/note")
+
+
 @app.command("demo")
 def demo_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the demo's files.")] = Path("out/demo"),

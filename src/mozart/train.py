@@ -162,6 +162,21 @@ class CommitCheckpoint(TrainerCallback):
                 (folder / COMPLETE_MARK).write_text(str(state.global_step))
 
 
+def _truncate_log(path: Path, last_step: int) -> None:
+    """Keep only the rows of metrics.csv up to ``last_step`` (none for a fresh run)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["step"]) <= last_step]
+    if not rows:
+        path.unlink()
+        return
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=MetricsLog.COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def latest_complete_checkpoint(checkpoints: Path) -> Path | None:
     """The newest checkpoint with the completion mark; incomplete ones are removed."""
     found = []
@@ -173,10 +188,12 @@ def latest_complete_checkpoint(checkpoints: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def _precision() -> dict:
+def _hardware() -> dict:
+    """Mixed precision where the GPU has it.  On CPU, use_cpu is what makes accelerate run
+    DDP (with gloo) under torchrun instead of silently training each process alone."""
     if torch.cuda.is_available():
         return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
-    return {}
+    return {"use_cpu": True}
 
 
 def training_arguments(run_dir: Path, config: TrainConfig, n_train: int) -> TrainingArguments:
@@ -205,14 +222,13 @@ def training_arguments(run_dir: Path, config: TrainConfig, n_train: int) -> Trai
         report_to=[],
         dataloader_num_workers=0,
         remove_unused_columns=False,
-        save_safetensors=True,
         ddp_find_unused_parameters=False,
-        **_precision(),
+        **_hardware(),
     )
 
 
-def train(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool = False) -> dict:
-    """Train a model on a dataset folder into ``run_dir``; return the final metrics."""
+def _prepare(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool):
+    """Check the folders; load the tokenizer and the train/valid examples."""
     data_dir, run_dir = Path(data_dir), Path(run_dir)
     if not (data_dir / "stats.json").is_file():
         raise MozartError(f"{data_dir}: not a dataset (no stats.json); build one with `mozart dataset`")
@@ -220,7 +236,6 @@ def train(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool = Fal
         raise MozartError(f"{run_dir}: exists and is not empty; use --resume to continue it, or another -o")
     set_seed(config.seed)
     hf_tokenizer = AutoTokenizer.from_pretrained(str(data_dir))
-    ids = special_ids(hf_tokenizer)
     context = config.context or SIZES[config.size].context
     train_set = build_examples(data_dir, "train", config, context)
     valid_set = build_examples(data_dir, "valid", config, context)
@@ -228,13 +243,17 @@ def train(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool = Fal
         raise MozartError(f"{data_dir}: the train and valid splits must both hold examples")
     if len(valid_set) > config.max_eval_examples:
         valid_set = Examples(valid_set.examples[: config.max_eval_examples])
-    model = build_model(config.arch, config.size, ids, context)
+    return hf_tokenizer, special_ids(hf_tokenizer), train_set, valid_set, context
+
+
+def _fit(model, run_dir: Path, config: TrainConfig, resume: bool, hf_tokenizer, ids: SpecialIds,
+         train_set: Examples, valid_set: Examples) -> Trainer:
+    """Run the Trainer (resuming from the newest complete checkpoint when asked)."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    args = training_arguments(run_dir, config, len(train_set))
     tokens_per_note = sum(len(e.labels) for e in valid_set.examples) / max(1, valid_set.notes)
     trainer = Trainer(
         model=model,
-        args=args,
+        args=training_arguments(run_dir, config, len(train_set)),
         train_dataset=train_set,
         eval_dataset=valid_set,
         data_collator=lambda batch: collate(batch, ids.pad),
@@ -243,18 +262,86 @@ def train(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool = Fal
                    CommitCheckpoint()],
     )
     checkpoint = latest_complete_checkpoint(run_dir / "checkpoints") if resume else None
-    if resume and checkpoint is None and (run_dir / "metrics.csv").exists():
-        (run_dir / "metrics.csv").unlink()  # nothing to resume from: start the log afresh
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    metrics = {"config": asdict(config), "parameters": sum(p.numel() for p in model.parameters()),
-               "steps": trainer.state.global_step, "valid": likelihood(trainer.model, valid_set, ids.pad)}
     if trainer.is_world_process_zero():
-        trainer.save_model(str(run_dir))
-        hf_tokenizer.save_pretrained(str(run_dir))
+        # the log restarts where the checkpoint was taken: rows logged after it are redone
+        _truncate_log(run_dir / "metrics.csv", int(checkpoint.name.split("-")[1]) if checkpoint else 0)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    return trainer
+
+
+def _finish(trainer: Trainer, run_dir: Path, config: TrainConfig, hf_tokenizer, ids: SpecialIds,
+            valid_set: Examples, extra: dict | None = None) -> dict:
+    metrics = {"config": asdict(config), "steps": trainer.state.global_step,
+               "valid": likelihood(trainer.model, valid_set, ids.pad), **(extra or {})}
+    if trainer.is_world_process_zero():
         metrics["validity"] = sample_validity(trainer.model, hf_tokenizer, ids, config.validity_samples, config.seed)
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
         plot_loss(run_dir / "metrics.csv", run_dir / "loss.png")
     return metrics
+
+
+def train(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool = False) -> dict:
+    """Train a model from scratch on a dataset folder into ``run_dir``; return final metrics."""
+    run_dir = Path(run_dir)
+    hf_tokenizer, ids, train_set, valid_set, context = _prepare(data_dir, run_dir, config, resume)
+    model = build_model(config.arch, config.size, ids, context)
+    trainer = _fit(model, run_dir, config, resume, hf_tokenizer, ids, train_set, valid_set)
+    if trainer.is_world_process_zero():
+        trainer.save_model(str(run_dir))
+        hf_tokenizer.save_pretrained(str(run_dir))
+    return _finish(trainer, run_dir, config, hf_tokenizer, ids, valid_set,
+                   {"parameters": sum(p.numel() for p in model.parameters())})
+
+
+#: Modules LoRA adapts, per family (attention projections).
+LORA_TARGETS = {"gpt2": ["c_attn", "c_proj"], "llama": ["q_proj", "k_proj", "v_proj", "o_proj"],
+                "bart": ["q_proj", "k_proj", "v_proj", "out_proj"]}
+
+
+def load_base(base_dir: Path):
+    """A trained model folder (any family) and its architecture name."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    base_dir = Path(base_dir)
+    if not (base_dir / "config.json").is_file():
+        raise MozartError(f"{base_dir}: not a model folder (no config.json)")
+    model_type = AutoConfig.from_pretrained(str(base_dir)).model_type
+    if model_type not in ARCHS:
+        raise MozartError(f"{base_dir}: unsupported model type {model_type!r}")
+    loader = AutoModelForSeq2SeqLM if is_seq2seq(model_type) else AutoModelForCausalLM
+    return loader.from_pretrained(str(base_dir)), model_type
+
+
+def finetune(base_dir: Path, data_dir: Path, out_dir: Path, config: TrainConfig, lora_r: int = 8,
+             lora_alpha: int = 16, merge: bool = False, resume: bool = False) -> dict:
+    """LoRA-finetune the model in ``base_dir`` on a dataset; write the adapter (and, with
+    ``merge``, a merged full model in ``out_dir/merged``).  The base folder is only read."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    out_dir = Path(out_dir)
+    base, arch = load_base(base_dir)
+    config = replace(config, arch=arch)
+    hf_tokenizer, ids, train_set, valid_set, _ = _prepare(data_dir, out_dir, config, resume)
+    if base.config.vocab_size != ids.vocab_size:
+        raise MozartError(f"{base_dir}: vocabulary of {base.config.vocab_size} tokens does not match the "
+                          f"dataset's {ids.vocab_size} (another grid or format version?)")
+    lora = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.05, target_modules=LORA_TARGETS[arch],
+                      fan_in_fan_out=arch == "gpt2",
+                      task_type=TaskType.SEQ_2_SEQ_LM if is_seq2seq(arch) else TaskType.CAUSAL_LM)
+    model = get_peft_model(base, lora)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    trainer = _fit(model, out_dir, config, resume, hf_tokenizer, ids, train_set, valid_set)
+    if trainer.is_world_process_zero():
+        trainer.model.save_pretrained(str(out_dir))
+        hf_tokenizer.save_pretrained(str(out_dir))
+        if merge:
+            merged = trainer.model.merge_and_unload()
+            merged.save_pretrained(str(out_dir / "merged"))
+            hf_tokenizer.save_pretrained(str(out_dir / "merged"))
+    return _finish(trainer, out_dir, config, hf_tokenizer, ids, valid_set,
+                   {"base": str(base_dir), "lora_r": lora_r, "lora_alpha": lora_alpha,
+                    "trainable_parameters": trainable, "total_parameters": total})
 
 
 @torch.no_grad()
@@ -270,7 +357,7 @@ def sample_validity(model, tokenizer, ids: SpecialIds, n: int, seed: int, max_ne
     device = next(model.parameters()).device
     start = torch.full((n, 1), ids.bos, dtype=torch.long, device=device)
     kwargs = {"decoder_input_ids": start} if model.config.is_encoder_decoder else {}
-    out = model.generate(start, do_sample=True, max_new_tokens=max_new_tokens, pad_token_id=ids.pad,
+    out = model.generate(input_ids=start, do_sample=True, max_new_tokens=max_new_tokens, pad_token_id=ids.pad,
                          eos_token_id=ids.eos, **kwargs)
     valid = 0
     for row in out.tolist():
