@@ -164,10 +164,17 @@ def synthesize(streams: list[PlaybackStream], soundfont: Path, settings: RenderS
         # Release: pedal up everywhere, then let voices and reverb decay.
         for channel in range(len(streams)):
             synth.cc(channel, SUSTAIN_CC, 0)
-        pos = render_to(capacity, pos)
+        # Render the decay block by block and stop once a whole block is below the tail
+        # threshold, instead of always rendering MAX_RELEASE_S.
+        peak = max(float(np.abs(left[:pos]).max(initial=0.0)), float(np.abs(right[:pos]).max(initial=0.0)))
+        floor = peak * 10 ** (TAIL_THRESHOLD_DB / 20)
+        while pos < capacity:
+            start, pos = pos, render_to(min(capacity, pos + RENDER_BLOCK), pos)
+            if max(float(np.abs(left[start:pos]).max()), float(np.abs(right[start:pos]).max())) <= floor:
+                break
     finally:
         synth.delete()
-    audio = np.stack([left, right], axis=1)
+    audio = np.stack([left[:pos], right[:pos]], axis=1)
     return _trim_tail(audio, last)
 
 
