@@ -39,6 +39,7 @@ bench: setup
 	$(PY) bench/codec.py
 	$(PY) bench/dataset.py
 	$(PY) bench/render.py
+	$(PY) bench/train.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

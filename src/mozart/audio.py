@@ -21,7 +21,8 @@ import pyloudnorm
 import soundfile
 
 from .errors import MozartError
-from .midi import PlaybackStream, playback_streams, write_atomic
+from .files import write_atomic
+from .midi import PlaybackStream, playback_streams
 
 #: Where distributions put General MIDI SoundFonts, in order of preference.
 SYSTEM_SOUNDFONTS = (

@@ -19,7 +19,8 @@ from .audio import RenderSettings
 from .corpus import DEFAULT_TIMEOUT, export_music21
 from .dataset import DatasetConfig, build_dataset
 from .errors import MozartError
-from .midi import quantize, read_midi, write_atomic, write_midi
+from .files import write_atomic
+from .midi import quantize, read_midi, write_midi
 from .scores import read_text
 from .tokens import decode_piece
 

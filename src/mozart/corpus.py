@@ -22,7 +22,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .errors import MozartError
-from .midi import write_atomic
+from .files import write_atomic
 from .workers import run_tasks
 
 #: Corpus folders of each subset.  Bach's chorales (encodings by the music21 project);

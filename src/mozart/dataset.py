@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from .errors import MozartError
 from .events import Piece, bar_layout, content_digest, slice_steps, transpose, validate_grid
-from .midi import quantize, read_midi, write_atomic
+from .files import write_atomic
+from .midi import quantize, read_midi
 from .tokenizer import save_tokenizer
 from .tokens import FORMAT_VERSION, encode_piece, vocabulary
 from .workers import run_tasks

@@ -15,8 +15,8 @@ from matplotlib.collections import PolyCollection  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from .events import DRUM_OFFSET, Piece, bar_layout  # noqa: E402
+from .files import write_atomic  # noqa: E402
 from .instruments import stream_name  # noqa: E402
-from .midi import write_atomic  # noqa: E402
 
 #: Figure size in inches and resolution: 1800 x 700 pixels, readable for a 2-minute piece.
 FIGURE_SIZE = (18.0, 7.0)

@@ -34,8 +34,9 @@ def load_score(source: symusic.Score | str | os.PathLike) -> symusic.Score:
         return source
     path = Path(source)
     if path.suffix.lower() in TOKEN_SUFFIXES:
+        text = read_text(path)
         try:
-            return to_score(decode_piece(read_text(path)))
-        except MozartError as e:
-            raise MozartError(f"{path}: {e}".replace(f"{path}: {path}: ", f"{path}: ")) from None
+            return to_score(decode_piece(text))
+        except MozartError as e:  # name the file the malformed tokens came from
+            raise MozartError(f"{path}: {e}") from None
     return read_midi(path)
