@@ -196,3 +196,10 @@ def test_ddp_two_processes_agree_and_only_rank_0_writes(data, tmp_path):
     steps = [(r["step"], bool(r["train_loss"])) for r in rows]
     assert len(steps) == len(set(steps)), "each log row written once (rank 0 only)"
     assert (run / "model.safetensors").is_file()
+
+
+def test_training_side_does_not_load_symusic():
+    """Pre-tokenized data is enough to train: the CLI and the trainer never import symusic."""
+    code = "import sys, mozart.cli, mozart.train, mozart.lmdata; assert 'symusic' not in sys.modules, 'symusic'"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-1000:]

@@ -9,15 +9,26 @@ The public API mirrors the CLI::
 
 from __future__ import annotations
 
+import importlib
 import os
-
-import symusic
+from typing import TYPE_CHECKING
 
 from .errors import MozartError
 from .events import Piece
-from .midi import quantize, read_midi, to_score, write_midi
-from .scores import load_score
 from .tokens import FORMAT_VERSION, TokenError, Vocabulary, check, decode_piece, encode_piece, vocabulary
+
+if TYPE_CHECKING:
+    import symusic
+
+# MIDI I/O is imported on first use, so that training on pre-tokenized data (e.g. on a GPU
+# machine) never loads symusic.
+_LAZY = {"quantize": "midi", "read_midi": "midi", "to_score": "midi", "write_midi": "midi", "load_score": "scores"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'mozart' has no attribute {name!r}")
 
 __all__ = [
     "FORMAT_VERSION",
@@ -44,6 +55,10 @@ __version__ = "0.1.0"
 def encode(score_or_path: symusic.Score | str | os.PathLike, grid: int = 24) -> str:
     """Encode a symusic Score or a MIDI file as canonical token text at ``grid`` steps
     per quarter note.  Raises MozartError for unreadable files or unsupported content."""
+    import symusic
+
+    from .midi import quantize, read_midi
+
     score = score_or_path if isinstance(score_or_path, symusic.Score) else read_midi(score_or_path)
     try:
         piece = quantize(score, grid)
@@ -63,6 +78,7 @@ def render(
     """Render a Score, MIDI file or token file with FluidSynth; write ``out`` (.wav/.flac)
     if given and return the float32 stereo samples, shape (n, 2)."""
     from .audio import RenderSettings, render_score, write_audio
+    from .scores import load_score
 
     settings = RenderSettings(sample_rate=sample_rate, gain=gain, loudness=loudness)
     if out is not None:
@@ -87,7 +103,11 @@ def plot(score_or_path: symusic.Score | str | os.PathLike, out: str | os.PathLik
     """Draw a piano roll of a Score, MIDI file or token file into ``out`` (PNG)."""
     from pathlib import Path
 
+    import symusic
+
+    from .midi import quantize
     from .pianoroll import save_piano_roll
+    from .scores import load_score
 
     title = None if isinstance(score_or_path, symusic.Score) else Path(score_or_path).name
     save_piano_roll(quantize(load_score(score_or_path), grid), out, title)
@@ -98,4 +118,6 @@ def decode(text: str, ticks_per_quarter: int | None = None) -> symusic.Score:
 
     ``ticks_per_quarter`` defaults to the multiple of the grid nearest below 480.
     Raises TokenError naming the line and token of the first error."""
+    from .midi import to_score
+
     return to_score(decode_piece(text), ticks_per_quarter)

@@ -15,13 +15,10 @@ from typing import Annotated
 import typer
 
 from . import decode, encode, plot, render
-from .audio import RenderSettings
 from .corpus import DEFAULT_TIMEOUT, export_music21
 from .dataset import DatasetConfig, build_dataset
 from .errors import MozartError
-from .files import write_atomic
-from .midi import quantize, read_midi, write_midi
-from .scores import read_text
+from .files import read_text, write_atomic
 from .tokens import decode_piece
 
 app = typer.Typer(
@@ -69,6 +66,8 @@ def decode_cmd(
 
     Example: mozart decode song.txt -o song.mid
     """
+    from .midi import write_midi
+
     text = read_text(tokens)
     try:
         score = decode(text)
@@ -112,8 +111,8 @@ def render_cmd(
     source: Annotated[Path, typer.Argument(help="MIDI or token (.txt) file.", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Audio file, .wav or .flac.", show_default=False)],
     soundfont: Annotated[Path | None, typer.Option(help="SoundFont (.sf2/.sf3); default: discovered.")] = None,
-    sample_rate: Annotated[int, typer.Option(help="Samples per second.")] = RenderSettings.sample_rate,
-    gain: Annotated[float, typer.Option(help="FluidSynth master gain, before normalisation.")] = RenderSettings.gain,
+    sample_rate: Annotated[int, typer.Option(help="Samples per second.")] = 44100,
+    gain: Annotated[float, typer.Option(help="FluidSynth master gain, before normalisation.")] = 0.2,
     loudness: Annotated[float, typer.Option(help="Target loudness, LUFS.")] = -16.0,
     normalize: Annotated[bool, typer.Option(help="Normalise loudness (peak limited to -1 dBFS).")] = True,
 ) -> None:
@@ -276,6 +275,8 @@ def demo_cmd(
 
     Example: mozart demo -o out/demo
     """
+    from .midi import quantize, read_midi, write_midi
+
     source = resources.files("mozart") / "examples" / "bach_bwv66.6.mid"
     with resources.as_file(source) as path:
         score = read_midi(path)

@@ -25,7 +25,6 @@ from tqdm import tqdm
 from .errors import MozartError
 from .events import Piece, bar_layout, content_digest, slice_steps, transpose, validate_grid
 from .files import write_atomic
-from .midi import quantize, read_midi
 from .tokenizer import save_tokenizer
 from .tokens import FORMAT_VERSION, encode_piece, vocabulary
 from .workers import run_tasks
@@ -136,6 +135,8 @@ def process_file(task: tuple[str, str, DatasetConfig]) -> FileResult:
         os.kill(os.getpid(), signal.SIGKILL)
     if os.environ.get(HANG_HOOK) == name:
         time.sleep(10**6)
+    from .midi import quantize, read_midi  # the worker reads MIDI; the parent never needs to
+
     try:
         piece = quantize(read_midi(path), config.grid)
     except MozartError as e:  # errors.tsv names the file already: keep only the reason

@@ -1,4 +1,4 @@
-"""Atomic file writes: readers never see a half-written output."""
+"""Reading token files and writing outputs atomically (readers never see a half-written file)."""
 
 from __future__ import annotations
 
@@ -33,3 +33,17 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def read_text(path: Path) -> str:
+    """Read a token file, turning I/O and encoding problems into MozartError."""
+    if not path.exists():
+        raise MozartError(f"{path}: no such file")
+    if path.is_dir():
+        raise MozartError(f"{path}: is a directory, not a token file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise MozartError(f"{path}: not a text file (not UTF-8)") from None
+    except OSError as e:
+        raise MozartError(f"{path}: cannot read: {e.strerror or e}") from None

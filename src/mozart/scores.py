@@ -8,24 +8,11 @@ from pathlib import Path
 import symusic
 
 from .errors import MozartError
+from .files import read_text
 from .midi import read_midi, to_score
 from .tokens import decode_piece
 
 TOKEN_SUFFIXES = (".txt", ".tok", ".tokens")
-
-
-def read_text(path: Path) -> str:
-    """Read a token file, turning I/O and encoding problems into MozartError."""
-    if not path.exists():
-        raise MozartError(f"{path}: no such file")
-    if path.is_dir():
-        raise MozartError(f"{path}: is a directory, not a token file")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise MozartError(f"{path}: not a text file (not UTF-8)") from None
-    except OSError as e:
-        raise MozartError(f"{path}: cannot read: {e.strerror or e}") from None
 
 
 def load_score(source: symusic.Score | str | os.PathLike) -> symusic.Score:
