@@ -28,11 +28,11 @@ CASES = [("gpt2", "tiny"), ("llama", "tiny"), ("bart", "tiny"), ("gpt2", "small"
 def run_case(data: str, arch: str, size: str, steps: int, batch: int, context: int) -> dict:
     """Child process body: time ``steps`` optimizer steps and report as JSON."""
     import torch
+    from transformers import AutoTokenizer
 
     from mozart.lmdata import collate
     from mozart.models import SIZES, build_model
     from mozart.train import build_examples, load_config, special_ids
-    from transformers import AutoTokenizer
 
     torch.manual_seed(0)
     config = load_config(None, arch=arch, size=size, context=context)
