@@ -33,6 +33,8 @@ GRID_MULTIPLE = 4
 MAX_GRID = 96
 
 DRUM_OFFSET = 128
+#: Microseconds per minute times 100: microseconds per quarter = CENTI_MINUTE_US / centi-qpm.
+CENTI_MINUTE_US = 6_000_000_000
 
 
 def validate_grid(grid: int) -> int:

@@ -15,6 +15,7 @@ import symusic
 
 from .errors import MozartError
 from .events import (
+    CENTI_MINUTE_US,
     DEFAULT_TEMPO_CENTI,
     DEFAULT_TIME_SIGNATURE,
     DENOMINATORS,
@@ -25,8 +26,6 @@ from .events import (
 )
 from .files import write_atomic
 
-#: Microseconds per minute times 100: centi-qpm = CENTI_MINUTE_US / microseconds-per-quarter.
-CENTI_MINUTE_US = 6_000_000_000
 #: Sustain-pedal controller number.
 SUSTAIN_CC = 64
 

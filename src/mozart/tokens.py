@@ -16,6 +16,7 @@ import numpy as np
 
 from .errors import MozartError
 from .events import (
+    CENTI_MINUTE_US,
     DENOMINATORS,
     DRUM_OFFSET,
     MAX_NUMERATOR,
@@ -33,6 +34,10 @@ HI_BASE = 16
 TEMPO_BASE = 256
 #: Positions and durations below ``LO_WHOLES`` whole notes are a single token.
 LO_WHOLES = 2
+#: Most high digits a number may have: positions and durations up to 16**4 * 8 * grid steps (12.6M at
+#: grid 24, ~1,700 hours at 120 qpm), so decoded times fit 32-bit MIDI ticks; tempos up to 268M qpm,
+#: beyond MIDI's fastest (60M qpm).
+MAX_HI_DIGITS = {"Pos": 4, "Dur": 4, "Tempo": 5}
 
 # Token types, in vocabulary order.  A word is ``Type_value`` (``Bar`` and ``Pedal`` bare).
 TYPES = (
@@ -69,10 +74,10 @@ HEADER_TYPES = ("Format", "Grid", "TS")
 #: Value rules of the grammar, checked after the type table (docs/format.md explains each).
 RULES = (
     "a high digit run does not start with 0",
-    "a duration is at least one step; a tempo at least 0.01 qpm",
+    "a duration is at least one step; a tempo at least 0.01 qpm and a whole number of microseconds per quarter",
     "positions in a bar strictly increase and stay inside the bar",
     "'Pos_p Bar' (a bar cut short at p) is followed by a time signature",
-    "a time signature or tempo differs from the one in force",
+    "a time signature or tempo differs from the one in force; at the start, the header's are used",
     "a note or pedal has a program: Prog/Drums before the first one",
     "Prog/Drums changes the program; within a position programs ascend (Prog before Drums)",
     "within a position and program, notes ascend by (pitch, duration, velocity)",
@@ -167,6 +172,15 @@ def _ts_ids(vocab: Vocabulary, num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return vocab.first_id["TS"] + (num - 1) * len(DENOMINATORS) + den_index
 
 
+def tempo_representable(centi: np.ndarray | int) -> np.ndarray | bool:
+    """Whether a tempo in hundredths of qpm survives MIDI's integer microseconds per quarter
+    (rounded half-up both ways).  Every tempo below 774.6 qpm does, and so does every
+    tempo read from a MIDI file; canonical text holds only such tempos."""
+    c = np.asarray(centi, dtype=np.int64)
+    mspq = (2 * CENTI_MINUTE_US + c) // (2 * c)
+    return (mspq > 0) & ((2 * CENTI_MINUTE_US + mspq) // (2 * np.maximum(mspq, 1)) == c)
+
+
 def _allowed_matrix() -> np.ndarray:
     """GRAMMAR as a boolean matrix [previous type, next type]; rows/cols len(TYPES) are
     the Header pseudo-type (row) and End pseudo-type (column)."""
@@ -197,12 +211,15 @@ def _digit_columns(vocab: Vocabulary, value: np.ndarray, base: int, hi: str, lo:
     return cols
 
 
-def _n_digits(max_value: int, base: int) -> int:
+def _n_digits(max_value: int, base: int, kind: str) -> int:
     """High digits needed for values up to ``max_value``."""
     high, n = max_value // base, 0
     while high:
         high //= HI_BASE
         n += 1
+    if n > MAX_HI_DIGITS[kind]:
+        raise MozartError(f"{kind.lower()} {max_value} is too large for the format "
+                          f"({MAX_HI_DIGITS[kind]} high digits)")
     return n
 
 
@@ -240,9 +257,9 @@ def encode_piece(piece: Piece) -> str:
 
     all_pos = np.concatenate([cut_before, tempo_pos, note_pos, pedal_pos, [0]])
     all_dur = np.concatenate([piece.note_duration, piece.pedal_duration, [1]])
-    kp = _n_digits(int(all_pos.max()), lo_base)
-    kd = _n_digits(int(all_dur.max()), lo_base)
-    kt = _n_digits(int(piece.tempo_centi.max()) // 100, TEMPO_BASE)
+    kp = _n_digits(int(all_pos.max()), lo_base, "Pos")
+    kd = _n_digits(int(all_dur.max()), lo_base, "Dur")
+    kt = _n_digits(int(piece.tempo_centi.max()) // 100, TEMPO_BASE, "Tempo")
     pos_w = kp + 1
     body_w = max(2, kt + 2, kd + 4)
 
@@ -310,10 +327,11 @@ def encode_piece(piece: Piece) -> str:
     unchanged[1:] = s[1:] == s[:-1]
     rows[is_stream[unchanged], pos_w] = -1
 
+    header_tempo_digits = _n_digits(int(piece.tempo_centi[0]) // 100, TEMPO_BASE, "Tempo")
     header = np.concatenate([
         [vocab.id_of("Format", FORMAT_VERSION), vocab.id_of("Grid", piece.grid)],
         _ts_ids(vocab, piece.ts_numerator[:1], piece.ts_denominator[:1]),
-        _tempo_columns(vocab, piece.tempo_centi[:1], _n_digits(int(piece.tempo_centi[0]) // 100, TEMPO_BASE))[0],
+        _tempo_columns(vocab, piece.tempo_centi[:1], header_tempo_digits)[0],
     ])
     ids = np.concatenate([header, rows.ravel()])
     ids = ids[ids >= 0]
@@ -359,21 +377,24 @@ def _forward_fill(mask: np.ndarray, values: np.ndarray, initial) -> np.ndarray:
 
 
 def _composite(types: np.ndarray, values: np.ndarray, lo: str, hi: str, base: int):
-    """Indices of the ``lo`` tokens and the full values they end (with preceding ``hi``
-    digits), plus the index of the first digit of each value."""
+    """Indices of the ``lo`` tokens, the full values they end (with up to MAX_HI_DIGITS[lo]
+    preceding ``hi`` digits), the index of the first digit of each value, and a mask of
+    values with more high digits than allowed."""
     lo_idx = np.flatnonzero(types == T[lo])
     high = np.zeros(lo_idx.size, dtype=np.int64)
     start = lo_idx.copy()
     mult = np.ones(lo_idx.size, dtype=np.int64)
     j = lo_idx - 1
     active = (j >= 0) & (types[np.maximum(j, 0)] == T[hi])
-    while active.any():
+    for _ in range(MAX_HI_DIGITS[lo]):
+        if not active.any():
+            break
         high += np.where(active, values[np.maximum(j, 0)] * mult, 0)
         start = np.where(active, j, start)
         mult *= HI_BASE
         j = j - 1
         active &= (j >= 0) & (types[np.maximum(j, 0)] == T[hi])
-    return lo_idx, high * base + values[lo_idx], start
+    return lo_idx, high * base + values[lo_idx], start, active
 
 
 class _Checker:
@@ -465,14 +486,20 @@ def decode_piece(text: str) -> Piece:
         hi_idx = np.flatnonzero(types == T[hi])
         leading = types[np.maximum(hi_idx - 1, 0)] != T[hi]
         ck.flag(leading & (values[hi_idx] == 0), hi_idx, "a number does not start with the digit 0")
-    pos_idx, pos_val, pos_start = _composite(types, values, "Pos", "PosHi", lo_base)
-    dur_idx, dur_val, _ = _composite(types, values, "Dur", "DurHi", lo_base)
-    tempo_idx, tempo_whole, _ = _composite(types, values, "Tempo", "TempoHi", TEMPO_BASE)
+    pos_idx, pos_val, pos_start, pos_long = _composite(types, values, "Pos", "PosHi", lo_base)
+    dur_idx, dur_val, dur_start, dur_long = _composite(types, values, "Dur", "DurHi", lo_base)
+    tempo_idx, tempo_whole, tempo_start, tempo_long = _composite(types, values, "Tempo", "TempoHi", TEMPO_BASE)
+    for kind, long, at in (("Pos", pos_long, pos_start), ("Dur", dur_long, dur_start),
+                           ("Tempo", tempo_long, tempo_start)):
+        ck.flag(long, at - 1, f"a {kind} number has at most {MAX_HI_DIGITS[kind]} high digits")
+    ck.raise_first()  # values of over-long numbers are meaningless: stop here
     ck.flag(dur_val < 1, dur_idx, "a duration is at least one step")
     frac_at = np.minimum(tempo_idx + 1, n - 1)
     has_frac = (tempo_idx + 1 < n) & (types[frac_at] == T["TempoFrac"])
     tempo_centi = tempo_whole * 100 + np.where(has_frac, values[frac_at], 0)
     ck.flag(tempo_centi < 1, tempo_idx, "a tempo is at least 0.01 qpm")
+    ck.flag(~tempo_representable(np.maximum(tempo_centi, 1)), tempo_idx,
+            "this tempo is not a whole number of microseconds per quarter note (only possible above 774 qpm)")
 
     # 3. Bars, time signatures and cuts.
     bar_idx = np.flatnonzero(types == T["Bar"])
@@ -482,6 +509,8 @@ def decode_piece(text: str) -> Piece:
     header_ts = values[2]
     ts_val = np.concatenate([[header_ts], values[after_bar[bar_has_ts]]])
     ck.flag(ts_val[1:] == ts_val[:-1], after_bar[bar_has_ts], "the time signature does not change")
+    if n_bars and bar_has_ts[0]:
+        ck.flag(np.array([True]), after_bar[:1], "the first bar's time signature is the header's")
     bar_ts = _forward_fill(bar_has_ts, values[after_bar], header_ts)
     full_len = bar_steps(bar_ts // _TS_PACK, bar_ts % _TS_PACK, vocab.grid)
     is_cut_pos = (pos_idx + 1 < n) & (types[np.minimum(pos_idx + 1, n - 1)] == T["Bar"])
@@ -517,6 +546,7 @@ def decode_piece(text: str) -> Piece:
     tempo_step[0] = 0
     ck.flag(np.concatenate([[False], tempo_centi[1:] == tempo_centi[:-1]]), tempo_idx,
             "the tempo does not change")
+    ck.flag(np.concatenate([[False], tempo_step[1:] == 0]), tempo_idx, "the tempo at step 0 is the header's")
 
     # 7. Streams: the latest Prog/Drums before each note or pedal.
     stream_tok = np.flatnonzero((types == T["Prog"]) | (types == T["Drums"]))
