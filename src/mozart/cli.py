@@ -267,6 +267,85 @@ def finetune_cmd(
                f"model); valid {metrics['valid']['bits_per_note']:.2f} bits/note")
 
 
+def _time_signature(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    num, sep, den = text.partition("/")
+    try:
+        if not sep:
+            raise ValueError
+        return int(num), int(den)
+    except ValueError:
+        raise MozartError(f"--time-signature {text!r}: expected N/D, e.g. 3/4") from None
+
+
+@app.command("generate")
+def generate_cmd(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the samples.", show_default=False)],
+    model_dir: Annotated[Path | None, typer.Option("-m", "--model", help="Model folder (mozart train).")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder (mozart finetune).")] = None,
+    prompt: Annotated[Path | None, typer.Option(help="MIDI file to continue.")] = None,
+    prompt_bars: Annotated[int, typer.Option(help="Bars of the prompt to keep.")] = 4,
+    bars: Annotated[int, typer.Option(help="New bars to write.")] = 16,
+    program: Annotated[list[int] | None, typer.Option(help="Allowed GM program (repeat the option).")] = None,
+    drums: Annotated[bool, typer.Option(help="Allow drums.")] = True,
+    tempo: Annotated[float | None, typer.Option(help="Fixed tempo, qpm.")] = None,
+    time_signature: Annotated[str | None, typer.Option(help="Fixed time signature, e.g. 3/4.")] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off).")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Keep the k likeliest tokens (0 = off).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the first sample (sample i uses seed + i).")] = 0,
+    n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 1,
+    no_constraints: Annotated[bool, typer.Option("--no-constraints", help="Sample the raw model.")] = False,
+) -> None:
+    """Generate new pieces (.txt, .mid, .wav, .png each, plus samples.json).
+
+    Example: mozart generate -m runs/small --bars 16 --program 0 --tempo 96 --time-signature 3/4 -n 4 -o out
+    """
+    import json
+
+    from .sampling import Controls, SamplingSettings, generate_pieces, load_generator, prompt_from_midi
+
+    if model_dir is None:
+        raise MozartError("no built-in model yet: pass -m MODEL_DIR (a folder made by `mozart train`)")
+    if bars < 1 or n < 1 or temperature <= 0 or not 0 < top_p <= 1 or top_k < 0:
+        raise MozartError("--bars and -n must be at least 1, --temperature > 0, 0 < --top-p <= 1, --top-k >= 0")
+    controls = Controls(bars=bars, programs=tuple(program) if program else None, drums=drums, tempo=tempo,
+                        time_signature=_time_signature(time_signature))
+    settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, constrained=not no_constraints)
+    model, tokenizer = load_generator(model_dir, adapter)
+    prompt_words = prompt_from_midi(prompt, prompt_bars) if prompt else None
+    texts = generate_pieces(model, tokenizer, controls, settings, n, seed, prompt_words)
+    output.mkdir(parents=True, exist_ok=True)
+    records = []
+    for i, text in enumerate(texts):
+        stem = output / f"sample_{i:03d}"
+        write_atomic(stem.with_suffix(".txt"), text + "\n")
+        record = {"file": stem.name, "seed": seed + i, "tokens": len(text.split())}
+        try:
+            score = decode(text)
+        except MozartError as e:  # only possible with --no-constraints
+            records.append({**record, "valid": False, "error": str(e)})
+            continue
+        from .midi import write_midi
+
+        write_midi(score, stem.with_suffix(".mid"))
+        plot(score, stem.with_suffix(".png"))
+        try:
+            render(score, stem.with_suffix(".wav"))
+        except MozartError as e:
+            record["audio"] = f"skipped: {e}"
+        records.append({**record, "valid": True})
+    settings_json = {"model": str(model_dir), "adapter": str(adapter) if adapter else None,
+                     "prompt": str(prompt) if prompt else None, "prompt_bars": prompt_bars if prompt else 0,
+                     "bars": bars, "programs": program, "drums": drums, "tempo": tempo,
+                     "time_signature": time_signature, "temperature": temperature, "top_p": top_p,
+                     "top_k": top_k, "seed": seed, "n": n, "constrained": not no_constraints, "samples": records}
+    write_atomic(output / "samples.json", json.dumps(settings_json, indent=1) + "\n")
+    valid = sum(r["valid"] for r in records)
+    typer.echo(f"{output}: {n} samples ({valid} valid), .txt .mid .wav .png each; settings in samples.json")
+
+
 @app.command("demo")
 def demo_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the demo's files.")] = Path("out/demo"),

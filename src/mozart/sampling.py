@@ -1,0 +1,274 @@
+"""Sampling that is valid by construction: grammar-masked logits, controls, a token budget.
+
+At every step the logits of words the grammar (``grammar.GrammarState``) or the controls
+forbid are set to -inf *before* temperature, top-k and top-p, so every sample passes
+``check``.  Controls: exactly N new bars, only the requested programs (drums only when
+allowed), a fixed tempo and time signature.  When the token budget runs short, the
+sampler switches to a closing mode that takes the shortest way to a complete piece.
+The loop is our own (with the model's KV cache) so that the order of masking and
+warping is guaranteed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .errors import MozartError
+from .grammar import GrammarState, new_state
+from .tokenizer import BOS, EOS, PAD
+from .tokens import TYPES
+
+#: Tokens kept in reserve per missing bar (and for finishing the current note) before the
+#: sampler starts closing the piece.
+CLOSING_MARGIN = 12
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the piece must be (each field is an option of ``mozart generate``)."""
+
+    bars: int = 16  # new bars after the prompt
+    programs: tuple[int, ...] | None = None  # allowed General MIDI programs (None: any)
+    drums: bool = True  # whether drum kits may play
+    tempo: float | None = None  # fixed tempo in qpm (header only, no changes)
+    time_signature: tuple[int, int] | None = None  # fixed time signature (no changes)
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1.0: off
+    constrained: bool = True  # False: the raw model (for evaluation)
+    max_new_tokens: int | None = None  # default: 64 per bar + 64
+
+
+@dataclass
+class Constraint:
+    """The grammar plus the controls, for one sample."""
+
+    state: GrammarState
+    controls: Controls
+    target_bars: int  # Bar tokens the finished piece has
+    type_ids: dict[str, np.ndarray] = field(init=False)
+
+    def __post_init__(self) -> None:
+        v = self.state.vocab
+        self.type_ids = {t: np.flatnonzero(v.type_of == i) for i, t in enumerate(TYPES)}
+
+    def allowed(self, budget_left: int) -> tuple[np.ndarray, bool]:
+        """(mask over the vocabulary, whether the piece may end now)."""
+        s, c, v = self.state, self.controls, self.state.vocab
+        mask = s.allowed()
+        if s.bars >= self.target_bars:
+            mask[self.type_ids["Bar"]] = False  # exactly the requested bars
+        if c.programs is not None:
+            progs = self.type_ids["Prog"]
+            keep = np.isin(v.value_of[progs], np.asarray(c.programs))
+            mask[progs[~keep]] = False
+        if not c.drums:
+            mask[self.type_ids["Drums"]] = False
+        if s.header_done:
+            if c.tempo is not None:  # the given header tempo holds: no hundredths added, no changes
+                for t in ("Tempo", "TempoHi", "TempoFrac"):
+                    mask[self.type_ids[t]] = False
+            if c.time_signature is not None:  # no changes, and so no bar cut short for one
+                mask[self.type_ids["TS"]] = False
+                if s.prev == "Pos":
+                    mask[self.type_ids["Bar"]] = False
+        can_end = s.can_end() and s.bars == self.target_bars
+        if budget_left <= self._tokens_to_close() + CLOSING_MARGIN:
+            return self._closing_mask(mask, can_end), can_end
+        if not mask.any() and not can_end:  # controls left nothing: fall back to closing
+            return self._closing_mask(s.allowed(), can_end), can_end
+        return mask, can_end
+
+    def _tokens_to_close(self) -> int:
+        return (self.target_bars - self.state.bars) + 6
+
+    def _closing_mask(self, mask: np.ndarray, can_end: bool) -> np.ndarray:
+        """One word: the shortest way to a complete piece."""
+        out = np.zeros_like(mask)
+        if can_end:
+            return out  # only the end may come
+        s, v = self.state, self.state.vocab
+        order = ["Dur", "DurHi", "Vel", "TempoFrac", "Tempo", "TempoHi", "TS"]
+        if s.bars < self.target_bars and s.prev != "Pos":
+            order.append("Bar")
+        order += ["Pos", "PosHi", "Prog", "Drums", "Pitch", "Bar"]
+        for t in order:
+            ids = self.type_ids[t][mask[self.type_ids[t]]]
+            if ids.size:
+                if t == "Vel":
+                    pick = ids[np.argmin(np.abs(v.value_of[ids] - 64))]
+                elif t == "Pitch":
+                    pick = ids[np.argmin(np.abs(v.value_of[ids] - 60))]
+                else:
+                    pick = ids[0]
+                out[pick] = True
+                return out
+        return mask  # nothing in the list: any allowed word
+
+    def advance(self, vocab_id: int) -> None:
+        self.state.advance(vocab_id)
+
+
+def _warp(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
+    """Temperature, then top-k, then top-p, on already-masked logits."""
+    logits = logits / max(settings.temperature, 1e-6)
+    if settings.top_k and settings.top_k > 0:
+        k = min(settings.top_k, int(torch.isfinite(logits).sum()))
+        threshold = torch.topk(logits, k).values[-1]
+        logits = logits.masked_fill(logits < threshold, float("-inf"))
+    if settings.top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        probs = torch.softmax(sorted_logits, dim=-1)
+        cumulative = torch.cumsum(probs, dim=-1)
+        drop = cumulative - probs > settings.top_p  # keep the smallest set reaching top_p
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, settings: SamplingSettings,
+                 prompt_bars: int = 0, grid: int = 24, generator: torch.Generator | None = None) -> list[str]:
+    """Sample one piece; returns its words (the prompt's words first, unchanged).
+
+    ``prompt_words`` is a canonical prefix (at least a header); ``prompt_bars`` the number
+    of bars the prompt stands for (its trailing empty bars are not in its text).
+    """
+    vocab_words = tokenizer.get_vocab()
+    state = new_state(grid)
+    for w in prompt_words:
+        state.advance(state.vocab.index[w])
+    constraint = Constraint(state, controls, target_bars=max(prompt_bars, state.bars) + controls.bars)
+    # model id <-> vocabulary id
+    to_model = np.array([vocab_words[w] for w in state.vocab.words])
+    n_model = model.config.vocab_size
+    eos, bos, pad = vocab_words[EOS], vocab_words[BOS], vocab_words[PAD]
+    budget = settings.max_new_tokens or 64 * controls.bars + 64
+    device = next(model.parameters()).device
+    prefix = [bos] + [vocab_words[w] for w in prompt_words]
+    words = list(prompt_words)
+    if model.config.is_encoder_decoder:
+        encoder_ids = torch.tensor([_encoder_context(prefix, prompt_words, vocab_words, bos)], device=device)
+        encoder_out = model.get_encoder()(input_ids=encoder_ids)
+        step_ids = torch.tensor([[model.config.decoder_start_token_id]], device=device)
+        past = None
+    else:
+        context = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+        budget = min(budget, context - len(prefix))
+        if budget <= 0:
+            raise MozartError(f"the prompt ({len(prefix)} tokens) fills the model's context of {context}")
+        step_ids = torch.tensor([prefix], device=device)
+        past = None
+    cache_arg = _cache_argument(model)
+    for used in range(budget + 1):
+        kwargs = {cache_arg: past, "use_cache": True}
+        if model.config.is_encoder_decoder:
+            out = model(encoder_outputs=encoder_out, decoder_input_ids=step_ids, **kwargs)
+        else:
+            out = model(input_ids=step_ids, **kwargs)
+        past = out.get("cache", out.get("past_key_values"))
+        logits = out.logits[0, -1, :n_model].float()
+        if settings.constrained:
+            mask, can_end = constraint.allowed(budget - used)
+            allowed = torch.full((n_model,), False, device=device)
+            allowed[torch.as_tensor(to_model[mask], device=device)] = True
+            allowed[eos] = can_end
+            if not allowed.any():
+                break
+            logits = logits.masked_fill(~allowed, float("-inf"))
+        else:
+            logits[pad] = float("-inf")
+        probs = torch.softmax(_warp(logits, settings), dim=-1)
+        token = int(torch.multinomial(probs, 1, generator=generator))
+        if token == eos or used == budget:
+            break
+        word = tokenizer.convert_ids_to_tokens(token)
+        if settings.constrained:
+            constraint.advance(state.vocab.index[word])
+        words.append(word)
+        step_ids = torch.tensor([[token]], device=device)
+    return words
+
+
+def _cache_argument(model) -> str:
+    """The name of the KV-cache argument: ``cache`` in transformers 5.x, ``past_key_values`` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
+def _encoder_context(prefix_ids: list[int], prompt_words: list[str], vocab_words: dict, bos: int,
+                     bars_in: int = 4) -> list[int]:
+    """BART's encoder input: <bos>, the header and the prompt's last ``bars_in`` bars."""
+    bar_at = [i for i, w in enumerate(prompt_words) if w == "Bar"]
+    header = prompt_words[: bar_at[0]] if bar_at else prompt_words
+    tail = prompt_words[bar_at[-bars_in]:] if len(bar_at) >= bars_in else prompt_words[len(header):]
+    return [bos] + [vocab_words[w] for w in header + tail]
+
+
+def header_words(controls: Controls, grid: int = 24) -> list[str] | None:
+    """The header the controls fix, or None when the model should choose it."""
+    if controls.tempo is None and controls.time_signature is None:
+        return None
+    num, den = controls.time_signature or (4, 4)
+    centi = int(round((controls.tempo or 120.0) * 100))
+    words = ["Format_1", f"Grid_{grid}", f"TS_{num}/{den}"]
+    whole, frac = divmod(centi, 100)
+    high, low = divmod(whole, 256)
+    digits = []
+    while high:
+        high, d = divmod(high, 16)
+        digits.insert(0, f"TempoHi_{d}")
+    words += digits + [f"Tempo_{low}"] + ([f"TempoFrac_{frac}"] if frac else [])
+    return words
+
+
+
+def prompt_from_midi(path, bars: int, grid: int = 24) -> tuple[list[str], int]:
+    """The canonical words of the first ``bars`` bars of a MIDI file (and that bar count)."""
+    from .events import bar_layout, slice_steps
+    from .midi import quantize, read_midi
+    from .tokens import encode_piece
+
+    piece = quantize(read_midi(path), grid)
+    starts, _ = bar_layout(piece)
+    if bars < 1 or starts.size == 0:
+        raise MozartError(f"{path}: the prompt needs at least one bar with notes")
+    bars = min(bars, int(starts.size))
+    stop = int(starts[bars]) if bars < starts.size else None
+    return encode_piece(slice_steps(piece, 0, stop)).split(), bars
+
+
+def load_generator(model_dir, adapter=None):
+    """A trained model folder (optionally with a LoRA adapter) and its tokenizer."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from .train import load_base
+
+    model, _ = load_base(Path(model_dir))
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    model.eval()
+    return model, AutoTokenizer.from_pretrained(str(model_dir))
+
+
+def generate_pieces(model, tokenizer, controls: Controls, settings: SamplingSettings, n: int = 1, seed: int = 0,
+                    prompt: tuple[list[str], int] | None = None, grid: int = 24) -> list[str]:
+    """``n`` pieces as token texts; sample i uses seed ``seed + i`` (same settings -> same texts)."""
+    prompt_words, prompt_bars = prompt if prompt else (header_words(controls, grid) or [], 0)
+    texts = []
+    for i in range(n):
+        generator = torch.Generator().manual_seed(seed + i)
+        words = sample_piece(model, tokenizer, prompt_words, controls, settings, prompt_bars, grid, generator)
+        texts.append(" ".join(words))
+    return texts
