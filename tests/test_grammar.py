@@ -9,6 +9,7 @@ import symusic
 
 import mozart
 from mozart.grammar import new_state
+
 from conftest import corpus_files
 
 

@@ -308,6 +308,8 @@ def generate_cmd(
 
     if model_dir is None:
         raise MozartError("no built-in model yet: pass -m MODEL_DIR (a folder made by `mozart train`)")
+    if tempo is not None and not 1 <= tempo <= 774:
+        raise MozartError(f"--tempo {tempo}: expected 1..774 qpm")
     if bars < 1 or n < 1 or temperature <= 0 or not 0 < top_p <= 1 or top_k < 0:
         raise MozartError("--bars and -n must be at least 1, --temperature > 0, 0 < --top-p <= 1, --top-k >= 0")
     controls = Controls(bars=bars, programs=tuple(program) if program else None, drums=drums, tempo=tempo,

@@ -53,6 +53,7 @@ class Constraint:
     state: GrammarState
     controls: Controls
     target_bars: int  # Bar tokens the finished piece has
+    prompt_bars: int = 0  # bars the prompt owns: nothing new may be written into them
     type_ids: dict[str, np.ndarray] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -63,6 +64,10 @@ class Constraint:
         """(mask over the vocabulary, whether the piece may end now)."""
         s, c, v = self.state, self.controls, self.state.vocab
         mask = s.allowed()
+        bar_now = mask[self.type_ids["Bar"]].any()
+        if s.header_done and s.bars <= self.prompt_bars and bar_now:  # close the prompt's bars first
+            mask &= np.isin(np.arange(mask.size), self.type_ids["Bar"])
+            return mask, False
         if s.bars >= self.target_bars:
             mask[self.type_ids["Bar"]] = False  # exactly the requested bars
         if c.programs is not None:
@@ -144,7 +149,8 @@ def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, 
     state = new_state(grid)
     for w in prompt_words:
         state.advance(state.vocab.index[w])
-    constraint = Constraint(state, controls, target_bars=max(prompt_bars, state.bars) + controls.bars)
+    constraint = Constraint(state, controls, target_bars=max(prompt_bars, state.bars) + controls.bars,
+                            prompt_bars=max(prompt_bars, state.bars))
     # model id <-> vocabulary id
     to_model = np.array([vocab_words[w] for w in state.vocab.words])
     n_model = model.config.vocab_size

@@ -1,0 +1,149 @@
+"""Generation: valid by construction, controls honoured, prompts kept, seeds reproducible."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+import mozart
+from mozart.dataset import DatasetConfig, build_dataset
+from mozart.events import bar_layout
+from mozart.models import build_model
+from mozart.sampling import Controls, SamplingSettings, generate_pieces, load_generator, prompt_from_midi
+from mozart.train import load_config, special_ids, train
+
+from conftest import DATA, corpus_files
+
+BACH = DATA / "music21_bach_bwv66.6.mid"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """A tiny GPT-2 trained here for a few dozen steps, and random-weight GPT-2 and BART."""
+    root = tmp_path_factory.mktemp("gen")
+    midi = root / "midi"
+    midi.mkdir()
+    for f in corpus_files()[:30]:
+        (midi / f.name).symlink_to(f.resolve())
+    data = root / "data"
+    build_dataset(midi, data, DatasetConfig(max_tokens=256, workers=1, valid=0.2, test=0.1), progress=False)
+    out = {"trained_gpt2": root / "trained"}
+    train(data, out["trained_gpt2"], load_config(None, max_steps=30, eval_every=30, context=256, batch_size=4,
+                                                 lr=2e-3, validity_samples=0))
+    tokenizer = AutoTokenizer.from_pretrained(str(data))
+    for arch in ("gpt2", "bart"):
+        folder = root / f"random_{arch}"
+        model = build_model(arch, "tiny", special_ids(tokenizer), 512)
+        model.save_pretrained(str(folder))
+        tokenizer.save_pretrained(str(folder))
+        out[f"random_{arch}"] = folder
+    return out
+
+
+def bars_of(text: str) -> int:
+    return text.split().count("Bar")
+
+
+SETTINGS = [SamplingSettings(temperature=t) for t in (0.8, 1.0, 2.0, 3.0)] + [
+    SamplingSettings(top_k=1), SamplingSettings(temperature=1.5, top_p=0.9), SamplingSettings(temperature=3.0,
+                                                                                             top_k=20)]
+
+
+@pytest.mark.parametrize("name", ["trained_gpt2", "random_gpt2", "random_bart"])
+def test_every_sample_is_valid_with_exact_bars(models, name):
+    model, tokenizer = load_generator(models[name])
+    n = 0
+    for i, settings in enumerate(SETTINGS):
+        bars = 1 + i % 3
+        for text in generate_pieces(model, tokenizer, Controls(bars=bars), settings, n=10, seed=100 * i):
+            mozart.check(text)
+            assert bars_of(text) == bars, (settings, text[-200:])
+            mozart.decode(text)
+            n += 1
+    assert n == 70  # x 3 models (+ prompts and controls below): over 200 samples in all
+
+
+@pytest.mark.parametrize("name", ["trained_gpt2", "random_bart"])
+def test_controls_are_honoured(models, name):
+    model, tokenizer = load_generator(models[name])
+    controls = Controls(bars=3, programs=(0, 40), drums=False, tempo=87.5, time_signature=(5, 8))
+    for text in generate_pieces(model, tokenizer, controls, SamplingSettings(temperature=2.0), n=8, seed=7):
+        words = text.split()
+        mozart.check(text)
+        assert words[:5] == ["Format_1", "Grid_24", "TS_5/8", "Tempo_87", "TempoFrac_50"]
+        assert bars_of(text) == 3
+        assert {w for w in words if w.startswith(("Prog_", "Drums_"))} <= {"Prog_0", "Prog_40"}
+        assert not any(w.startswith(("TS_", "Tempo")) for w in words[5:])
+        piece = mozart.decode_piece(text)
+        assert piece.tempo_centi.tolist() == [8750] and piece.ts_numerator.tolist() == [5]
+
+
+@pytest.mark.parametrize("name", ["trained_gpt2", "random_bart"])
+def test_prompt_is_kept_note_for_note(models, name):
+    model, tokenizer = load_generator(models[name])
+    prompt_words, prompt_bars = prompt_from_midi(BACH, 2)
+    prompt_text = " ".join(prompt_words)
+    original = mozart.decode_piece(prompt_text)
+    for text in generate_pieces(model, tokenizer, Controls(bars=2), SamplingSettings(), n=6, seed=3,
+                                prompt=(prompt_words, prompt_bars)):
+        assert text.startswith(prompt_text + " ")
+        mozart.check(text)
+        assert bars_of(text) == 4
+        piece = mozart.decode_piece(text)
+        prompt_end = int(bar_layout(piece)[0][prompt_bars])
+        cols = ("note_onset", "note_duration", "note_pitch", "note_velocity", "note_stream")
+        kept = piece.note_onset < prompt_end
+        assert sorted(zip(*(getattr(piece, c)[kept].tolist() for c in cols))) == \
+            sorted(zip(*(getattr(original, c).tolist() for c in cols)))
+
+
+def test_same_seed_same_tokens(models):
+    model, tokenizer = load_generator(models["trained_gpt2"])
+    a = generate_pieces(model, tokenizer, Controls(bars=2), SamplingSettings(temperature=1.2), n=3, seed=11)
+    b = generate_pieces(model, tokenizer, Controls(bars=2), SamplingSettings(temperature=1.2), n=3, seed=11)
+    c = generate_pieces(model, tokenizer, Controls(bars=2), SamplingSettings(temperature=1.2), n=3, seed=12)
+    assert a == b
+    assert a != c
+
+
+def test_cli_writes_every_file(models, tmp_path):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "mozart", "generate", "-m", str(models["trained_gpt2"]), "--bars", "2",
+           "--program", "0", "--tempo", "100", "-n", "2", "--seed", "5", "-o", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    for i in range(2):
+        for suffix in (".txt", ".mid", ".wav", ".png"):
+            assert (out / f"sample_{i:03d}{suffix}").stat().st_size > 0
+    meta = json.loads((out / "samples.json").read_text())
+    assert [s["seed"] for s in meta["samples"]] == [5, 6] and all(s["valid"] for s in meta["samples"])
+    again = tmp_path / "again"
+    subprocess.run(cmd[:-1] + [str(again)], capture_output=True, check=True)
+    assert (again / "sample_000.txt").read_text() == (out / "sample_000.txt").read_text()
+
+
+def test_cli_without_a_model_fails_cleanly(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mozart", "generate", "-o", str(tmp_path / "x")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.startswith("mozart: error: no built-in model")
+    assert not (tmp_path / "x").exists()
+
+
+def test_unconstrained_sampling_is_raw(models):
+    model, tokenizer = load_generator(models["random_gpt2"])
+    texts = generate_pieces(model, tokenizer, Controls(bars=1), SamplingSettings(constrained=False,
+                                                                                 max_new_tokens=40), n=5, seed=1)
+    invalid = 0
+    for text in texts:
+        try:
+            mozart.check(text)
+        except mozart.TokenError:
+            invalid += 1
+    assert invalid >= 4  # random weights without the grammar: (almost) never valid
+    assert np.mean([len(t.split()) for t in texts]) > 20
