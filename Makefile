@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: setup system demo test bench clean
+.PHONY: setup system demo test bench clean default-model
 
 # System packages (FluidSynth and a General MIDI SoundFont), installed only when root and missing.
 system:
@@ -40,6 +40,15 @@ bench: setup
 	$(PY) bench/dataset.py
 	$(PY) bench/render.py
 	$(PY) bench/train.py
+
+# The built-in model: public-domain corpus -> dataset -> training (~45 min on 2 CPU cores) -> package.
+default-model: setup
+	$(VENV)/bin/mozart corpus music21 -o build/corpus/chorales --subset chorales --workers 2
+	$(VENV)/bin/mozart corpus music21 -o build/corpus/folk --subset folk --workers 2
+	$(VENV)/bin/mozart dataset build/corpus -o build/data --max-tokens 512 --transpose -3..3 --workers 2
+	rm -rf build/default-run
+	$(VENV)/bin/mozart train build/data -o build/default-run --config configs/default-model.toml
+	$(PY) -m mozart.modelcard build/default-run build/data src/mozart/default_model
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

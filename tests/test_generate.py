@@ -128,11 +128,11 @@ def test_cli_writes_every_file(models, tmp_path):
     assert (again / "sample_000.txt").read_text() == (out / "sample_000.txt").read_text()
 
 
-def test_cli_without_a_model_fails_cleanly(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mozart", "generate", "-o", str(tmp_path / "x")],
-                            capture_output=True, text=True)
-    assert result.returncode == 1 and result.stderr.startswith("mozart: error: no built-in model")
-    assert not (tmp_path / "x").exists()
+def test_cli_with_a_missing_model_fails_cleanly(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mozart", "generate", "-m", str(tmp_path / "none"), "-o",
+                             str(tmp_path / "x")], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.startswith("mozart: error: ")
+    assert "not a model folder" in result.stderr and not (tmp_path / "x").exists()
 
 
 def test_unconstrained_sampling_is_raw(models):

@@ -41,6 +41,7 @@ __all__ = [
     "decode_piece",
     "encode",
     "encode_piece",
+    "generate",
     "load_score",
     "plot",
     "quantize",
@@ -111,6 +112,43 @@ def plot(score_or_path: symusic.Score | str | os.PathLike, out: str | os.PathLik
 
     title = None if isinstance(score_or_path, symusic.Score) else Path(score_or_path).name
     save_piano_roll(quantize(load_score(score_or_path), grid), out, title)
+
+
+def generate(
+    model: str | os.PathLike | None = None,
+    bars: int = 16,
+    programs: tuple[int, ...] | None = None,
+    drums: bool = True,
+    tempo: float | None = None,
+    time_signature: tuple[int, int] | None = None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    n: int = 1,
+    seed: int = 0,
+    prompt: str | os.PathLike | None = None,
+    prompt_bars: int = 4,
+    adapter: str | os.PathLike | None = None,
+) -> list[str]:
+    """Sample ``n`` pieces as token texts, valid by construction (see `mozart generate`).
+    ``model`` defaults to the built-in model."""
+    from .sampling import (
+        Controls,
+        SamplingSettings,
+        default_model_dir,
+        generate_pieces,
+        load_generator,
+        prompt_from_midi,
+    )
+
+    folder = model or default_model_dir()
+    if folder is None:
+        raise MozartError("no built-in model in this installation: pass model=MODEL_DIR")
+    net, tokenizer = load_generator(folder, adapter)
+    controls = Controls(bars, programs, drums, tempo, time_signature)
+    settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p)
+    prompt_words = prompt_from_midi(prompt, prompt_bars) if prompt else None
+    return generate_pieces(net, tokenizer, controls, settings, n, seed, prompt_words)
 
 
 def decode(text: str, ticks_per_quarter: int | None = None) -> symusic.Score:

@@ -304,10 +304,19 @@ def generate_cmd(
     """
     import json
 
-    from .sampling import Controls, SamplingSettings, generate_pieces, load_generator, prompt_from_midi
+    from .sampling import (
+        Controls,
+        SamplingSettings,
+        default_model_dir,
+        generate_pieces,
+        load_generator,
+        prompt_from_midi,
+    )
 
+    model_dir = model_dir or default_model_dir()
     if model_dir is None:
-        raise MozartError("no built-in model yet: pass -m MODEL_DIR (a folder made by `mozart train`)")
+        raise MozartError("no built-in model in this installation: pass -m MODEL_DIR (made by `mozart train`), "
+                          "or build it with `make default-model`")
     if tempo is not None and not 1 <= tempo <= 774:
         raise MozartError(f"--tempo {tempo}: expected 1..774 qpm")
     if bars < 1 or n < 1 or temperature <= 0 or not 0 < top_p <= 1 or top_k < 0:

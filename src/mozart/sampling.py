@@ -278,3 +278,11 @@ def generate_pieces(model, tokenizer, controls: Controls, settings: SamplingSett
         words = sample_piece(model, tokenizer, prompt_words, controls, settings, prompt_bars, grid, generator)
         texts.append(" ".join(words))
     return texts
+
+
+def default_model_dir():
+    """The built-in model's folder inside the package, or None when it is not there."""
+    from importlib import resources
+
+    folder = resources.files("mozart") / "default_model"
+    return folder if (folder / "config.json").is_file() else None
