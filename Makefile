@@ -40,6 +40,7 @@ bench: setup
 	$(PY) bench/dataset.py
 	$(PY) bench/render.py
 	$(PY) bench/train.py
+	$(PY) bench/generate.py
 
 # The built-in model: public-domain corpus -> dataset -> training (~45 min on 2 CPU cores) -> package.
 default-model: setup

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from . import decode, encode, plot, render
+from . import decode, encode, generate, plot, render
 from .corpus import DEFAULT_TIMEOUT, export_music21
 from .dataset import DatasetConfig, build_dataset
 from .errors import MozartError
@@ -267,6 +267,25 @@ def finetune_cmd(
                f"model); valid {metrics['valid']['bits_per_note']:.2f} bits/note")
 
 
+def _write_sample(text: str, stem: Path) -> dict:
+    """Write a piece as .txt, .mid, .png and .wav (audio skipped, with the reason, when
+    FluidSynth or a SoundFont is missing); return what became of it."""
+    from .midi import write_midi
+
+    write_atomic(stem.with_suffix(".txt"), text + "\n")
+    try:
+        score = decode(text)
+    except MozartError as e:  # only possible with --no-constraints
+        return {"valid": False, "error": str(e)}
+    write_midi(score, stem.with_suffix(".mid"))
+    plot(score, stem.with_suffix(".png"))
+    try:
+        render(score, stem.with_suffix(".wav"))
+    except MozartError as e:
+        return {"valid": True, "audio": f"skipped: {e}"}
+    return {"valid": True}
+
+
 def _time_signature(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
@@ -331,22 +350,7 @@ def generate_cmd(
     records = []
     for i, text in enumerate(texts):
         stem = output / f"sample_{i:03d}"
-        write_atomic(stem.with_suffix(".txt"), text + "\n")
-        record = {"file": stem.name, "seed": seed + i, "tokens": len(text.split())}
-        try:
-            score = decode(text)
-        except MozartError as e:  # only possible with --no-constraints
-            records.append({**record, "valid": False, "error": str(e)})
-            continue
-        from .midi import write_midi
-
-        write_midi(score, stem.with_suffix(".mid"))
-        plot(score, stem.with_suffix(".png"))
-        try:
-            render(score, stem.with_suffix(".wav"))
-        except MozartError as e:
-            record["audio"] = f"skipped: {e}"
-        records.append({**record, "valid": True})
+        records.append({"file": stem.name, "seed": seed + i, "tokens": len(text.split()), **_write_sample(text, stem)})
     settings_json = {"model": str(model_dir), "adapter": str(adapter) if adapter else None,
                      "prompt": str(prompt) if prompt else None, "prompt_bars": prompt_bars if prompt else 0,
                      "bars": bars, "programs": program, "drums": drums, "tempo": tempo,
@@ -395,6 +399,19 @@ def demo_cmd(
         del files["wav"]
         typer.echo(f"audio:        skipped ({e})")
     typer.echo("wrote:        " + ", ".join(str(f) for f in files.values()))
+    from .sampling import default_model_dir
+
+    if default_model_dir() is None:
+        typer.echo("generation:   skipped (no built-in model in this installation; `make default-model`)")
+        return
+    text = generate(bars=16, seed=0)[0]
+    result = _write_sample(text, output / "generated")
+    words = text.split()
+    bars, notes = words.count("Bar"), sum(w.startswith("Pitch_") for w in words)
+    typer.echo(f"generated:    {bars} bars, {notes} notes with the built-in model (seed 0): "
+               + ", ".join(str(output / f"generated.{k}") for k in ("txt", "mid", "wav", "png")
+                           if (output / f"generated.{k}").exists())
+               + (f" ({result['audio']})" if "audio" in result else ""))
 
 
 def _note_columns(piece):

@@ -1,0 +1,76 @@
+"""Generation benchmark: sampling tokens/s and the wall time of `mozart generate --bars 16`.
+
+    python bench/generate.py [--model DIR] [--runs 3] [--no-write]
+
+Sampling is timed in-process (model loaded once; constrained sampling with the KV cache,
+temperature 1, 16 bars, one sample per seed).  The command is timed end to end as a
+user runs it: Python start-up, model load, sampling, MIDI, piano roll and FluidSynth
+render.  Targets on 2 CPU cores: >= 300 tokens/s and under 20 s for 16 bars.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from mozart.sampling import Controls, SamplingSettings, default_model_dir, generate_pieces, load_generator
+
+from report import machine, write_section
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    folder = args.model or default_model_dir()
+    if folder is None:
+        print("bench: no model (pass --model or run make default-model)", file=sys.stderr)
+        return 1
+    model, tokenizer = load_generator(folder)
+    params = sum(p.numel() for p in model.parameters())
+    rates, tokens_per_piece = [], []
+    for seed in range(args.runs):
+        started = time.perf_counter()
+        text = generate_pieces(model, tokenizer, Controls(bars=16), SamplingSettings(), n=1, seed=seed)[0]
+        elapsed = time.perf_counter() - started
+        tokens_per_piece.append(len(text.split()))
+        rates.append(len(text.split()) / elapsed)
+    walls = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(args.runs):
+            cmd = [sys.executable, "-m", "mozart", "generate", "--bars", "16", "--seed", str(seed), "-o",
+                   str(Path(tmp) / str(seed))] + (["-m", str(args.model)] if args.model else [])
+            started = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            walls.append(time.perf_counter() - started)
+    body = "\n".join([
+        "## Generation",
+        "",
+        f"`python bench/generate.py` ({machine()}, {torch.get_num_threads()} torch threads), model "
+        f"`{'built-in' if args.model is None else args.model}` ({params / 1e6:.1f}M parameters), 16 bars, "
+        f"seeds 0..{args.runs - 1}, constrained sampling with the KV cache.",
+        "",
+        "| measure | median | runs |",
+        "|---|---|---|",
+        f"| sampling, tokens/s | {sorted(rates)[len(rates) // 2]:,.0f} | {', '.join(f'{r:,.0f}' for r in rates)} |",
+        f"| tokens per 16-bar piece | {sorted(tokens_per_piece)[len(rates) // 2]} | "
+        f"{', '.join(map(str, tokens_per_piece))} |",
+        f"| `mozart generate --bars 16 -o out`, wall s | {sorted(walls)[len(walls) // 2]:.1f} | "
+        f"{', '.join(f'{w:.1f}' for w in walls)} |",
+    ])
+    print(body)
+    if not args.no_write:
+        write_section("generate", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
