@@ -42,7 +42,7 @@ bench: setup
 	$(PY) bench/train.py
 	$(PY) bench/generate.py
 
-# The built-in model: public-domain corpus -> dataset -> training (~45 min on 2 CPU cores) -> package.
+# The built-in model: public-domain corpus -> dataset -> training (~15 min on 2 CPU cores) -> package.
 default-model: setup
 	$(VENV)/bin/mozart corpus music21 -o build/corpus/chorales --subset chorales --workers 2
 	$(VENV)/bin/mozart corpus music21 -o build/corpus/folk --subset folk --workers 2

@@ -147,3 +147,24 @@ def test_unconstrained_sampling_is_raw(models):
             invalid += 1
     assert invalid >= 4  # random weights without the grammar: (almost) never valid
     assert np.mean([len(t.split()) for t in texts]) > 20
+
+
+def test_built_in_model_generates_valid_controlled_music():
+    """The committed default model: used without -m, valid, exact bars, controls honoured."""
+    from mozart.sampling import default_model_dir
+
+    folder = default_model_dir()
+    assert folder is not None, "src/mozart/default_model/ is committed (make default-model)"
+    assert (folder / "README.md").is_file() and (folder / "model.safetensors").stat().st_size < 25 * 2**20
+    texts = mozart.generate(bars=4, n=6, seed=0, temperature=1.0)
+    texts += mozart.generate(bars=2, n=4, seed=10, temperature=2.5, programs=(0,), drums=False, tempo=80,
+                             time_signature=(3, 4))
+    for i, text in enumerate(texts):
+        mozart.check(text)
+        words = text.split()
+        assert bars_of(text) == (4 if i < 6 else 2)
+        if i >= 6:
+            assert words[2:4] == ["TS_3/4", "Tempo_80"]
+            assert {w for w in words if w.startswith(("Prog_", "Drums_"))} <= {"Prog_0"}
+        assert mozart.decode_piece(text).n_notes > 0
+    assert mozart.generate(bars=2, seed=3) == mozart.generate(bars=2, seed=3)

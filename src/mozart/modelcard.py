@@ -27,7 +27,8 @@ def publish(run_dir: Path, data_dir: Path, dest: Path) -> dict:
     model = AutoModelForCausalLM.from_pretrained(str(run_dir))
     ids = special_ids(AutoTokenizer.from_pretrained(str(run_dir)))
     context = config.context or model.config.n_positions
-    test = likelihood(model, build_examples(data_dir, "test", config, context), ids.pad)
+    test_set = build_examples(data_dir, "test", config, context)
+    test = likelihood(model, type(test_set)(test_set.examples[: config.max_eval_examples]), ids.pad)
     dest.mkdir(parents=True, exist_ok=True)
     for name in FILES:
         if (run_dir / name).exists():
@@ -48,7 +49,8 @@ when `-m` is not given.
   {config.batch_size} x {config.grad_accum} sequences, lr {config.lr}, warmup + cosine, on 2 CPU cores (no GPU).
 - **Likelihood** (exact sums over all predicted tokens): valid {v['bits_per_note']:.2f} bits/note
   ({v['bits_per_token']:.3f} bits/token, {v['nats_per_token']:.3f} nats/token); test
-  {test['bits_per_note']:.2f} bits/note ({test['bits_per_token']:.3f} bits/token) on {test['notes']:,} notes.
+  {test['bits_per_note']:.2f} bits/note ({test['bits_per_token']:.3f} bits/token) on the first
+  {config.max_eval_examples} test segments ({test['notes']:,} notes).
 - **License**: the weights are released under the MIT license, like Mozart; the training works are in the
   public domain (see docs/datasets.md for the corpus' per-work terms).
 """
