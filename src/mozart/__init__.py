@@ -129,9 +129,10 @@ def generate(
     prompt: str | os.PathLike | None = None,
     prompt_bars: int = 4,
     adapter: str | os.PathLike | None = None,
+    constrained: bool = True,
 ) -> list[str]:
-    """Sample ``n`` pieces as token texts, valid by construction (see `mozart generate`).
-    ``model`` defaults to the built-in model."""
+    """Sample ``n`` pieces as token texts, valid by construction unless ``constrained`` is
+    False (see `mozart generate`).  ``model`` defaults to the built-in model."""
     from .sampling import (
         Controls,
         SamplingSettings,
@@ -143,10 +144,11 @@ def generate(
 
     folder = model or default_model_dir()
     if folder is None:
-        raise MozartError("no built-in model in this installation: pass model=MODEL_DIR")
+        raise MozartError("no built-in model in this installation: pass a model folder (made by `mozart train`), "
+                          "or build it with `make default-model`")
     net, tokenizer = load_generator(folder, adapter)
     controls = Controls(bars, programs, drums, tempo, time_signature)
-    settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p)
+    settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, constrained=constrained)
     prompt_words = prompt_from_midi(prompt, prompt_bars) if prompt else None
     return generate_pieces(net, tokenizer, controls, settings, n, seed, prompt_words)
 

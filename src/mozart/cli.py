@@ -323,35 +323,20 @@ def generate_cmd(
     """
     import json
 
-    from .sampling import (
-        Controls,
-        SamplingSettings,
-        default_model_dir,
-        generate_pieces,
-        load_generator,
-        prompt_from_midi,
-    )
-
-    model_dir = model_dir or default_model_dir()
-    if model_dir is None:
-        raise MozartError("no built-in model in this installation: pass -m MODEL_DIR (made by `mozart train`), "
-                          "or build it with `make default-model`")
     if tempo is not None and not 1 <= tempo <= 774:
         raise MozartError(f"--tempo {tempo}: expected 1..774 qpm")
     if bars < 1 or n < 1 or temperature <= 0 or not 0 < top_p <= 1 or top_k < 0:
         raise MozartError("--bars and -n must be at least 1, --temperature > 0, 0 < --top-p <= 1, --top-k >= 0")
-    controls = Controls(bars=bars, programs=tuple(program) if program else None, drums=drums, tempo=tempo,
-                        time_signature=_time_signature(time_signature))
-    settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, constrained=not no_constraints)
-    model, tokenizer = load_generator(model_dir, adapter)
-    prompt_words = prompt_from_midi(prompt, prompt_bars) if prompt else None
-    texts = generate_pieces(model, tokenizer, controls, settings, n, seed, prompt_words)
+    texts = generate(model=model_dir, bars=bars, programs=tuple(program) if program else None, drums=drums,
+                     tempo=tempo, time_signature=_time_signature(time_signature), temperature=temperature,
+                     top_k=top_k, top_p=top_p, n=n, seed=seed, prompt=prompt, prompt_bars=prompt_bars,
+                     adapter=adapter, constrained=not no_constraints)
     output.mkdir(parents=True, exist_ok=True)
     records = []
     for i, text in enumerate(texts):
         stem = output / f"sample_{i:03d}"
         records.append({"file": stem.name, "seed": seed + i, "tokens": len(text.split()), **_write_sample(text, stem)})
-    settings_json = {"model": str(model_dir), "adapter": str(adapter) if adapter else None,
+    settings_json = {"model": str(model_dir) if model_dir else "built-in", "adapter": str(adapter) if adapter else None,
                      "prompt": str(prompt) if prompt else None, "prompt_bars": prompt_bars if prompt else 0,
                      "bars": bars, "programs": program, "drums": drums, "tempo": tempo,
                      "time_signature": time_signature, "temperature": temperature, "top_p": top_p,
