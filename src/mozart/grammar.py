@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .events import DENOMINATORS, DRUM_OFFSET, bar_steps
+from .events import DRUM_OFFSET, bar_steps
 from .tokens import (
     FORMAT_VERSION,
     GRAMMAR,
@@ -87,9 +87,6 @@ class GrammarState:
     @property
     def bar_len(self) -> int:
         return bar_steps(self.ts // _TS_PACK, self.ts % _TS_PACK, self.vocab.grid)
-
-    def _range(self, type_name: str, values: np.ndarray | range) -> tuple[int, np.ndarray]:
-        return self.vocab.first_id[type_name], np.asarray(values)
 
     def allowed(self) -> np.ndarray:
         """Boolean mask over the vocabulary of the words that may come next."""
@@ -191,15 +188,13 @@ class GrammarState:
             return 1, 99
         if type_name in ("Prog", "Drums"):
             lo, hi = (0, 127) if type_name == "Prog" else (DRUM_OFFSET, DRUM_OFFSET + 127)
-            if self.group is not None and self.group[0] == self._event_time():
+            if self.group is not None and self.group[0] == self.now:
                 lo = max(lo, self.group[1] + 1)
             return (lo, hi) if lo <= hi else (None, 0)
         if type_name == "Pedal":
-            if self.stream < 0 or self.pedal_end.get(self.stream, -1) >= self._event_time():
+            if self.stream < 0 or self.pedal_end.get(self.stream, -1) >= self.now:
                 return None, 0
-            if self.prev == "Prog" or self.prev == "Drums" or self.prev in ("Pos", "Tempo", "TempoFrac"):
-                return 0, 0
-            return None, 0
+            return 0, 0  # the type table already says where a pedal may stand
         if type_name == "Pitch":
             if self.stream < 0:
                 return None, 0
@@ -239,9 +234,6 @@ class GrammarState:
     def _max_value(self) -> int:
         """Largest duration the format spells (MAX_HI_DIGITS high digits)."""
         return HI_BASE ** MAX_HI_DIGITS["Dur"] * self.vocab.lo_base - 1
-
-    def _event_time(self) -> int:
-        return self.now
 
     def _same_group(self) -> bool:
         return self.group is not None and self.group == (self.now, self.stream)
@@ -354,4 +346,4 @@ def new_state(grid: int = 24) -> GrammarState:
     return GrammarState(vocabulary(grid))
 
 
-__all__ = ["GrammarState", "new_state", "DENOMINATORS"]
+__all__ = ["GrammarState", "new_state"]

@@ -196,7 +196,7 @@ def _hardware() -> dict:
     return {"use_cpu": True}
 
 
-def training_arguments(run_dir: Path, config: TrainConfig, n_train: int) -> TrainingArguments:
+def training_arguments(run_dir: Path, config: TrainConfig) -> TrainingArguments:
     eval_every = max(1, min(config.eval_every, config.max_steps))
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
@@ -253,7 +253,7 @@ def _fit(model, run_dir: Path, config: TrainConfig, resume: bool, hf_tokenizer, 
     tokens_per_note = sum(len(e.labels) for e in valid_set.examples) / max(1, valid_set.notes)
     trainer = Trainer(
         model=model,
-        args=training_arguments(run_dir, config, len(train_set)),
+        args=training_arguments(run_dir, config),
         train_dataset=train_set,
         eval_dataset=valid_set,
         data_collator=lambda batch: collate(batch, ids.pad),
