@@ -346,6 +346,83 @@ def generate_cmd(
     typer.echo(f"{output}: {n} samples ({valid} valid), .txt .mid .wav .png each; settings in samples.json")
 
 
+@app.command("evaluate")
+def evaluate_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="Dataset folder (mozart dataset).", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Report folder.", show_default=False)],
+    model_dir: Annotated[Path | None, typer.Option("-m", "--model", help="Model folder (default: built-in).")] = None,
+    samples: Annotated[int, typer.Option(help="Samples per mode (constrained, unconstrained).")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed of the first sample.")] = 0,
+    bars: Annotated[int | None, typer.Option(help="Bars per sample (default: the test pieces' median).")] = None,
+    stride: Annotated[int | None, typer.Option(help="Sliding-window stride, tokens (default: half the context).")]
+    = None,
+    max_test_pieces: Annotated[int | None, typer.Option(help="Score only the first N test pieces.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Likelihood (bits/note vs unigram and Kneser-Ney 4-gram), validity and musical statistics.
+
+    Example: mozart evaluate -m runs/small data -o report --samples 32
+    """
+    from .evaluate import EvaluateConfig, evaluate
+
+    if samples < 1 or (bars is not None and bars < 1):
+        raise MozartError("--samples and --bars must be at least 1")
+    config = EvaluateConfig(samples=samples, seed=seed, bars=bars, stride=stride, max_test_pieces=max_test_pieces)
+    report = evaluate(model_dir, data_dir, output, config, progress=not quiet)
+    for name, r in report["likelihood"].items():
+        typer.echo(f"{name:>22}: {r['bits_per_note']:7.2f} bits/note  {r['bits_per_token']:.3f} bits/token")
+    for mode, v in report["validity"].items():
+        typer.echo(f"{mode:>22}: {v['valid']}/{v['samples']} samples valid")
+    typer.echo(f"wrote {output / 'report.md'}, report.json and {len(report['plots'])} plots")
+
+
+@app.command("stats")
+def stats_cmd(
+    midi_dir: Annotated[Path, typer.Argument(help="Folder of MIDI files (searched recursively).", show_default=False)],
+    grid: GridOption = 24,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the statistics as JSON.")] = None,
+) -> None:
+    """Musical statistics of a corpus: mean and spread of every feature over its files.
+
+    Example: mozart stats midi/ --json stats.json
+    """
+    import json
+
+    from .dataset import find_midi_files
+    from .evaluate import corpus_statistics
+    from .midi import quantize, read_midi
+
+    files = find_midi_files(midi_dir) if midi_dir.is_dir() else []
+    if not files:
+        raise MozartError(f"{midi_dir}: no MIDI files")
+    pieces, failed, silent = [], 0, 0
+    for path in files:
+        try:
+            piece = quantize(read_midi(path), grid)
+        except MozartError as e:
+            typer.echo(f"mozart: skipped {e}", err=True)
+            failed += 1
+            continue
+        if piece.n_notes:
+            pieces.append(piece)
+        else:
+            silent += 1
+    if not pieces:
+        raise MozartError(f"{midi_dir}: no readable MIDI file with notes")
+    stats = corpus_statistics(pieces)
+    typer.echo(f"{len(pieces)} pieces with notes ({len(files)} files, {failed} unreadable, {silent} without notes)")
+    for name, r in stats.items():
+        if "labels" in r:
+            shares = " ".join(f"{label}={share:.2f}" for label, share in zip(r["labels"], r["mean"]))
+            typer.echo(f"{name:>22}: {shares}")
+        else:
+            typer.echo(f"{name:>22}: {r['mean']:.3f} ± {r['std']:.3f}")
+    if json_out is not None:
+        write_atomic(json_out, json.dumps({"pieces": len(pieces), "files": len(files), "unreadable": failed,
+                                           "without_notes": silent,
+                                           "features": stats}, indent=1) + "\n")
+
+
 @app.command("demo")
 def demo_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the demo's files.")] = Path("out/demo"),

@@ -80,6 +80,32 @@ def causal_examples(texts: list[str], tokenizer: Tokenizer, context: int) -> Exa
     return Examples(out)
 
 
+def sliding_examples(texts: list[str], tokenizer: Tokenizer, context: int, stride: int) -> Examples:
+    """``<bos> piece <eos>`` scored with a sliding window, for evaluation.
+
+    Windows of ``context`` tokens start every ``stride`` tokens; each window predicts only
+    the tokens no earlier window predicted, so every token after ``<bos>`` is predicted
+    exactly once, and (after the first window) with at least ``context - stride`` tokens
+    before it.  Pieces that fit the context give one window, as in ``causal_examples``.
+    """
+    if not 0 < stride <= context - 1:
+        raise MozartError(f"stride {stride}: expected 1..{context - 1} for a context of {context}")
+    bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
+    notes = _is_note(tokenizer)
+    out = []
+    for enc in tokenizer.encode_batch(texts):
+        ids = [bos] + enc.ids + [eos]
+        predicted_until = 0  # index of the last token already predicted (<bos> is never predicted)
+        for start in range(0, len(ids), stride):
+            window = ids[start:start + context]
+            labels = [IGNORE if start + j <= predicted_until else t for j, t in enumerate(window)]
+            out.append(Example(window, labels, sum(1 for t in labels[1:] if t in notes)))
+            predicted_until = start + len(window) - 1
+            if predicted_until >= len(ids) - 1:
+                break
+    return Examples(out)
+
+
 def continuation_examples(texts: list[str], tokenizer: Tokenizer, context: int, bars_in: int = 4,
                           bars_out: int = 4) -> Examples:
     """(header + previous ``bars_in`` bars) -> (next ``bars_out`` bars [+ <eos>]) pairs."""

@@ -301,7 +301,9 @@ LORA_TARGETS = {"gpt2": ["c_attn", "c_proj"], "llama": ["q_proj", "k_proj", "v_p
 def load_base(base_dir: Path):
     """A trained model folder (any family) and its architecture name."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # a bar for loading 5 MB of weights is noise on stderr
     base_dir = Path(base_dir)
     if not (base_dir / "config.json").is_file():
         raise MozartError(f"{base_dir}: not a model folder (no config.json)")

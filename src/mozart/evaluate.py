@@ -1,0 +1,331 @@
+"""Evaluation of a trained model against its dataset's test split: likelihood, validity, statistics.
+
+``evaluate`` writes ``report.json``, ``report.md``, one PNG per musical feature (generated
+vs real), the loss curve when the model folder has a ``metrics.csv``, and the samples it
+drew (``samples.jsonl``).
+
+- **Likelihood** on the test split, in nats/token, bits/token, bits/note and perplexity,
+  for the model and for two baselines fitted on the train split (``ngram.Unigram`` and
+  ``ngram.KneserNey``).  All three predict the same tokens (each piece's words, then
+  ``<eos>``), so bits/note compares them whatever their context.  Decoders score pieces
+  longer than their context with a sliding window (``lmdata.sliding_examples``; stride
+  half the context by default).  BART models score continuation: the bars after the
+  first, each window seeing the four bars before it (the header is context, not scored).
+- **Validity**: the share of samples that pass ``check`` and decode, sampled with and
+  without the grammar constraint.
+- **Statistics**: ``metrics.FEATURES`` of the constrained samples vs the test pieces,
+  with Yang & Lerch's overlapping area and KL divergence.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .errors import MozartError
+from .events import Piece, bar_layout
+from .files import write_atomic
+from .lmdata import continuation_examples, load_tokenizer, read_split, sliding_examples
+from .metrics import FEATURES, compare_sets, feature_table
+from .ngram import KneserNey, Unigram
+from .tokenizer import BOS, EOS, PAD, UNK
+from .tokens import TokenError, decode_piece
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """What ``mozart evaluate`` measures (each field is an option or a documented default)."""
+
+    samples: int = 32  # pieces sampled per mode (constrained, unconstrained)
+    seed: int = 0  # seed of the first sample; sample i uses seed + i
+    bars: int | None = None  # bars per sample; None: the median bar count of the test pieces (4..16)
+    temperature: float = 1.0  # sampling temperature
+    stride: int | None = None  # sliding-window stride in tokens; None: half the context
+    ngram_order: int = 4  # order of the Kneser-Ney baseline
+    max_test_pieces: int | None = None  # score only the first N test pieces (None: all)
+
+
+def likelihood_summary(nats: float, tokens: int, notes: int) -> dict:
+    """The likelihood figures from a total negative log-likelihood in nats."""
+    per_token = nats / max(1, tokens)
+    return {"nats_per_token": per_token, "bits_per_token": per_token / math.log(2),
+            "bits_per_note": nats / math.log(2) / max(1, notes), "perplexity": math.exp(per_token),
+            "tokens": tokens, "notes": notes}
+
+
+def baseline_likelihoods(train_ids: list[list[int]], test_ids: list[list[int]], vocab: dict[str, int],
+                         order: int) -> dict[str, dict]:
+    """Unigram and Kneser-Ney ``order``-gram, fitted on ``train_ids``, scored on ``test_ids``.
+
+    Sequences are ``[<bos>, ..., <eos>]``; every token but ``<pad>``, ``<bos>`` and ``<unk>``
+    is predictable.
+    """
+    never = {vocab[PAD], vocab[BOS], vocab[UNK]}
+    predictable = np.array(sorted(set(vocab.values()) - never))
+    base = max(vocab.values()) + 1
+    note_ids = np.array([i for w, i in vocab.items() if w.startswith("Pitch_")])
+    notes = int(sum(np.isin(seq[1:], note_ids).sum() for seq in test_ids))
+    tokens = sum(len(seq) - 1 for seq in test_ids)
+    unigram = Unigram.fit(train_ids, base, predictable)
+    kn = KneserNey.fit(train_ids, order, base, vocab[BOS], predictable.size)
+    return {"unigram": likelihood_summary(-float(unigram.log_probs(test_ids).sum()), tokens, notes),
+            f"kneser_ney_{order}gram": likelihood_summary(-float(kn.log_probs(test_ids).sum()), tokens, notes)}
+
+
+def _ids(texts: list[str], tokenizer) -> list[list[int]]:
+    bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
+    return [[bos] + enc.ids + [eos] for enc in tokenizer.encode_batch(texts)]
+
+
+def model_likelihood(model, tokenizer, texts: list[str], stride: int | None) -> dict:
+    """The model's likelihood of ``texts`` (see the module docstring for what is scored)."""
+    from .train import likelihood
+
+    if model.config.is_encoder_decoder:
+        context = model.config.max_position_embeddings
+        examples = continuation_examples(texts, tokenizer, context)
+        stride_used = None
+    else:
+        context = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+        stride_used = stride or context // 2
+        examples = sliding_examples(texts, tokenizer, context, stride_used)
+    result = likelihood(model, examples, tokenizer.token_to_id(PAD))
+    return {**result, "context": context, "stride": stride_used}
+
+
+def valid_pieces(texts: list[str]) -> tuple[list[Piece], int]:
+    """The decoded pieces of the texts that pass ``check``, and how many failed."""
+    pieces, failed = [], 0
+    for text in texts:
+        try:
+            pieces.append(decode_piece(text))
+        except TokenError:
+            failed += 1
+    return pieces, failed
+
+
+def median_bars(pieces: list[Piece], low: int = 4, high: int = 16) -> int:
+    """The median bar count of ``pieces``, clamped to ``low..high``."""
+    counts = [bar_layout(p)[0].size for p in pieces] or [low]
+    return int(min(high, max(low, np.median(counts))))
+
+
+def _check_vocabularies(model_dir: Path, data_dir: Path, tokenizer) -> None:
+    """The model and the dataset must speak the same vocabulary (same format version and grid)."""
+    if not (model_dir / "tokenizer.json").is_file():
+        raise MozartError(f"{model_dir}: not a model folder (no tokenizer.json)")
+    if load_tokenizer(model_dir).get_vocab() != tokenizer.get_vocab():
+        raise MozartError(f"{data_dir}: its vocabulary differs from the model's ({model_dir}); "
+                          "evaluate on a dataset of the same format version and grid")
+
+
+def evaluate(model_dir: Path | None, data_dir: Path, out_dir: Path, config: EvaluateConfig = EvaluateConfig(),
+             progress: bool = True) -> dict:
+    """Evaluate a model folder (None: the built-in model) on a dataset; write the report to ``out_dir``."""
+    from .sampling import Controls, SamplingSettings, default_model_dir, generate_pieces, load_generator
+
+    started = time.perf_counter()
+    model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+    if model_dir is None:
+        raise MozartError("no model given and the built-in model is not installed")
+    data_dir = Path(data_dir)
+    tokenizer = load_tokenizer(data_dir)
+    test_texts = read_split(data_dir, "test")[: config.max_test_pieces]
+    train_texts = read_split(data_dir, "train")
+    if not test_texts or not train_texts:
+        raise MozartError(f"{data_dir}: the train and test splits must not be empty")
+    _check_vocabularies(model_dir, data_dir, tokenizer)
+    model, hf_tokenizer = load_generator(model_dir)
+    if model.config.vocab_size < tokenizer.get_vocab_size():
+        raise MozartError(f"{model_dir}: the model has {model.config.vocab_size} outputs for "
+                          f"{tokenizer.get_vocab_size()} tokens")
+    reference, _ = valid_pieces(test_texts)
+    bars = config.bars or median_bars(reference)
+    bar = tqdm(total=4 + 2 * config.samples, desc="evaluate", unit="step", disable=not progress)
+
+    bar.set_postfix_str("model likelihood")
+    report: dict = {"model": str(model_dir), "data": str(data_dir), "config": {**asdict(config), "bars": bars}}
+    likelihood = {"model": model_likelihood(model, tokenizer, test_texts, config.stride)}
+    bar.update()
+    bar.set_postfix_str("n-gram baselines")
+    likelihood.update(baseline_likelihoods(_ids(train_texts, tokenizer), _ids(test_texts, tokenizer),
+                                           tokenizer.get_vocab(), config.ngram_order))
+    report["likelihood"] = likelihood
+    bar.update()
+
+    samples, report["validity"] = {}, {}
+    for mode, constrained in (("constrained", True), ("unconstrained", False)):
+        bar.set_postfix_str(f"{mode} samples")
+        settings = SamplingSettings(temperature=config.temperature, constrained=constrained)
+        texts = []
+        for i in range(config.samples):
+            texts += generate_pieces(model, hf_tokenizer, Controls(bars=bars), settings, n=1, seed=config.seed + i)
+            bar.update()
+        pieces, failed = valid_pieces(texts)
+        samples[mode] = (texts, pieces)
+        report["validity"][mode] = {"samples": len(texts), "valid": len(texts) - failed,
+                                    "share": (len(texts) - failed) / max(1, len(texts))}
+
+    bar.set_postfix_str("statistics")
+    generated = samples["constrained"][1]
+    report["statistics"] = {"generated_pieces": len(generated), "reference_pieces": len(reference),
+                            "features": compare_sets(feature_table(generated), feature_table(reference))}
+    bar.update()
+    bar.set_postfix_str("report")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report["plots"] = write_plots(feature_table(generated), feature_table(reference), model_dir, out_dir)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    lines = [json.dumps({"mode": mode, "seed": config.seed + i, "tokens": text})
+             for mode, (texts, _) in samples.items() for i, text in enumerate(texts)]
+    write_atomic(out_dir / "samples.jsonl", "\n".join(lines) + "\n")
+    write_atomic(out_dir / "report.json", json.dumps(report, indent=1, default=_json_number) + "\n")
+    write_atomic(out_dir / "report.md", report_markdown(report))
+    bar.update()
+    bar.close()
+    return report
+
+
+def _json_number(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def _fmt(x: float, digits: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.{digits}f}"
+
+
+def report_markdown(report: dict) -> str:
+    """The report as Markdown: likelihood table, validity table, feature table, plot links."""
+    lines = ["# Evaluation report", "", f"Model `{report['model']}` on the test split of `{report['data']}`.", "",
+             "## Likelihood (test split)", "",
+             "| model | bits/note | bits/token | nats/token | perplexity | tokens | notes |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in report["likelihood"].items():
+        lines.append(f"| {name} | {r['bits_per_note']:.2f} | {r['bits_per_token']:.3f} | {r['nats_per_token']:.3f} | "
+                     f"{r['perplexity']:.2f} | {r['tokens']:,} | {r['notes']:,} |")
+    m = report["likelihood"]["model"]
+    if m.get("stride"):
+        lines += ["", f"The model scores pieces longer than its context ({m['context']}) with a sliding window, "
+                      f"stride {m['stride']} tokens; each token is scored once."]
+    lines += ["", "## Validity", "", "| sampling | samples | valid | share |", "|---|---|---|---|"]
+    for mode, v in report["validity"].items():
+        lines.append(f"| {mode} | {v['samples']} | {v['valid']} | {v['share']:.1%} |")
+    s = report["statistics"]
+    lines += ["", "## Musical statistics", "",
+              f"{s['generated_pieces']} constrained samples of {report['config']['bars']} bars vs "
+              f"{s['reference_pieces']} test pieces. OA and KL compare the test pieces' intra-set distances "
+              "with the generated-to-test distances (Yang & Lerch 2018): OA near 1 and KL near 0 mean the "
+              "samples sit among real pieces as real pieces sit among themselves.", "",
+              "| feature | generated mean ± std | test mean ± std | OA | KL |", "|---|---|---|---|---|"]
+    for f in FEATURES:
+        r = s["features"][f.name]
+        if f.histogram:
+            gen, ref = "histogram", "histogram"
+        else:
+            gen = f"{_fmt(r['generated_mean'])} ± {_fmt(r['generated_std'])}"
+            ref = f"{_fmt(r['reference_mean'])} ± {_fmt(r['reference_std'])}"
+        lines.append(f"| {f.name} | {gen} | {ref} | {_fmt(r['overlapping_area'])} | {_fmt(r['kl_divergence'])} |")
+    lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in report["plots"]]
+    lines += ["", f"Took {report['seconds']} s."]
+    return "\n".join(lines) + "\n"
+
+
+def write_plots(generated: dict[str, np.ndarray], reference: dict[str, np.ndarray], model_dir: Path,
+                out_dir: Path) -> list[str]:
+    """One PNG per feature (generated vs test) and ``loss.png`` from the run's metrics.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for f in FEATURES:
+        fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+        gen, ref = generated[f.name], reference[f.name]
+        if f.histogram:
+            x = np.arange(len(f.labels))
+            for offset, values, label in ((-0.2, gen, "generated"), (0.2, ref, "test")):
+                if len(values):
+                    ax.bar(x + offset, np.nanmean(values, axis=0), width=0.4, label=label)
+            ax.set_xticks(x, f.labels, rotation=45 if len(f.labels) > 8 else 0)
+            ax.set_ylabel("mean share")
+        else:
+            both = np.concatenate([gen, ref])
+            both = both[np.isfinite(both)]
+            edges = np.histogram_bin_edges(both if both.size else [0, 1], bins=20)
+            for values, label in ((gen, "generated"), (ref, "test")):
+                values = values[np.isfinite(values)]
+                if values.size:
+                    ax.hist(values, bins=edges, density=True, alpha=0.5, label=label)
+            ax.set_ylabel("density")
+        ax.set_title(f.name.replace("_", " "))
+        ax.legend()
+        fig.tight_layout()
+        written.append(_save(fig, out_dir / f"{f.name}.png"))
+        plt.close(fig)
+    if (model_dir / "metrics.csv").is_file():
+        fig = loss_figure(model_dir / "metrics.csv")
+        if fig is not None:
+            written.append(_save(fig, out_dir / "loss.png"))
+            plt.close(fig)
+    return written
+
+
+def loss_figure(metrics_csv: Path):
+    """Train loss and valid bits/note over the steps of a run (None when the file has no rows)."""
+    import matplotlib.pyplot as plt
+
+    with open(metrics_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    train = [(int(r["step"]), float(r["train_loss"])) for r in rows if r.get("train_loss")]
+    valid = [(int(r["step"]), float(r["eval_bits_per_note"])) for r in rows if r.get("eval_bits_per_note")]
+    if not train and not valid:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        ax.plot(*zip(*train), label="train loss (nats/token)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("nats/token")
+    if valid:
+        other = ax.twinx()
+        other.plot(*zip(*valid), "o-", color="tab:red", label="valid bits/note")
+        other.set_ylabel("valid bits/note")
+        other.legend(loc="upper center")
+    ax.legend(loc="upper right")
+    ax.set_title("training")
+    fig.tight_layout()
+    return fig
+
+
+def _save(fig, path: Path) -> str:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    write_atomic(path, buffer.getvalue())
+    return path.name
+
+
+def corpus_statistics(pieces: list[Piece]) -> dict[str, dict]:
+    """Per feature, mean and standard deviation over ``pieces`` (per bin for histograms)."""
+    table = feature_table(pieces)
+    out = {}
+    for f in FEATURES:
+        values = table[f.name]
+        if f.histogram:
+            out[f.name] = {"mean": np.nanmean(values, axis=0).tolist() if len(values) else [],
+                           "labels": list(f.labels)}
+        else:
+            finite = values[np.isfinite(values)]
+            out[f.name] = {"mean": float(finite.mean()) if finite.size else float("nan"),
+                           "std": float(finite.std()) if finite.size else float("nan"), "pieces": int(finite.size)}
+    return out

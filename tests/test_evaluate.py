@@ -1,0 +1,183 @@
+"""Evaluation: sliding-window likelihood, baselines on the same tokens, a full `mozart evaluate` run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from mozart.dataset import MIDI_SUFFIXES, DatasetConfig, build_dataset
+from mozart.evaluate import baseline_likelihoods, model_likelihood
+from mozart.lmdata import IGNORE, causal_examples, load_tokenizer, read_split, sliding_examples
+from mozart.metrics import FEATURES
+from mozart.tokenizer import BOS, EOS
+from mozart.train import load_config, train
+
+from conftest import corpus_files, edge_files
+
+
+def _dataset(root: Path, grid: int, files: list[Path], max_tokens: int | None = 256) -> Path:
+    midi = root / f"midi_{grid}"
+    midi.mkdir()
+    for f in files:
+        (midi / f.name).symlink_to(f.resolve())
+    data = root / f"data_{grid}"
+    build_dataset(midi, data, DatasetConfig(max_tokens=max_tokens, workers=1, valid=0.2, test=0.2, grid=grid),
+                  progress=False)
+    return data
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    """A dataset of 30 corpus files and a tiny GPT-2 trained on it for 30 steps."""
+    root = tmp_path_factory.mktemp("eval")
+    data = _dataset(root, 24, corpus_files()[:30])
+    run = root / "run"
+    train(data, run, load_config(None, max_steps=30, eval_every=15, context=256, batch_size=4, lr=2e-3,
+                                 validity_samples=0))
+    return data, run
+
+
+def _ids(texts, tokenizer):
+    bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
+    return [[bos] + e.ids + [eos] for e in tokenizer.encode_batch(texts)]
+
+
+def test_sliding_window_predicts_every_token_once(trained):
+    data, run = trained
+    tokenizer = load_tokenizer(data)
+    texts = read_split(data, "train")[:20]
+    total = sum(len(ids) - 1 for ids in _ids(texts, tokenizer))  # every token after <bos>
+    for context, stride in ((64, 16), (64, 63), (32, 1), (300, 150)):
+        examples = sliding_examples(texts, tokenizer, context, stride)
+        predicted = sum(sum(1 for t in e.labels[1:] if t != IGNORE) for e in examples.examples)
+        assert predicted == total
+        assert all(len(e.input_ids) <= context for e in examples.examples)
+    # pieces that fit: the same examples as training's windows
+    whole = causal_examples(texts, tokenizer, 300)
+    assert examples.notes == whole.notes
+    assert [e.input_ids for e in examples.examples] == [e.input_ids for e in whole.examples]
+
+
+def test_sliding_window_scores_each_token_with_its_documented_context(trained):
+    """Token i is scored once, in the first window (starts 0, stride, 2 stride, ...) that reaches
+    it, so it sees the tokens from that window's start: at least context - stride of them."""
+    data, run = trained
+    model = AutoModelForCausalLM.from_pretrained(str(run)).eval()
+    tokenizer = load_tokenizer(data)
+    texts = [" ".join(t.split()[:90]) for t in read_split(data, "test")[:2]]
+    context, stride = 40, 16
+    from mozart.train import likelihood
+
+    slid = likelihood(model, sliding_examples(texts, tokenizer, context, stride), 0)
+    expected = 0.0
+    with torch.no_grad():
+        for ids in _ids(texts, tokenizer):
+            for i in range(1, len(ids)):
+                start = max(0, -(-(i - context + 1) // stride) * stride)
+                assert i - start >= min(i, context - stride)
+                logits = model(input_ids=torch.tensor([ids[start:i]])).logits[0, -1]
+                expected -= float(torch.log_softmax(logits, -1)[ids[i]])
+    assert slid["nats_per_token"] * slid["tokens"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_baselines_and_model_score_the_same_tokens_and_notes(trained):
+    data, run = trained
+    tokenizer = load_tokenizer(data)
+    test, train_texts = read_split(data, "test"), read_split(data, "train")
+    base = baseline_likelihoods(_ids(train_texts, tokenizer), _ids(test, tokenizer), tokenizer.get_vocab(), 4)
+    model = model_likelihood(AutoModelForCausalLM.from_pretrained(str(run)), tokenizer, test, stride=None)
+    notes = sum(t.split().count(w) for t in test for w in set(t.split()) if w.startswith("Pitch_"))
+    for r in (model, *base.values()):
+        assert r["notes"] == notes
+        assert r["tokens"] == model["tokens"]
+        assert r["bits_per_note"] * r["notes"] == pytest.approx(r["bits_per_token"] * r["tokens"])
+    assert base["kneser_ney_4gram"]["bits_per_note"] < base["unigram"]["bits_per_note"]
+
+
+def test_bits_per_note_counts_notes_not_tokens_across_tokenizations(tmp_path):
+    """The same pieces, whole, at grid 4 and at grid 24: different vocabularies and token counts
+    (onsets merge on the coarse grid), the same notes, so bits/note of models over either
+    tokenization share a denominator."""
+    files = corpus_files()[:12]
+    results = {}
+    for grid in (4, 24):
+        data = _dataset(tmp_path, grid, files, max_tokens=None)
+        tokenizer = load_tokenizer(data)
+        ids = _ids(read_split(data, "test") + read_split(data, "valid") + read_split(data, "train"), tokenizer)
+        results[grid] = baseline_likelihoods(ids, ids, tokenizer.get_vocab(), 4)["unigram"]
+    assert results[4]["notes"] == results[24]["notes"] > 0
+    assert results[4]["tokens"] < results[24]["tokens"]
+    for r in results.values():
+        assert r["bits_per_note"] == pytest.approx(r["bits_per_token"] * r["tokens"] / r["notes"])
+
+
+def test_evaluate_command_writes_a_full_report(trained, tmp_path):
+    data, run = trained
+    out = tmp_path / "report"
+    done = subprocess.run([sys.executable, "-m", "mozart", "evaluate", "-m", str(run), str(data), "-o", str(out),
+                           "--samples", "4", "--bars", "4", "-q"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    lik = report["likelihood"]
+    assert set(lik) == {"model", "unigram", "kneser_ney_4gram"}
+    for r in lik.values():
+        assert np.isfinite(r["bits_per_note"]) and r["bits_per_note"] > 0
+        assert r["perplexity"] == pytest.approx(np.exp(r["nats_per_token"]))
+    assert lik["model"]["stride"] == 128 and lik["model"]["context"] == 256
+    assert report["validity"]["constrained"] == {"samples": 4, "valid": 4, "share": 1.0}
+    assert report["validity"]["unconstrained"]["samples"] == 4
+    features = report["statistics"]["features"]
+    assert set(features) == {f.name for f in FEATURES}
+    for name, row in features.items():
+        assert 0 <= row["overlapping_area"] <= 1.01, name
+    assert report["statistics"]["generated_pieces"] == 4
+    for name in report["plots"]:
+        image = matplotlib.image.imread(out / name)
+        assert image.shape[0] > 100 and image.shape[1] > 100
+    assert "loss.png" in report["plots"] and "pitch_range.png" in report["plots"]
+    md = (out / "report.md").read_text()
+    assert "| kneser_ney_4gram |" in md and "| constrained | 4 | 4 | 100.0% |" in md
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 8
+    assert "bits/note" in done.stdout
+
+
+def test_evaluate_rejects_a_dataset_of_another_grid(trained, tmp_path):
+    data, run = trained
+    other = _dataset(tmp_path, 12, corpus_files()[:6])
+    done = subprocess.run([sys.executable, "-m", "mozart", "evaluate", "-m", str(run), str(other), "-o",
+                           str(tmp_path / "r"), "-q"], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.startswith("mozart: error:") and "vocabulary" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "r").exists()
+
+
+def test_stats_command_on_a_corpus(tmp_path):
+    folder = tmp_path / "midi"
+    folder.mkdir()
+    edge = [f for f in edge_files() if f.suffix.lower() in MIDI_SUFFIXES]
+    real = corpus_files()[:8]
+    for f in real + edge:
+        (folder / f.name).symlink_to(f.resolve())
+    done = subprocess.run([sys.executable, "-m", "mozart", "stats", str(folder), "--json", str(tmp_path / "s.json")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["files"] == len(real) + len(edge)
+    assert stats["pieces"] >= len(real)
+    assert stats["pieces"] + stats["unreadable"] + stats["without_notes"] == stats["files"]
+    assert done.stderr.count("mozart: skipped") == stats["unreadable"]
+    assert 0 <= stats["features"]["scale_consistency"]["mean"] <= 1
+    assert sum(stats["features"]["pitch_class_histogram"]["mean"]) == pytest.approx(1.0)
+    assert "pitch_class_entropy" in done.stdout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = subprocess.run([sys.executable, "-m", "mozart", "stats", str(empty)], capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.startswith("mozart: error:")
