@@ -121,6 +121,9 @@ def test_set_comparison():
     far = rng.normal(50, 1, 200)
     far_oa, far_kl = overlap_and_kl(intra_set_distances(a), inter_set_distances(far, a))
     assert far_oa < 0.01 and far_kl > 5
+    # against closed forms: N(0, 1) vs N(0.5, 1) overlap 2 Phi(-0.25) = 0.803, KL = 0.5^2 / 2 = 0.125
+    oa, kl = overlap_and_kl(rng.normal(0, 1, 100_000), rng.normal(0.5, 1, 100_000))
+    assert oa == pytest.approx(0.803, abs=0.02) and kl == pytest.approx(0.125, abs=0.02)
     # distances between vectors are Euclidean; NaN rows are skipped
     vectors = np.array([[0.0, 0.0], [3.0, 4.0], [np.nan, 1.0]])
     assert intra_set_distances(vectors).tolist() == [5.0]

@@ -231,13 +231,21 @@ def inter_set_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _kde(samples: np.ndarray, grid: np.ndarray, bandwidth_floor: float) -> np.ndarray:
-    """Gaussian kernel density with Silverman's bandwidth (floored, so equal samples work)."""
+    """Gaussian kernel density on an evenly spaced ``grid``, with Silverman's bandwidth (floored,
+    so equal samples work).  Samples are binned to the grid first and the kernel convolved over
+    the bins: O(grid) instead of O(grid x samples), for the ~10^5 pairwise distances of a test set.
+    """
     n = samples.size
     iqr = np.percentile(samples, 75) - np.percentile(samples, 25)
     spread = min(samples.std(), iqr / 1.34) if iqr > 0 else samples.std()
     bandwidth = max(0.9 * spread * n ** -0.2, bandwidth_floor)
-    z = (grid[:, None] - samples[None, :]) / bandwidth
-    return np.exp(-0.5 * z ** 2).sum(axis=1) / (n * bandwidth * math.sqrt(2 * math.pi))
+    step = grid[1] - grid[0]
+    bins = np.clip(np.rint((samples - grid[0]) / step).astype(np.int64), 0, grid.size - 1)
+    counts = np.bincount(bins, minlength=grid.size).astype(float)
+    half = int(np.ceil(5 * bandwidth / step))
+    offsets = np.arange(-half, half + 1) * step
+    kernel = np.exp(-0.5 * (offsets / bandwidth) ** 2) / (bandwidth * math.sqrt(2 * math.pi))
+    return np.convolve(counts, kernel)[half: half + grid.size] / n
 
 
 def overlap_and_kl(p_samples: np.ndarray, q_samples: np.ndarray, points: int = 1000) -> tuple[float, float]:
