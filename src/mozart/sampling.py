@@ -5,8 +5,9 @@ forbid are set to -inf *before* temperature, top-k and top-p, so every sample pa
 ``check``.  Controls: exactly N new bars, only the requested programs (drums only when
 allowed), a fixed tempo and time signature.  When the token budget runs short, the
 sampler switches to a closing mode that takes the shortest way to a complete piece.
-The loop is our own (with the model's KV cache) so that the order of masking and
-warping is guaranteed.
+The mask is a transformers ``LogitsProcessor`` (``GrammarLogitsProcessor``); the loop is our
+own (``decoding.step_decoder``: the model's KV cache, a faster exact path for GPT-2) so that
+the order of masking and warping is guaranteed.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
+from .decoding import step_decoder
 from .errors import MozartError
 from .grammar import GrammarState, new_state
 from .tokenizer import BOS, EOS, PAD
@@ -121,6 +130,58 @@ class Constraint:
         self.state.advance(vocab_id)
 
 
+class GrammarLogitsProcessor(LogitsProcessor):
+    """A transformers ``LogitsProcessor`` that sets to -inf, row by row, the logits of every
+    token the grammar or the controls forbid (``Constraint.allowed``), ``<eos>`` included
+    until the piece may end.
+
+    Each row's constraint is advanced with the tokens that appeared in ``input_ids`` since
+    the last call, so the processor works inside ``model.generate`` as well as in
+    ``sample_piece``.  Put it *before* temperature, top-k and top-p: transformers appends
+    custom processors after its own warpers, so with ``generate`` pass the warpers in the
+    same list after this one and turn generate's own off (``hf_logits_processors``).
+    """
+
+    def __init__(self, constraints: list[Constraint], tokenizer, budget: int, start: int):
+        vocab_words = tokenizer.get_vocab()
+        words = constraints[0].state.vocab.words
+        self.to_model = np.array([vocab_words[w] for w in words])
+        self.from_model = np.full(max(vocab_words.values()) + 1, -1)
+        self.from_model[self.to_model] = np.arange(len(words))
+        self.eos, self.pad = vocab_words[EOS], vocab_words[PAD]
+        self.constraints, self.budget, self.start = constraints, budget, start
+        self.seen = [start] * len(constraints)  # input_ids columns already fed to each constraint
+        self.ended = [False] * len(constraints)
+
+    def row_mask(self, row: int, new_tokens: list[int], used: int, size: int) -> torch.Tensor:
+        """Feed ``row``'s new tokens to its constraint; the mask of tokens allowed next."""
+        constraint = self.constraints[row]
+        for token in new_tokens:
+            if token == self.eos or token == self.pad:
+                self.ended[row] = True
+            if not self.ended[row]:
+                constraint.advance(int(self.from_model[token]))
+        allowed = torch.zeros(size, dtype=torch.bool)
+        if self.ended[row]:  # generate pads finished rows; anything is fine there
+            allowed[self.pad] = True
+            return allowed
+        mask, can_end = constraint.allowed(self.budget - used)
+        allowed[torch.from_numpy(self.to_model[mask])] = True
+        allowed[self.eos] = can_end
+        if not allowed.any():  # nothing left (cannot happen with a satisfiable control): end the piece
+            allowed[self.eos] = True
+        return allowed
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        used = input_ids.shape[1] - self.start
+        for row in range(scores.shape[0]):
+            new = input_ids[row, self.seen[row]:].tolist()
+            self.seen[row] = input_ids.shape[1]
+            allowed = self.row_mask(row, new, used, scores.shape[1]).to(scores.device)
+            scores[row] = scores[row].masked_fill(~allowed, float("-inf"))
+        return scores
+
+
 def _warp(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
     """Temperature, then top-k, then top-p, on already-masked logits."""
     logits = logits / max(settings.temperature, 1e-6)
@@ -137,6 +198,30 @@ def _warp(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
     return logits
 
 
+def _new_constraint(prompt_words: list[str], controls: Controls, prompt_bars: int, grid: int) -> Constraint:
+    state = new_state(grid)
+    for w in prompt_words:
+        state.advance(state.vocab.index[w])
+    return Constraint(state, controls, target_bars=max(prompt_bars, state.bars) + controls.bars,
+                      prompt_bars=max(prompt_bars, state.bars))
+
+
+def hf_logits_processors(model, tokenizer, prompt_words: list[str], controls: Controls, settings: SamplingSettings,
+                         prompt_bars: int = 0, grid: int = 24, batch: int = 1) -> LogitsProcessorList:
+    """The grammar mask then temperature, top-k, top-p, for ``model.generate(..., do_sample=True,
+    temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=budget)`` with input ``<bos> + prompt``."""
+    budget = settings.max_new_tokens or 64 * controls.bars + 64
+    start = 1 if model.config.is_encoder_decoder else len(prompt_words) + 1
+    constraints = [_new_constraint(prompt_words, controls, prompt_bars, grid) for _ in range(batch)]
+    out = LogitsProcessorList([GrammarLogitsProcessor(constraints, tokenizer, budget, start),
+                               TemperatureLogitsWarper(settings.temperature)])
+    if settings.top_k:
+        out.append(TopKLogitsWarper(settings.top_k))
+    if settings.top_p < 1.0:
+        out.append(TopPLogitsWarper(settings.top_p))
+    return out
+
+
 @torch.no_grad()
 def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, settings: SamplingSettings,
                  prompt_bars: int = 0, grid: int = 24, generator: torch.Generator | None = None) -> list[str]:
@@ -146,13 +231,7 @@ def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, 
     of bars the prompt stands for (its trailing empty bars are not in its text).
     """
     vocab_words = tokenizer.get_vocab()
-    state = new_state(grid)
-    for w in prompt_words:
-        state.advance(state.vocab.index[w])
-    constraint = Constraint(state, controls, target_bars=max(prompt_bars, state.bars) + controls.bars,
-                            prompt_bars=max(prompt_bars, state.bars))
-    # model id <-> vocabulary id
-    to_model = np.array([vocab_words[w] for w in state.vocab.words])
+    constraint = _new_constraint(prompt_words, controls, prompt_bars, grid)
     n_model = model.config.vocab_size
     eos, bos, pad = vocab_words[EOS], vocab_words[BOS], vocab_words[PAD]
     budget = settings.max_new_tokens or 64 * controls.bars + 64
@@ -161,32 +240,21 @@ def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, 
     words = list(prompt_words)
     if model.config.is_encoder_decoder:
         encoder_ids = torch.tensor([_encoder_context(prefix, prompt_words, vocab_words, bos)], device=device)
-        encoder_out = model.get_encoder()(input_ids=encoder_ids)
-        step_ids = torch.tensor([[model.config.decoder_start_token_id]], device=device)
-        past = None
+        decoder = step_decoder(model, model.get_encoder()(input_ids=encoder_ids))
+        first = [model.config.decoder_start_token_id]
     else:
         context = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
         budget = min(budget, context - len(prefix))
         if budget <= 0:
             raise MozartError(f"the prompt ({len(prefix)} tokens) fills the model's context of {context}")
-        step_ids = torch.tensor([prefix], device=device)
-        past = None
-    cache_arg = _cache_argument(model)
+        decoder = step_decoder(model)
+        first = prefix
+    processor = GrammarLogitsProcessor([constraint], tokenizer, budget, start=len(first))
+    logits = decoder.step(first)[:n_model]
+    new_tokens: list[int] = []
     for used in range(budget + 1):
-        kwargs = {cache_arg: past, "use_cache": True}
-        if model.config.is_encoder_decoder:
-            out = model(encoder_outputs=encoder_out, decoder_input_ids=step_ids, **kwargs)
-        else:
-            out = model(input_ids=step_ids, **kwargs)
-        past = out.get("cache", out.get("past_key_values"))
-        logits = out.logits[0, -1, :n_model].float()
         if settings.constrained:
-            mask, can_end = constraint.allowed(budget - used)
-            allowed = torch.full((n_model,), False, device=device)
-            allowed[torch.as_tensor(to_model[mask], device=device)] = True
-            allowed[eos] = can_end
-            if not allowed.any():
-                break
+            allowed = processor.row_mask(0, new_tokens, used, n_model).to(device)
             logits = logits.masked_fill(~allowed, float("-inf"))
         else:
             logits[pad] = float("-inf")
@@ -194,19 +262,10 @@ def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, 
         token = int(torch.multinomial(probs, 1, generator=generator))
         if token == eos or used == budget:
             break
-        word = tokenizer.convert_ids_to_tokens(token)
-        if settings.constrained:
-            constraint.advance(state.vocab.index[word])
-        words.append(word)
-        step_ids = torch.tensor([[token]], device=device)
+        words.append(tokenizer.convert_ids_to_tokens(token))
+        new_tokens = [token]
+        logits = decoder.step(new_tokens)[:n_model]
     return words
-
-
-def _cache_argument(model) -> str:
-    """The name of the KV-cache argument: ``cache`` in transformers 5.x, ``past_key_values`` before."""
-    import inspect
-
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _encoder_context(prefix_ids: list[int], prompt_words: list[str], vocab_words: dict, bos: int,
