@@ -14,6 +14,14 @@ system:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm timgm6mb-soundfont >/dev/null; \
 	  else echo "note: fluidsynth/fluid-soundfont-gm missing and not root; audio rendering will be unavailable"; fi; \
 	fi
+	@# Debian's headless Chromium and its driver, for the studio's browser test (never a browser download)
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium, chromium-driver"; \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null 2>&1 || \
+	     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null)); \
+	  else echo "note: chromium/chromedriver missing and not root; the studio's browser test will be skipped"; fi; \
+	fi
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -42,6 +42,7 @@ __all__ = [
     "encode",
     "encode_piece",
     "generate",
+    "write_sample",
     "load_score",
     "plot",
     "quantize",
@@ -151,6 +152,31 @@ def generate(
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, constrained=constrained)
     prompt_words = prompt_from_midi(prompt, prompt_bars) if prompt else None
     return generate_pieces(net, tokenizer, controls, settings, n, seed, prompt_words)
+
+
+def write_sample(text: str, stem: str | os.PathLike) -> dict:
+    """Write a generated piece as ``stem``.txt, .mid, .png and .wav; return what became of it:
+    ``{"valid": bool}``, plus ``"error"`` for text that does not decode (possible only
+    without constraints) or ``"audio": "skipped: <why>"`` when FluidSynth or a SoundFont
+    is missing."""
+    from pathlib import Path
+
+    from .files import write_atomic
+    from .midi import write_midi
+
+    stem = Path(stem)
+    write_atomic(stem.with_suffix(".txt"), text + "\n")
+    try:
+        score = decode(text)
+    except MozartError as e:
+        return {"valid": False, "error": str(e)}
+    write_midi(score, stem.with_suffix(".mid"))
+    plot(score, stem.with_suffix(".png"))
+    try:
+        render(score, stem.with_suffix(".wav"))
+    except MozartError as e:
+        return {"valid": True, "audio": f"skipped: {e}"}
+    return {"valid": True}
 
 
 def decode(text: str, ticks_per_quarter: int | None = None) -> symusic.Score:

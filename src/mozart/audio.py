@@ -57,6 +57,7 @@ class RenderSettings:
     gain: float = 0.2  # FluidSynth's master gain (synth.gain), before normalisation
     loudness: float | None = -16.0  # target integrated loudness in LUFS; None: no normalisation
     peak_limit_db: float = -1.0  # the normalised peak never exceeds this (dBFS)
+    max_seconds: float = 4 * 3600.0  # longer audio is refused (a 4-hour WAV at 44.1 kHz is ~5 GB)
 
 
 def find_soundfont(explicit: str | os.PathLike | None = None) -> Path:
@@ -145,6 +146,9 @@ def synthesize(streams: list[PlaybackStream], soundfont: Path, settings: RenderS
                 synth.program_select(channel, sfid, 0, s.program)
         events = _event_table(streams, settings.sample_rate)
         last = int(events[:, 0].max()) if events.size else 0
+        if last > settings.max_seconds * settings.sample_rate:
+            raise MozartError(f"the audio would last {last / settings.sample_rate / 3600:.1f} hours, more than the "
+                              f"{settings.max_seconds / 3600:g}-hour limit")
         capacity = last + int(MAX_RELEASE_S * settings.sample_rate) + RENDER_BLOCK
         left = np.zeros(capacity, np.float32)
         right = np.zeros(capacity, np.float32)

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from . import decode, encode, generate, plot, render
+from . import decode, encode, generate, plot, render, write_sample
 from .corpus import DEFAULT_TIMEOUT, export_music21
 from .dataset import DatasetConfig, build_dataset
 from .errors import MozartError
@@ -267,37 +267,6 @@ def finetune_cmd(
                f"model); valid {metrics['valid']['bits_per_note']:.2f} bits/note")
 
 
-def _write_sample(text: str, stem: Path) -> dict:
-    """Write a piece as .txt, .mid, .png and .wav (audio skipped, with the reason, when
-    FluidSynth or a SoundFont is missing); return what became of it."""
-    from .midi import write_midi
-
-    write_atomic(stem.with_suffix(".txt"), text + "\n")
-    try:
-        score = decode(text)
-    except MozartError as e:  # only possible with --no-constraints
-        return {"valid": False, "error": str(e)}
-    write_midi(score, stem.with_suffix(".mid"))
-    plot(score, stem.with_suffix(".png"))
-    try:
-        render(score, stem.with_suffix(".wav"))
-    except MozartError as e:
-        return {"valid": True, "audio": f"skipped: {e}"}
-    return {"valid": True}
-
-
-def _time_signature(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    num, sep, den = text.partition("/")
-    try:
-        if not sep:
-            raise ValueError
-        return int(num), int(den)
-    except ValueError:
-        raise MozartError(f"--time-signature {text!r}: expected N/D, e.g. 3/4") from None
-
-
 @app.command("generate")
 def generate_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the samples.", show_default=False)],
@@ -323,19 +292,18 @@ def generate_cmd(
     """
     import json
 
-    if tempo is not None and not 1 <= tempo <= 774:
-        raise MozartError(f"--tempo {tempo}: expected 1..774 qpm")
-    if bars < 1 or n < 1 or temperature <= 0 or not 0 < top_p <= 1 or top_k < 0:
-        raise MozartError("--bars and -n must be at least 1, --temperature > 0, 0 < --top-p <= 1, --top-k >= 0")
+    from .sampling import check_options, parse_time_signature
+
+    check_options(bars=bars, n=n, temperature=temperature, top_p=top_p, top_k=top_k, tempo=tempo)
     texts = generate(model=model_dir, bars=bars, programs=tuple(program) if program else None, drums=drums,
-                     tempo=tempo, time_signature=_time_signature(time_signature), temperature=temperature,
+                     tempo=tempo, time_signature=parse_time_signature(time_signature), temperature=temperature,
                      top_k=top_k, top_p=top_p, n=n, seed=seed, prompt=prompt, prompt_bars=prompt_bars,
                      adapter=adapter, constrained=not no_constraints)
     output.mkdir(parents=True, exist_ok=True)
     records = []
     for i, text in enumerate(texts):
         stem = output / f"sample_{i:03d}"
-        records.append({"file": stem.name, "seed": seed + i, "tokens": len(text.split()), **_write_sample(text, stem)})
+        records.append({"file": stem.name, "seed": seed + i, "tokens": len(text.split()), **write_sample(text, stem)})
     settings_json = {"model": str(model_dir) if model_dir else "built-in", "adapter": str(adapter) if adapter else None,
                      "prompt": str(prompt) if prompt else None, "prompt_bars": prompt_bars if prompt else 0,
                      "bars": bars, "programs": program, "drums": drums, "tempo": tempo,
@@ -423,6 +391,24 @@ def stats_cmd(
                                            "features": stats}, indent=1) + "\n")
 
 
+@app.command("serve")
+def serve_cmd(
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the studio to the network.")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 7860,
+    model_dir: Annotated[Path | None, typer.Option("-m", "--model", help="Model folder (default: built-in).")] = None,
+) -> None:
+    """Mozart studio: a local web page to generate, listen, look and download.
+
+    Example: mozart serve --port 7860   (then open http://127.0.0.1:7860/)
+    """
+    from .serve import serve
+
+    if not 0 < port < 65536:
+        raise MozartError(f"--port {port}: expected 1..65535")
+    serve(host, port, model_dir)
+
+
 @app.command("demo")
 def demo_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the demo's files.")] = Path("out/demo"),
@@ -467,7 +453,7 @@ def demo_cmd(
         typer.echo("generation:   skipped (no built-in model in this installation; `make default-model`)")
         return
     text = generate(bars=16, seed=0)[0]
-    result = _write_sample(text, output / "generated")
+    result = write_sample(text, output / "generated")
     words = text.split()
     bars, notes = words.count("Bar"), sum(w.startswith("Pitch_") for w in words)
     typer.echo(f"generated:    {bars} bars, {notes} notes with the built-in model (seed 0): "

@@ -12,6 +12,7 @@ the order of masking and warping is guaranteed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,6 +27,7 @@ from transformers import (
 
 from .decoding import step_decoder
 from .errors import MozartError
+from .events import DENOMINATORS, MAX_NUMERATOR
 from .grammar import GrammarState, new_state
 from .tokenizer import BOS, EOS, PAD
 from .tokens import TYPES
@@ -53,6 +55,45 @@ class SamplingSettings:
     top_p: float = 1.0  # 1.0: off
     constrained: bool = True  # False: the raw model (for evaluation)
     max_new_tokens: int | None = None  # default: 64 per bar + 64
+
+
+def check_options(bars: int = 1, n: int = 1, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+                  tempo: float | None = None, max_bars: int | None = None) -> None:
+    """Raise MozartError naming the first generation option out of range."""
+    if tempo is not None and not 1 <= tempo <= 774:
+        raise MozartError(f"--tempo {tempo}: expected 1..774 qpm")
+    if bars < 1 or (max_bars is not None and bars > max_bars):
+        raise MozartError(f"--bars {bars}: expected 1..{max_bars or 'any'}")
+    if n < 1:
+        raise MozartError(f"-n {n}: expected at least 1")
+    if not temperature > 0:
+        raise MozartError(f"--temperature {temperature}: expected > 0")
+    if not 0 < top_p <= 1:
+        raise MozartError(f"--top-p {top_p}: expected 0 < p <= 1")
+    if top_k < 0:
+        raise MozartError(f"--top-k {top_k}: expected >= 0")
+
+
+def parse_time_signature(text: str | None) -> tuple[int, int] | None:
+    """``"3/4"`` -> (3, 4); None stays None."""
+    if text is None:
+        return None
+    num, sep, den = text.strip().partition("/")
+    try:
+        if not sep:
+            raise ValueError
+        parsed = int(num), int(den)
+    except ValueError:
+        raise MozartError(f"--time-signature {text!r}: expected N/D, e.g. 3/4") from None
+    check_time_signature(*parsed)
+    return parsed
+
+
+def check_time_signature(numerator: int, denominator: int) -> None:
+    """Raise MozartError unless the token format can spell the time signature."""
+    if not (1 <= numerator <= MAX_NUMERATOR and denominator in DENOMINATORS):
+        raise MozartError(f"--time-signature {numerator}/{denominator}: the token format holds numerators "
+                          f"1..{MAX_NUMERATOR} over {', '.join(map(str, DENOMINATORS))}")
 
 
 @dataclass
@@ -85,6 +126,8 @@ class Constraint:
             mask[progs[~keep]] = False
         if not c.drums:
             mask[self.type_ids["Drums"]] = False
+        if s.prev == "DurHi":  # one high digit at most: a new note lasts under 32 whole notes
+            mask[self.type_ids["DurHi"]] = False
         if s.header_done:
             if c.tempo is not None:  # the given header tempo holds: no hundredths added, no changes
                 for t in ("Tempo", "TempoHi", "TempoFrac"):
@@ -224,11 +267,14 @@ def hf_logits_processors(model, tokenizer, prompt_words: list[str], controls: Co
 
 @torch.no_grad()
 def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, settings: SamplingSettings,
-                 prompt_bars: int = 0, grid: int = 24, generator: torch.Generator | None = None) -> list[str]:
+                 prompt_bars: int = 0, grid: int = 24, generator: torch.Generator | None = None,
+                 progress: Callable[[float], None] | None = None) -> list[str]:
     """Sample one piece; returns its words (the prompt's words first, unchanged).
 
     ``prompt_words`` is a canonical prefix (at least a header); ``prompt_bars`` the number
     of bars the prompt stands for (its trailing empty bars are not in its text).
+    ``progress``, when given, is called after every token with the share done (new bars
+    begun / bars asked for; tokens / budget without constraints).
     """
     vocab_words = tokenizer.get_vocab()
     constraint = _new_constraint(prompt_words, controls, prompt_bars, grid)
@@ -264,6 +310,10 @@ def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, 
             break
         words.append(tokenizer.convert_ids_to_tokens(token))
         new_tokens = [token]
+        if progress is not None:
+            done = (constraint.state.bars - constraint.prompt_bars) / controls.bars if settings.constrained \
+                else (used + 1) / budget
+            progress(min(1.0, max(0.0, done)))
         logits = decoder.step(new_tokens)[:n_model]
     return words
 
@@ -291,6 +341,7 @@ def header_words(controls: Controls, grid: int = 24) -> list[str] | None:
         high, d = divmod(high, 16)
         digits.insert(0, f"TempoHi_{d}")
     words += digits + [f"Tempo_{low}"] + ([f"TempoFrac_{frac}"] if frac else [])
+    check_time_signature(num, den)
     return words
 
 
@@ -328,13 +379,17 @@ def load_generator(model_dir, adapter=None):
 
 
 def generate_pieces(model, tokenizer, controls: Controls, settings: SamplingSettings, n: int = 1, seed: int = 0,
-                    prompt: tuple[list[str], int] | None = None, grid: int = 24) -> list[str]:
-    """``n`` pieces as token texts; sample i uses seed ``seed + i`` (same settings -> same texts)."""
+                    prompt: tuple[list[str], int] | None = None, grid: int = 24,
+                    progress: Callable[[float], None] | None = None) -> list[str]:
+    """``n`` pieces as token texts; sample i uses seed ``seed + i`` (same settings -> same texts).
+    ``progress`` is called with the share of all ``n`` pieces done."""
     prompt_words, prompt_bars = prompt if prompt else (header_words(controls, grid) or [], 0)
     texts = []
     for i in range(n):
         generator = torch.Generator().manual_seed(seed + i)
-        words = sample_piece(model, tokenizer, prompt_words, controls, settings, prompt_bars, grid, generator)
+        report = None if progress is None else (lambda share, i=i: progress((i + share) / n))
+        words = sample_piece(model, tokenizer, prompt_words, controls, settings, prompt_bars, grid, generator,
+                             report)
         texts.append(" ".join(words))
     return texts
 

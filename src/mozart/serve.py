@@ -1,0 +1,308 @@
+"""Mozart studio: a local web page to generate, listen, look and download.
+
+FastAPI serves one static page (``studio/index.html``) and the JSON API the page uses:
+
+- ``GET /health``: ``{"status": "ok", "model": ..., "pending": n}``
+- ``POST /api/generate`` (form fields, optional ``prompt`` MIDI upload): queues a job,
+  answers 202 with ``{"id", "status", "position"}``; 422 with ``{"error"}`` for bad input
+  (never a stack trace), 413 for an upload over the size limit, 429 when the queue is full.
+- ``GET /api/jobs/{id}``: status (``queued`` with its position, ``running`` with
+  ``progress`` 0..1, ``done`` with file URLs, or ``error`` with a message).
+- ``GET /api/history``: the last results of this server session, newest first.
+- ``GET /files/{id}/{name}``: a result's .mid, .wav, .png or .txt.
+
+Why FastAPI and a small page rather than Gradio: the page is one file we control (the
+browser test drives exactly what users see), the JSON API is the same one the page uses,
+and the dependencies are small (Gradio pulls ~100 MB and its own frontend build).
+One worker thread runs the jobs in order, so several browsers queue instead of
+overloading the machine.  Results live in a per-server temporary folder removed on exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from starlette.datastructures import UploadFile
+
+from .errors import MozartError
+
+log = logging.getLogger("mozart.studio")
+
+#: Uploads larger than this are refused (a long multitrack MIDI file is ~200 kB).
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024
+#: Room for the form's other fields around an upload.
+FORM_OVERHEAD_BYTES = 64 * 1024
+#: Jobs waiting or running beyond this are refused with 429.
+MAX_PENDING = 8
+#: Results listed in the page's history.
+HISTORY = 8
+#: Most bars one request may ask for.
+MAX_BARS = 64
+#: The files a result may have, and their media types.
+RESULT_FILES = {"sample.mid": "audio/midi", "sample.wav": "audio/wav", "sample.png": "image/png",
+                "sample.txt": "text/plain; charset=utf-8"}
+
+
+@dataclass
+class Job:
+    """One generation request and what became of it."""
+
+    id: str
+    settings: dict
+    status: str = "queued"  # queued | running | done | error
+    progress: float = 0.0
+    error: str | None = None
+    created: float = field(default_factory=time.time)
+    seconds: float | None = None
+    summary: dict = field(default_factory=dict)
+
+    def public(self, position: int | None = None) -> dict:
+        out = {"id": self.id, "status": self.status, "progress": round(self.progress, 3), "settings": self.settings}
+        if position is not None:
+            out["position"] = position
+        if self.status == "error":
+            out["error"] = self.error
+        if self.status == "done":
+            out.update({**self.summary, "seconds": self.seconds,
+                        "files": {name.split(".")[-1]: f"/files/{self.id}/{name}" for name in self.summary["files"]}})
+        return out
+
+
+class Studio:
+    """The model, the job queue and the results folder behind the web page."""
+
+    def __init__(self, model_dir: Path | None, workdir: Path | None = None, max_pending: int = MAX_PENDING):
+        from .sampling import default_model_dir, load_generator
+
+        folder = Path(model_dir) if model_dir is not None else default_model_dir()
+        if folder is None:
+            raise MozartError("no built-in model in this installation: pass -m MODEL_DIR")
+        self.model_name = "built-in" if model_dir is None else str(model_dir)
+        self.model, self.tokenizer = load_generator(folder)
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="mozart-studio-"))
+        self.max_pending = max_pending
+        self.jobs: dict[str, Job] = {}
+        self.order: list[str] = []
+        self.lock = threading.Lock()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mozart-generate")
+
+    def pending(self) -> list[str]:
+        return [i for i in self.order if self.jobs[i].status in ("queued", "running")]
+
+    def position(self, job: Job) -> int | None:
+        """0 for the running job, 1 for the next, ...; None when finished."""
+        pending = self.pending()
+        return pending.index(job.id) if job.id in pending else None
+
+    def submit(self, settings: dict, prompt_words: tuple[list[str], int] | None) -> Job:
+        with self.lock:
+            if len(self.pending()) >= self.max_pending:
+                raise StudioBusy(f"the studio is busy ({self.max_pending} requests waiting); try again shortly")
+            job = Job(uuid.uuid4().hex[:12], settings)
+            self.jobs[job.id] = job
+            self.order.append(job.id)
+        (self.workdir / job.id).mkdir(parents=True, exist_ok=True)
+        self.executor.submit(self._run, job, prompt_words)
+        return job
+
+    def _run(self, job: Job, prompt: tuple[list[str], int] | None) -> None:
+        from . import write_sample
+        from .sampling import Controls, SamplingSettings, generate_pieces
+
+        job.status = "running"
+        started = time.perf_counter()
+        s = job.settings
+        try:
+            controls = Controls(bars=s["bars"], programs=tuple(s["programs"]) or None, drums=s["drums"],
+                                tempo=s["tempo"], time_signature=tuple(s["time_signature"]) if s["time_signature"]
+                                else None)
+            settings = SamplingSettings(temperature=s["temperature"], top_p=s["top_p"])
+            text = generate_pieces(self.model, self.tokenizer, controls, settings, n=1, seed=s["seed"],
+                                   prompt=prompt, progress=lambda share: setattr(job, "progress", share))[0]
+            result = write_sample(text, self.workdir / job.id / "sample")
+            words = text.split()
+            files = sorted(name for name in RESULT_FILES if (self.workdir / job.id / name).is_file())
+            job.summary = {"bars": words.count("Bar"), "notes": sum(w.startswith("Pitch_") for w in words),
+                           "tokens": len(words), "files": files, "audio": result.get("audio", "ok")}
+            job.progress, job.status = 1.0, "done"
+        except MozartError as e:
+            job.status, job.error = "error", " ".join(str(e).split())
+        except Exception as e:  # a bug: say so in one line, keep the details in the server log
+            log.exception("job %s failed", job.id)
+            job.status, job.error = "error", f"internal error ({type(e).__name__}); see the server log"
+        finally:
+            job.seconds = round(time.perf_counter() - started, 2)
+
+    def history(self) -> list[dict]:
+        done = [self.jobs[i] for i in reversed(self.order) if self.jobs[i].status == "done"]
+        return [j.public() for j in done[:HISTORY]]
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class StudioBusy(MozartError):
+    """The queue is full."""
+
+
+def _form_settings(form: dict, upload_name: str | None) -> dict:
+    """Validate the page's form fields into generation settings (MozartError on bad input)."""
+    from .sampling import check_options, parse_time_signature
+
+    def number(name: str, kind, default):
+        raw = form.get(name)
+        if raw in (None, ""):
+            return default
+        try:
+            return kind(raw)
+        except ValueError:
+            raise MozartError(f"{name}: {raw!r} is not a number") from None
+
+    programs = []
+    for raw in form.get("programs", []):
+        try:
+            program = int(raw)
+        except ValueError:
+            raise MozartError(f"instrument {raw!r}: expected a General MIDI program 0..127") from None
+        if not 0 <= program <= 127:
+            raise MozartError(f"instrument {program}: expected a General MIDI program 0..127")
+        programs.append(program)
+    settings = {"bars": number("bars", int, 8), "programs": programs,
+                "drums": form.get("drums") in ("on", "true", "1", True),
+                "tempo": number("tempo", float, None), "time_signature": None,
+                "temperature": number("temperature", float, 1.0), "top_p": number("top_p", float, 1.0),
+                "seed": number("seed", int, 0), "prompt": upload_name, "prompt_bars": number("prompt_bars", int, 4)}
+    ts = form.get("time_signature") or None
+    settings["time_signature"] = list(parse_time_signature(ts)) if ts else None
+    check_options(bars=settings["bars"], temperature=settings["temperature"], top_p=settings["top_p"],
+                  tempo=settings["tempo"], max_bars=MAX_BARS)
+    if upload_name and settings["prompt_bars"] < 1:
+        raise MozartError("prompt bars: expected at least 1")
+    return settings
+
+
+def create_app(model_dir: Path | None = None, workdir: Path | None = None, max_pending: int = MAX_PENDING):
+    """The studio's FastAPI application (the model is loaded here, once)."""
+    studio = Studio(model_dir, workdir, max_pending)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        studio.close()
+
+    app = FastAPI(title="Mozart studio", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.studio = studio
+    page = (resources.files("mozart") / "studio" / "index.html").read_text(encoding="utf-8")
+
+    def error(status: int, message: str) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "model": studio.model_name, "pending": len(studio.pending())}
+
+    @app.post("/api/generate")
+    async def api_generate(request: Request):
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES + FORM_OVERHEAD_BYTES:  # refuse before reading
+            return error(413, f"request larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+        try:
+            form = await request.form(max_files=1, max_fields=64)
+        except Exception as e:  # malformed multipart bodies
+            return error(422, f"unreadable form: {e}")
+        fields = {k: v for k, v in form.multi_items() if not hasattr(v, "read")}
+        fields["programs"] = [v for k, v in form.multi_items() if k == "programs" and v != ""]
+        upload = form.get("prompt")
+        upload = upload if isinstance(upload, UploadFile) and upload.filename else None
+        try:
+            settings = _form_settings(fields, upload.filename if upload else None)
+            prompt = None
+            if upload is not None:
+                prompt = await _read_prompt(upload, settings["prompt_bars"], studio.workdir)
+            job = studio.submit(settings, prompt)
+        except StudioBusy as e:
+            return error(429, str(e))
+        except UploadTooLarge as e:
+            return error(413, str(e))
+        except MozartError as e:
+            return error(422, " ".join(str(e).split()))
+        return JSONResponse(job.public(studio.position(job)), status_code=202)
+
+    @app.get("/api/jobs/{job_id}")
+    def api_job(job_id: str):
+        job = studio.jobs.get(job_id)
+        if job is None:
+            return error(404, f"no job {job_id!r} in this session")
+        return job.public(studio.position(job))
+
+    @app.get("/api/history")
+    def api_history() -> list[dict]:
+        return studio.history()
+
+    @app.get("/files/{job_id}/{name}")
+    def files(job_id: str, name: str):
+        job = studio.jobs.get(job_id)
+        if job is None or job.status != "done" or name not in job.summary.get("files", []):
+            return error(404, "no such file")
+        stem = "mozart-" + job_id
+        return FileResponse(studio.workdir / job_id / name, media_type=RESULT_FILES[name],
+                            filename=f"{stem}.{name.split('.')[-1]}" if name != "sample.png" else None)
+
+    return app
+
+
+class UploadTooLarge(MozartError):
+    """An upload over MAX_UPLOAD_BYTES."""
+
+
+async def _read_prompt(upload, bars: int, workdir: Path) -> tuple[list[str], int]:
+    """Check an uploaded MIDI prompt (size, type, content) and return its first ``bars`` bars."""
+    from .sampling import prompt_from_midi
+
+    name = upload.filename
+    if not name.lower().endswith((".mid", ".midi")):
+        raise MozartError(f"{name}: not a MIDI file (upload a .mid or .midi file)")
+    data = await upload.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UploadTooLarge(f"{name}: larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+    if not data.startswith(b"MThd"):
+        raise MozartError(f"{name}: not a standard MIDI file (it does not start with 'MThd')")
+    with tempfile.NamedTemporaryFile(suffix=".mid", dir=workdir, delete=False) as f:
+        f.write(data)
+    try:
+        words, kept = prompt_from_midi(Path(f.name), bars)
+    except MozartError as e:
+        raise MozartError(str(e).replace(f.name, name)) from None
+    finally:
+        Path(f.name).unlink(missing_ok=True)
+    return words, kept
+
+
+def serve(host: str = "127.0.0.1", port: int = 7860, model_dir: Path | None = None) -> None:
+    """Run the studio until interrupted (Ctrl-C); results are deleted on exit."""
+    import uvicorn
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("serving on %s: anyone who can reach this machine can use the studio", host)
+    app = create_app(model_dir)
+    address = host if ":" not in host else f"[{host}]"
+    print(f"Mozart studio on http://{address}:{port}/ (Ctrl-C to stop); results in {app.state.studio.workdir} "
+          "(deleted on exit)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

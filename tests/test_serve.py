@@ -1,0 +1,186 @@
+"""Mozart studio: the JSON API (concurrent requests, bad input, clean exit) and the page in Chromium."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+import requests
+from studio_driver import Server, browser, generate_in_page, have_chromium
+from transformers import AutoTokenizer
+
+import mozart
+from mozart.dataset import DatasetConfig, build_dataset
+from mozart.events import bar_layout
+from mozart.midi import quantize, read_midi
+from mozart.models import build_model
+from mozart.sampling import prompt_from_midi
+from mozart.serve import Studio, StudioBusy
+from mozart.train import special_ids
+
+from conftest import DATA, corpus_files
+
+BACH = DATA / "music21_bach_bwv66.6.mid"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A random-weight tiny GPT-2 with the format's tokenizer (the grammar makes its output valid)."""
+    root = tmp_path_factory.mktemp("studio")
+    midi = root / "midi"
+    midi.mkdir()
+    for f in corpus_files()[:4]:
+        (midi / f.name).symlink_to(f.resolve())
+    build_dataset(midi, root / "data", DatasetConfig(workers=1, valid=0.0, test=0.0), progress=False)
+    tokenizer = AutoTokenizer.from_pretrained(str(root / "data"))
+    model = build_model("gpt2", "tiny", special_ids(tokenizer), 512)
+    model.save_pretrained(str(root / "model"))
+    tokenizer.save_pretrained(str(root / "model"))
+    return root / "model"
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model):
+    running = Server(tiny_model)
+    yield running
+    running.stop()
+
+
+def _wait(url: str, job_id: str, timeout: float = 120) -> dict:
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = requests.get(f"{url}/api/jobs/{job_id}", timeout=10).json()
+        if job["status"] in ("done", "error"):
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_health_and_loopback_default(server):
+    assert requests.get(server.url + "/health", timeout=5).json()["status"] == "ok"
+    assert "http://127.0.0.1:" in server.banner  # binds the loopback address unless told otherwise
+
+
+def test_concurrent_requests_are_queued_and_all_answered(server, tmp_path):
+    """Six browsers at once: each gets a job, they run one at a time, every result is a valid piece."""
+    answers = [None] * 6
+
+    def post(i: int) -> None:
+        answers[i] = requests.post(server.url + "/api/generate", data={"bars": 3, "seed": i, "programs": ["0", "40"],
+                                                                        "tempo": "90", "time_signature": "3/4"},
+                                   timeout=30)
+
+    threads = [threading.Thread(target=post, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(a.status_code == 202 for a in answers), [a.text for a in answers]
+    jobs = [a.json() for a in answers]
+    assert sorted(j["position"] for j in jobs) == list(range(6))  # one queue, one position each
+    for job in jobs:
+        done = _wait(server.url, job["id"])
+        assert done["status"] == "done", done
+        midi = requests.get(server.url + done["files"]["mid"], timeout=10)
+        assert midi.ok and midi.content.startswith(b"MThd")
+        path = tmp_path / f"{job['id']}.mid"
+        path.write_bytes(midi.content)
+        piece = quantize(read_midi(path))
+        assert bar_layout(piece)[0].size <= 3 and done["bars"] == 3
+        assert set(piece.note_stream.tolist()) <= {0, 40}
+        assert (piece.ts_numerator[0], piece.ts_denominator[0]) == (3, 4)
+        text = requests.get(server.url + done["files"]["txt"], timeout=10).text
+        mozart.check(text)
+        assert requests.get(server.url + done["files"]["png"], timeout=10).content.startswith(b"\x89PNG")
+        assert requests.get(server.url + done["files"]["wav"], timeout=10).content.startswith(b"RIFF")
+    history = requests.get(server.url + "/api/history", timeout=10).json()
+    newest_first = [j["id"] for j in sorted(jobs, key=lambda j: -j["position"])]
+    assert [h["id"] for h in history[:6]] == newest_first
+
+
+@pytest.mark.parametrize("data, files, status, message", [
+    ({"bars": "0"}, None, 422, "--bars 0"),
+    ({"bars": "two"}, None, 422, "not a number"),
+    ({"temperature": "-1"}, None, 422, "--temperature"),
+    ({"time_signature": "7/9"}, None, 422, "time-signature"),
+    ({"programs": "200"}, None, 422, "0..127"),
+    ({}, {"prompt": ("notes.txt", b"MThd", "text/plain")}, 422, "not a MIDI file"),
+    ({}, {"prompt": ("fake.mid", b"RIFF....", "audio/midi")}, 422, "does not start with 'MThd'"),
+    ({}, {"prompt": ("cut.mid", BACH.read_bytes()[:300], "audio/midi")}, 422, "cut.mid: "),
+    ({}, {"prompt": ("big.mid", b"MThd" + bytes(3 * 1024 * 1024), "audio/midi")}, 413, "larger than 2 MB"),
+])
+def test_bad_input_gets_a_readable_error(server, data, files, status, message):
+    answer = requests.post(server.url + "/api/generate", data=data, files=files, timeout=30)
+    assert answer.status_code == status
+    error = answer.json()["error"]
+    assert message in error and "Traceback" not in error and "\n" not in error
+
+
+def test_prompt_upload_is_continued(server):
+    with open(BACH, "rb") as f:
+        answer = requests.post(server.url + "/api/generate", data={"bars": 2, "prompt_bars": 2},
+                               files={"prompt": ("bach.mid", f, "audio/midi")}, timeout=30)
+    assert answer.status_code == 202, answer.text
+    done = _wait(server.url, answer.json()["id"])
+    assert done["status"] == "done" and done["bars"] == 4 and done["settings"]["prompt"] == "bach.mid"
+    prompt_words, _ = prompt_from_midi(BACH, 2)
+    text = requests.get(server.url + done["files"]["txt"], timeout=10).text.split()
+    assert text[: len(prompt_words)] == prompt_words
+
+
+def test_unknown_job_and_file_are_404(server):
+    assert requests.get(server.url + "/api/jobs/nope", timeout=5).status_code == 404
+    assert requests.get(server.url + "/files/nope/sample.mid", timeout=5).status_code == 404
+    assert requests.get(server.url + "/files/x/..%2F..%2Fetc%2Fpasswd", timeout=5).status_code == 404
+
+
+def test_full_queue_is_refused(tiny_model, tmp_path):
+    studio = Studio(tiny_model, tmp_path / "work", max_pending=1)
+    try:
+        studio.submit({"bars": 64, "programs": [], "drums": True, "tempo": None, "time_signature": None,
+                       "temperature": 1.0, "top_p": 1.0, "seed": 0, "prompt": None, "prompt_bars": 4}, None)
+        with pytest.raises(StudioBusy, match="busy"):
+            studio.submit({}, None)
+    finally:
+        studio.close()
+    assert not (tmp_path / "work").exists()
+
+
+def test_results_folder_is_removed_on_exit(tiny_model):
+    running = Server(tiny_model)
+    answer = requests.post(running.url + "/api/generate", data={"bars": 1}, timeout=30)
+    assert _wait(running.url, answer.json()["id"])["status"] == "done"
+    assert running.workdir is not None and any(running.workdir.iterdir())
+    stderr = running.stop()
+    assert not running.workdir.exists()
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.skipif(not have_chromium(), reason="needs Debian's chromium and chromium-driver (make setup)")
+def test_page_in_headless_chromium(server, tmp_path):
+    driver = browser()
+    try:
+        shown = generate_in_page(driver, server.url, bars=2, seed=5)
+        assert shown["error"] == ""
+        assert shown["audio"].startswith(server.url + "/files/")
+        assert requests.get(shown["audio"], timeout=10).content.startswith(b"RIFF")
+        assert shown["roll_width"] > 100  # the piano-roll image loaded
+        midi = requests.get(shown["midi"], timeout=10)
+        (tmp_path / "page.mid").write_bytes(midi.content)
+        assert read_midi(tmp_path / "page.mid").note_num() > 0
+        assert "2 bars" in shown["title"] and len(shown["history"]) >= 1
+        # a second piece joins the session's list
+        second = generate_in_page(driver, server.url, bars=1, seed=6)
+        assert second["audio"] != shown["audio"] and len(second["history"]) >= 2
+        # a broken upload: a readable error in the page, nothing crashes
+        bad = tmp_path / "broken.mid"
+        bad.write_bytes(BACH.read_bytes()[:200])
+        failed = generate_in_page(driver, server.url, bars=1, prompt=bad)
+        assert "broken.mid" in failed["error"] and "Traceback" not in failed["error"]
+        driver.save_screenshot(str(tmp_path / "studio.png"))
+        assert (tmp_path / "studio.png").stat().st_size > 10_000
+    finally:
+        driver.quit()
