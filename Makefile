@@ -50,7 +50,7 @@ bench: setup
 	$(PY) bench/train.py
 	$(PY) bench/generate.py
 
-# The built-in model: public-domain corpus -> dataset -> training (~15 min on 2 CPU cores) -> package.
+# The built-in model: public-domain corpus -> dataset -> training (~1 hour on 2 CPU cores) -> package -> evaluation.
 default-model: setup
 	$(VENV)/bin/mozart corpus music21 -o build/corpus/chorales --subset chorales --workers 2
 	$(VENV)/bin/mozart corpus music21 -o build/corpus/folk --subset folk --workers 2
@@ -58,6 +58,8 @@ default-model: setup
 	rm -rf build/default-run
 	$(VENV)/bin/mozart train build/data -o build/default-run --config configs/default-model.toml
 	$(PY) -m mozart.modelcard build/default-run build/data src/mozart/default_model
+	$(VENV)/bin/mozart evaluate build/data -o build/default-report --samples 32 -q
+	$(PY) -m mozart.modelcard build/default-run build/data src/mozart/default_model build/default-report
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

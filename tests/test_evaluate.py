@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ from mozart.dataset import MIDI_SUFFIXES, DatasetConfig, build_dataset
 from mozart.evaluate import baseline_likelihoods, model_likelihood
 from mozart.lmdata import IGNORE, causal_examples, load_tokenizer, read_split, sliding_examples
 from mozart.metrics import FEATURES
+from mozart.modelcard import evaluation_summary
+from mozart.sampling import default_model_dir
 from mozart.tokenizer import BOS, EOS
 from mozart.train import load_config, train
 
@@ -147,6 +150,20 @@ def test_evaluate_command_writes_a_full_report(trained, tmp_path):
     assert "| kneser_ney_4gram |" in md and "| constrained | 4 | 4 | 100.0% |" in md
     assert len((out / "samples.jsonl").read_text().splitlines()) == 8
     assert "bits/note" in done.stdout
+    card = evaluation_summary(report)  # what the built-in model's card carries
+    assert f"| kneser_ney_4gram | {lik['kneser_ney_4gram']['bits_per_note']:.2f} |" in card
+    assert "4/4 constrained samples" in card
+
+
+def test_built_in_model_beats_the_ngram_baseline():
+    """The card of the committed model records its evaluation; the model must beat the 4-gram."""
+    folder = default_model_dir()
+    if folder is None:
+        pytest.skip("no built-in model")
+    card = (Path(str(folder)) / "README.md").read_text()
+    rows = dict(re.findall(r"^\| (model|kneser_ney_4gram|unigram) \| ([0-9.]+) \|", card, re.M))
+    assert set(rows) == {"model", "kneser_ney_4gram", "unigram"}, "the card has no evaluation table"
+    assert float(rows["model"]) < float(rows["kneser_ney_4gram"]) < float(rows["unigram"])
 
 
 def test_evaluate_rejects_a_dataset_of_another_grid(trained, tmp_path):

@@ -1,8 +1,10 @@
 """Publish a trained run as the built-in model: copy its files and write its model card.
 
-    python -m mozart.modelcard RUN_DIR DATA_DIR DEST_DIR
+    python -m mozart.modelcard RUN_DIR DATA_DIR DEST_DIR [REPORT_DIR]
 
-``make default-model`` runs this last, with DEST_DIR = src/mozart/default_model.
+``make default-model`` runs this with DEST_DIR = src/mozart/default_model, evaluates the
+published model (``mozart evaluate``) and runs it again with the report folder, which
+adds the evaluation summary to the card.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from pathlib import Path
 
 from .train import build_examples, likelihood, load_config, special_ids
 
-FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json")
+FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+         "metrics.csv")
 
 
-def publish(run_dir: Path, data_dir: Path, dest: Path) -> dict:
+def publish(run_dir: Path, data_dir: Path, dest: Path, report_dir: Path | None = None) -> dict:
     """Copy the model files of ``run_dir`` into ``dest`` and write README.md (the card)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -54,16 +57,59 @@ when `-m` is not given.
 - **License**: the weights are released under the MIT license, like Mozart; the training works are in the
   public domain (see docs/datasets.md for the corpus' per-work terms).
 """
+    if report_dir is not None:
+        card += evaluation_summary(json.loads((report_dir / "report.json").read_text()))
     (dest / "README.md").write_text(card)
     return {"valid": v, "test": test}
 
 
+def evaluation_summary(report: dict) -> str:
+    """The card's evaluation section, from a ``mozart evaluate`` report."""
+    lik, validity = report["likelihood"], report["validity"]
+    rows = "\n".join(f"| {name} | {r['bits_per_note']:.2f} | {r['bits_per_token']:.3f} | {r['perplexity']:.2f} |"
+                     for name, r in lik.items())
+    features = report["statistics"]["features"]
+    stats = "\n".join(
+        f"| {name} | {_pm(r.get('generated_mean'), r.get('generated_std'))} | "
+        f"{_pm(r.get('reference_mean'), r.get('reference_std'))} | {r['overlapping_area']:.2f} | "
+        f"{r['kl_divergence']:.2f} |" for name, r in features.items())
+    c = report["config"]
+    return f"""
+## Evaluation
+
+`mozart evaluate build/data -o build/default-report --samples {c['samples']}` on the whole test split of
+its dataset ({lik['model']['tokens']:,} tokens, {lik['model']['notes']:,} notes; sliding window, stride
+{lik['model']['stride']}), against baselines fitted on the train split:
+
+| model | bits/note | bits/token | perplexity |
+|---|---|---|---|
+{rows}
+
+Validity: {validity['constrained']['valid']}/{validity['constrained']['samples']} constrained samples and
+{validity['unconstrained']['valid']}/{validity['unconstrained']['samples']} unconstrained samples pass `check`.
+Musical statistics of {report['statistics']['generated_pieces']} constrained {c['bars']}-bar samples (temperature
+{c['temperature']}) vs {report['statistics']['reference_pieces']} test pieces (OA: overlapping area, 1 is best;
+KL: 0 is best; docs/evaluation.md):
+
+| feature | samples mean ± std | test mean ± std | OA | KL |
+|---|---|---|---|---|
+{stats}
+"""
+
+
+def _pm(mean, std) -> str:
+    if isinstance(mean, list) or mean is None:
+        return "histogram"
+    return f"{mean:.2f} ± {std:.2f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
-    if len(args) != 3:
+    if len(args) not in (3, 4):
         print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
         return 2
-    print(json.dumps(publish(Path(args[0]), Path(args[1]), Path(args[2])), indent=1))
+    report = Path(args[3]) if len(args) == 4 else None
+    print(json.dumps(publish(Path(args[0]), Path(args[1]), Path(args[2]), report), indent=1))
     return 0
 
 
