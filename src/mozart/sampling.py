@@ -104,38 +104,48 @@ class Constraint:
     controls: Controls
     target_bars: int  # Bar tokens the finished piece has
     prompt_bars: int = 0  # bars the prompt owns: nothing new may be written into them
-    type_ids: dict[str, np.ndarray] = field(init=False)
+    type_ids: dict[str, np.ndarray] = field(init=False)  # vocabulary ids of each token type
+    never: np.ndarray = field(init=False)  # words the controls forbid everywhere
+    after_header: np.ndarray = field(init=False)  # words the controls forbid once the header is written
+    only_bar: np.ndarray = field(init=False)  # the Bar word alone
 
     def __post_init__(self) -> None:
-        v = self.state.vocab
+        v, c = self.state.vocab, self.controls
         self.type_ids = {t: np.flatnonzero(v.type_of == i) for i, t in enumerate(TYPES)}
+        # what the controls forbid, computed once: sampling asks every token
+        self.never = np.zeros(len(v), dtype=bool)
+        if c.programs is not None:
+            progs = self.type_ids["Prog"]
+            self.never[progs[~np.isin(v.value_of[progs], np.asarray(c.programs))]] = True
+        if not c.drums:
+            self.never[self.type_ids["Drums"]] = True
+        self.after_header = np.zeros(len(v), dtype=bool)  # forbidden once the header is written
+        if c.tempo is not None:  # the given header tempo holds: no hundredths added, no changes
+            for t in ("Tempo", "TempoHi", "TempoFrac"):
+                self.after_header[self.type_ids[t]] = True
+        if c.time_signature is not None:  # no changes, and so no bar cut short for one
+            self.after_header[self.type_ids["TS"]] = True
+        self.only_bar = np.zeros(len(v), dtype=bool)
+        self.only_bar[self.type_ids["Bar"]] = True
 
     def allowed(self, budget_left: int) -> tuple[np.ndarray, bool]:
         """(mask over the vocabulary, whether the piece may end now)."""
-        s, c, v = self.state, self.controls, self.state.vocab
+        s, c = self.state, self.controls
         mask = s.allowed()
         bar_now = mask[self.type_ids["Bar"]].any()
         if s.header_done and s.bars <= self.prompt_bars and bar_now:  # close the prompt's bars first
-            mask &= np.isin(np.arange(mask.size), self.type_ids["Bar"])
-            return mask, False
+            return mask & self.only_bar, False
         if s.bars >= self.target_bars:
             mask[self.type_ids["Bar"]] = False  # exactly the requested bars
-        if c.programs is not None:
-            progs = self.type_ids["Prog"]
-            keep = np.isin(v.value_of[progs], np.asarray(c.programs))
-            mask[progs[~keep]] = False
-        if not c.drums:
-            mask[self.type_ids["Drums"]] = False
-        if s.prev == "DurHi":  # one high digit at most: a new note lasts under 32 whole notes
+        mask &= ~self.never
+        if s.prev == "DurHi" and mask[self.type_ids["Dur"]].any():
+            # one high digit when the grammar allows it (a new note then lasts under 32 whole notes); more
+            # only where canonical order demands it (a longer note of the same pitch at the same step)
             mask[self.type_ids["DurHi"]] = False
         if s.header_done:
-            if c.tempo is not None:  # the given header tempo holds: no hundredths added, no changes
-                for t in ("Tempo", "TempoHi", "TempoFrac"):
-                    mask[self.type_ids[t]] = False
-            if c.time_signature is not None:  # no changes, and so no bar cut short for one
-                mask[self.type_ids["TS"]] = False
-                if s.prev == "Pos":
-                    mask[self.type_ids["Bar"]] = False
+            mask &= ~self.after_header
+            if c.time_signature is not None and s.prev == "Pos":
+                mask[self.type_ids["Bar"]] = False
         can_end = s.can_end() and s.bars == self.target_bars
         if budget_left <= self._tokens_to_close() + CLOSING_MARGIN:
             return self._closing_mask(mask, can_end), can_end
