@@ -37,7 +37,7 @@ class HFStepDecoder:
             out = self.model(encoder_outputs=self.encoder_outputs, decoder_input_ids=tensor, **kwargs)
         else:
             out = self.model(input_ids=tensor, **kwargs)
-        self.past = out.get("cache", out.get("past_key_values"))
+        self.past = out["cache"] if "cache" in out else out.get("past_key_values")  # 5.x name, else 4.x
         return out.logits[0, -1].float()
 
 

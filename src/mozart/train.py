@@ -103,8 +103,10 @@ def likelihood(model, examples: Examples, pad_id: int, batch_size: int = 8) -> d
     for start in range(0, len(examples), batch_size):
         batch = collate([examples[i] for i in range(start, min(start + batch_size, len(examples)))], pad_id)
         batch = {k: v.to(device) for k, v in batch.items()}
+        labels = batch.pop("labels")  # scored here, exactly; the model's own (mean) loss is not needed
+        if model.config.is_encoder_decoder:
+            batch["labels"] = labels  # BART derives its decoder inputs from the labels
         logits = model(**batch).logits.float()
-        labels = batch["labels"]
         if not model.config.is_encoder_decoder:
             logits, labels = logits[:, :-1], labels[:, 1:]
         mask = labels != IGNORE
