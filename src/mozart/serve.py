@@ -106,16 +106,18 @@ class Studio:
         pending = self.pending()
         return pending.index(job.id) if job.id in pending else None
 
-    def submit(self, settings: dict, prompt_words: tuple[list[str], int] | None) -> Job:
+    def submit(self, settings: dict, prompt_words: tuple[list[str], int] | None) -> tuple[Job, int]:
+        """Queue a job; returns it with its position (requests ahead of it) at submission."""
         with self.lock:
-            if len(self.pending()) >= self.max_pending:
+            ahead = len(self.pending())
+            if ahead >= self.max_pending:
                 raise StudioBusy(f"the studio is busy ({self.max_pending} requests waiting); try again shortly")
             job = Job(uuid.uuid4().hex[:12], settings)
             self.jobs[job.id] = job
             self.order.append(job.id)
-        (self.workdir / job.id).mkdir(parents=True, exist_ok=True)
-        self.executor.submit(self._run, job, prompt_words)
-        return job
+            (self.workdir / job.id).mkdir(parents=True, exist_ok=True)
+            self.executor.submit(self._run, job, prompt_words)
+        return job, ahead
 
     def _run(self, job: Job, prompt: tuple[list[str], int] | None) -> None:
         from . import write_sample
@@ -236,14 +238,14 @@ def create_app(model_dir: Path | None = None, workdir: Path | None = None, max_p
             prompt = None
             if upload is not None:
                 prompt = await _read_prompt(upload, settings["prompt_bars"], studio.workdir)
-            job = studio.submit(settings, prompt)
+            job, ahead = studio.submit(settings, prompt)
         except StudioBusy as e:
             return error(429, str(e))
         except UploadTooLarge as e:
             return error(413, str(e))
         except MozartError as e:
             return error(422, " ".join(str(e).split()))
-        return JSONResponse(job.public(studio.position(job)), status_code=202)
+        return JSONResponse(job.public(ahead), status_code=202)
 
     @app.get("/api/jobs/{job_id}")
     def api_job(job_id: str):
