@@ -135,6 +135,20 @@ def test_cli_with_a_missing_model_fails_cleanly(tmp_path):
     assert "not a model folder" in result.stderr and not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("option, value, message", [
+    ("--time-signature", "3/5", "numerators 1..32 over 1, 2, 4, 8, 16"),
+    ("--time-signature", "three", "expected N/D"),
+    ("--tempo", "0", "expected 1..774"),
+    ("--bars", "0", "--bars 0"),
+    ("--top-p", "1.5", "--top-p"),
+])
+def test_cli_rejects_options_the_format_cannot_hold(tmp_path, option, value, message):
+    result = subprocess.run([sys.executable, "-m", "mozart", "generate", option, value, "-o", str(tmp_path / "x")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.startswith("mozart: error: ")
+    assert message in result.stderr and "Traceback" not in result.stderr and not (tmp_path / "x").exists()
+
+
 def test_unconstrained_sampling_is_raw(models):
     model, tokenizer = load_generator(models["random_gpt2"])
     texts = generate_pieces(model, tokenizer, Controls(bars=1), SamplingSettings(constrained=False,
