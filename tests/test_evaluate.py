@@ -166,6 +166,27 @@ def test_built_in_model_beats_the_ngram_baseline():
     assert float(rows["model"]) < float(rows["kneser_ney_4gram"]) < float(rows["unigram"])
 
 
+def test_evaluate_runs_for_an_encoder_decoder(trained, tmp_path):
+    """BART scores continuation (no sliding window) and samples through its encoder."""
+    from transformers import AutoTokenizer
+
+    from mozart.evaluate import EvaluateConfig, evaluate
+    from mozart.models import build_model
+    from mozart.train import special_ids
+
+    data, _ = trained
+    tokenizer = AutoTokenizer.from_pretrained(str(data))
+    folder = tmp_path / "bart"
+    build_model("bart", "tiny", special_ids(tokenizer), 256).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    report = evaluate(folder, data, tmp_path / "report", EvaluateConfig(samples=2, bars=2, max_test_pieces=5),
+                      progress=False)
+    model = report["likelihood"]["model"]
+    assert model["stride"] is None and model["notes"] > 0 and np.isfinite(model["bits_per_note"])
+    assert report["validity"]["constrained"]["share"] == 1.0
+    assert (tmp_path / "report" / "report.md").is_file() and "loss.png" not in report["plots"]
+
+
 def test_evaluate_rejects_a_dataset_of_another_grid(trained, tmp_path):
     data, run = trained
     other = _dataset(tmp_path, 12, corpus_files()[:6])
