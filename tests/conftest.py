@@ -42,6 +42,14 @@ def edge_files() -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() not in {".md", ".tsv"})
 
 
+def link_all(files: list[Path], folder: Path) -> Path:
+    """``folder`` holding a symlink to each of ``files`` (a corpus subset without copies)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        (folder / f.name).symlink_to(f.resolve())
+    return folder
+
+
 def mark_covered(suite: str, path: Path) -> None:
     """Record that ``suite`` checked ``path``; the terminal summary reports the counts."""
     _covered.setdefault(suite, set()).add(path.name)

@@ -20,7 +20,7 @@ from mozart.dataset import DatasetConfig, build_dataset, segments, split_of
 from mozart.events import transpose
 from mozart.tokenizer import SPECIAL_TOKENS
 
-from conftest import DATA, corpus_files, edge_files
+from conftest import DATA, corpus_files, edge_files, link_all
 
 MAX_TOKENS = 512
 
@@ -28,13 +28,6 @@ MAX_TOKENS = 512
 def records(folder: Path, split: str) -> list[dict]:
     with open(folder / f"{split}.jsonl", encoding="utf-8") as f:
         return [json.loads(line) for line in f]
-
-
-def link_all(files: list[Path], folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        (folder / f.name).symlink_to(f.resolve())
-    return folder
 
 
 @pytest.fixture(scope="module")

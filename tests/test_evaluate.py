@@ -23,14 +23,11 @@ from mozart.sampling import default_model_dir
 from mozart.tokenizer import BOS, EOS
 from mozart.train import load_config, train
 
-from conftest import corpus_files, edge_files
+from conftest import corpus_files, edge_files, link_all
 
 
 def _dataset(root: Path, grid: int, files: list[Path], max_tokens: int | None = 256) -> Path:
-    midi = root / f"midi_{grid}"
-    midi.mkdir()
-    for f in files:
-        (midi / f.name).symlink_to(f.resolve())
+    midi = link_all(files, root / f"midi_{grid}")
     data = root / f"data_{grid}"
     build_dataset(midi, data, DatasetConfig(max_tokens=max_tokens, workers=1, valid=0.2, test=0.2, grid=grid),
                   progress=False)
@@ -198,12 +195,9 @@ def test_evaluate_rejects_a_dataset_of_another_grid(trained, tmp_path):
 
 
 def test_stats_command_on_a_corpus(tmp_path):
-    folder = tmp_path / "midi"
-    folder.mkdir()
     edge = [f for f in edge_files() if f.suffix.lower() in MIDI_SUFFIXES]
     real = corpus_files()[:8]
-    for f in real + edge:
-        (folder / f.name).symlink_to(f.resolve())
+    folder = link_all(real + edge, tmp_path / "midi")
     done = subprocess.run([sys.executable, "-m", "mozart", "stats", str(folder), "--json", str(tmp_path / "s.json")],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr

@@ -18,7 +18,7 @@ from mozart.models import build_model
 from mozart.sampling import Controls, SamplingSettings, generate_pieces, load_generator, prompt_from_midi
 from mozart.train import load_config, special_ids, train
 
-from conftest import DATA, corpus_files
+from conftest import DATA, corpus_files, link_all
 
 BACH = DATA / "music21_bach_bwv66.6.mid"
 
@@ -27,10 +27,7 @@ BACH = DATA / "music21_bach_bwv66.6.mid"
 def models(tmp_path_factory) -> dict[str, Path]:
     """A tiny GPT-2 trained here for a few dozen steps, and random-weight GPT-2 and BART."""
     root = tmp_path_factory.mktemp("gen")
-    midi = root / "midi"
-    midi.mkdir()
-    for f in corpus_files()[:30]:
-        (midi / f.name).symlink_to(f.resolve())
+    midi = link_all(corpus_files()[:30], root / "midi")
     data = root / "data"
     build_dataset(midi, data, DatasetConfig(max_tokens=256, workers=1, valid=0.2, test=0.1), progress=False)
     out = {"trained_gpt2": root / "trained"}

@@ -19,7 +19,7 @@ from mozart.sampling import prompt_from_midi
 from mozart.serve import Studio, StudioBusy
 from mozart.train import special_ids
 
-from conftest import DATA, corpus_files
+from conftest import DATA, corpus_files, link_all
 
 BACH = DATA / "music21_bach_bwv66.6.mid"
 
@@ -28,10 +28,7 @@ BACH = DATA / "music21_bach_bwv66.6.mid"
 def tiny_model(tmp_path_factory) -> Path:
     """A random-weight tiny GPT-2 with the format's tokenizer (the grammar makes its output valid)."""
     root = tmp_path_factory.mktemp("studio")
-    midi = root / "midi"
-    midi.mkdir()
-    for f in corpus_files()[:4]:
-        (midi / f.name).symlink_to(f.resolve())
+    midi = link_all(corpus_files()[:4], root / "midi")
     build_dataset(midi, root / "data", DatasetConfig(workers=1, valid=0.0, test=0.0), progress=False)
     tokenizer = AutoTokenizer.from_pretrained(str(root / "data"))
     model = build_model("gpt2", "tiny", special_ids(tokenizer), 512)

@@ -18,7 +18,7 @@ from mozart.dataset import DatasetConfig, build_dataset
 from mozart.models import build_model
 from mozart.train import finetune, latest_complete_checkpoint, likelihood, load_config, special_ids, train
 
-from conftest import corpus_files
+from conftest import corpus_files, link_all
 
 CONTEXT = 256
 FAST = {"size": "tiny", "batch_size": 4, "lr": 2e-3, "validity_samples": 2, "max_eval_examples": 48}
@@ -27,10 +27,7 @@ FAST = {"size": "tiny", "batch_size": 4, "lr": 2e-3, "validity_samples": 2, "max
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("train")
-    midi = root / "midi"
-    midi.mkdir()
-    for f in corpus_files()[:40]:
-        (midi / f.name).symlink_to(f.resolve())
+    midi = link_all(corpus_files()[:40], root / "midi")
     build_dataset(midi, root / "data", DatasetConfig(max_tokens=CONTEXT, workers=1, valid=0.15, test=0.1),
                   progress=False)
     return root / "data"
