@@ -63,7 +63,7 @@ def check_options(bars: int = 1, n: int = 1, temperature: float = 1.0, top_p: fl
     if tempo is not None and not 1 <= tempo <= 774:
         raise MozartError(f"--tempo {tempo}: expected 1..774 qpm")
     if bars < 1 or (max_bars is not None and bars > max_bars):
-        raise MozartError(f"--bars {bars}: expected 1..{max_bars or 'any'}")
+        raise MozartError(f"--bars {bars}: expected " + (f"1..{max_bars}" if max_bars else "at least 1"))
     if n < 1:
         raise MozartError(f"-n {n}: expected at least 1")
     if not temperature > 0:
@@ -119,7 +119,7 @@ class Constraint:
             self.never[progs[~np.isin(v.value_of[progs], np.asarray(c.programs))]] = True
         if not c.drums:
             self.never[self.type_ids["Drums"]] = True
-        self.after_header = np.zeros(len(v), dtype=bool)  # forbidden once the header is written
+        self.after_header = np.zeros(len(v), dtype=bool)
         if c.tempo is not None:  # the given header tempo holds: no hundredths added, no changes
             for t in ("Tempo", "TempoHi", "TempoFrac"):
                 self.after_header[self.type_ids[t]] = True
