@@ -21,13 +21,13 @@ from .tokens import (
     HI_BASE,
     MAX_HI_DIGITS,
     TEMPO_BASE,
+    TS_PACK,
     TYPES,
     Vocabulary,
     tempo_representable,
     vocabulary,
 )
 
-_TS_PACK = 64
 #: Every whole-qpm tempo below this has all its hundredths representable in MIDI.
 _ALL_REPRESENTABLE_BELOW = 774
 #: Whole parts (qpm) of the representable tempos above that: one per microseconds-per-quarter value.
@@ -86,7 +86,7 @@ class GrammarState:
 
     @property
     def bar_len(self) -> int:
-        return bar_steps(self.ts // _TS_PACK, self.ts % _TS_PACK, self.vocab.grid)
+        return bar_steps(self.ts // TS_PACK, self.ts % TS_PACK, self.vocab.grid)
 
     def allowed(self) -> np.ndarray:
         """Boolean mask over the vocabulary of the words that may come next."""

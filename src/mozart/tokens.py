@@ -86,7 +86,8 @@ RULES = (
 )
 
 _NO_VALUE = ("Bar", "Pedal")
-_TS_PACK = 64  # TS value = numerator * _TS_PACK + denominator
+#: A TS word's value packs its time signature: numerator * TS_PACK + denominator.
+TS_PACK = 64
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ class Vocabulary:
 
 def _type_values(grid: int) -> dict[str, list[int]]:
     lo_base = LO_WHOLES * 4 * grid
-    ts = [n * _TS_PACK + d for n in range(1, MAX_NUMERATOR + 1) for d in DENOMINATORS]
+    ts = [n * TS_PACK + d for n in range(1, MAX_NUMERATOR + 1) for d in DENOMINATORS]
     return {
         "Format": [FORMAT_VERSION],
         "Grid": [grid],
@@ -137,7 +138,7 @@ def _word(type_name: str, value: int) -> str:
     if type_name in _NO_VALUE:
         return type_name
     if type_name == "TS":
-        return f"TS_{value // _TS_PACK}/{value % _TS_PACK}"
+        return f"TS_{value // TS_PACK}/{value % TS_PACK}"
     if type_name == "Drums":
         return f"Drums_{value - DRUM_OFFSET}"
     return f"{type_name}_{value}"
@@ -512,7 +513,7 @@ def decode_piece(text: str) -> Piece:
     if n_bars and bar_has_ts[0]:
         ck.flag(np.array([True]), after_bar[:1], "the first bar's time signature is the header's")
     bar_ts = _forward_fill(bar_has_ts, values[after_bar], header_ts)
-    full_len = bar_steps(bar_ts // _TS_PACK, bar_ts % _TS_PACK, vocab.grid)
+    full_len = bar_steps(bar_ts // TS_PACK, bar_ts % TS_PACK, vocab.grid)
     is_cut_pos = (pos_idx + 1 < n) & (types[np.minimum(pos_idx + 1, n - 1)] == T["Bar"])
     cut_bar_token = pos_idx[is_cut_pos] + 1
     ck.flag(~bar_has_ts[np.searchsorted(bar_idx, cut_bar_token)], cut_bar_token,
@@ -614,8 +615,8 @@ def decode_piece(text: str) -> Piece:
         tempo_step=tempo_step,
         tempo_centi=tempo_centi,
         ts_step=ts_steps.astype(np.int64),
-        ts_numerator=ts_val // _TS_PACK,
-        ts_denominator=ts_val % _TS_PACK,
+        ts_numerator=ts_val // TS_PACK,
+        ts_denominator=ts_val % TS_PACK,
     )
 
 
