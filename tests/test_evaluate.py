@@ -16,11 +16,10 @@ from transformers import AutoModelForCausalLM
 
 from mozart.dataset import MIDI_SUFFIXES, DatasetConfig, build_dataset
 from mozart.evaluate import baseline_likelihoods, model_likelihood
-from mozart.lmdata import IGNORE, causal_examples, load_tokenizer, read_split, sliding_examples
+from mozart.lmdata import IGNORE, causal_examples, load_tokenizer, piece_ids, read_split, sliding_examples
 from mozart.metrics import FEATURES
 from mozart.modelcard import evaluation_summary
 from mozart.sampling import default_model_dir
-from mozart.tokenizer import BOS, EOS
 from mozart.train import load_config, train
 
 from conftest import corpus_files, edge_files, link_all
@@ -45,16 +44,11 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
     return data, run
 
 
-def _ids(texts, tokenizer):
-    bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
-    return [[bos] + e.ids + [eos] for e in tokenizer.encode_batch(texts)]
-
-
 def test_sliding_window_predicts_every_token_once(trained):
     data, run = trained
     tokenizer = load_tokenizer(data)
     texts = read_split(data, "train")[:20]
-    total = sum(len(ids) - 1 for ids in _ids(texts, tokenizer))  # every token after <bos>
+    total = sum(len(ids) - 1 for ids in piece_ids(texts, tokenizer))  # every token after <bos>
     for context, stride in ((64, 16), (64, 63), (32, 1), (300, 150)):
         examples = sliding_examples(texts, tokenizer, context, stride)
         predicted = sum(sum(1 for t in e.labels[1:] if t != IGNORE) for e in examples.examples)
@@ -79,7 +73,7 @@ def test_sliding_window_scores_each_token_with_its_documented_context(trained):
     slid = likelihood(model, sliding_examples(texts, tokenizer, context, stride), 0)
     expected = 0.0
     with torch.no_grad():
-        for ids in _ids(texts, tokenizer):
+        for ids in piece_ids(texts, tokenizer):
             for i in range(1, len(ids)):
                 start = max(0, -(-(i - context + 1) // stride) * stride)
                 assert i - start >= min(i, context - stride)
@@ -92,7 +86,7 @@ def test_baselines_and_model_score_the_same_tokens_and_notes(trained):
     data, run = trained
     tokenizer = load_tokenizer(data)
     test, train_texts = read_split(data, "test"), read_split(data, "train")
-    base = baseline_likelihoods(_ids(train_texts, tokenizer), _ids(test, tokenizer), tokenizer.get_vocab(), 4)
+    base = baseline_likelihoods(piece_ids(train_texts, tokenizer), piece_ids(test, tokenizer), tokenizer.get_vocab(), 4)
     model = model_likelihood(AutoModelForCausalLM.from_pretrained(str(run)), tokenizer, test, stride=None)
     notes = sum(t.split().count(w) for t in test for w in set(t.split()) if w.startswith("Pitch_"))
     for r in (model, *base.values()):
@@ -111,7 +105,7 @@ def test_bits_per_note_counts_notes_not_tokens_across_tokenizations(tmp_path):
     for grid in (4, 24):
         data = _dataset(tmp_path, grid, files, max_tokens=None)
         tokenizer = load_tokenizer(data)
-        ids = _ids(read_split(data, "test") + read_split(data, "valid") + read_split(data, "train"), tokenizer)
+        ids = piece_ids(read_split(data, "test") + read_split(data, "valid") + read_split(data, "train"), tokenizer)
         results[grid] = baseline_likelihoods(ids, ids, tokenizer.get_vocab(), 4)["unigram"]
     assert results[4]["notes"] == results[24]["notes"] > 0
     assert results[4]["tokens"] < results[24]["tokens"]

@@ -32,10 +32,10 @@ from tqdm import tqdm
 from .errors import MozartError
 from .events import Piece, bar_layout
 from .files import write_atomic
-from .lmdata import continuation_examples, load_tokenizer, read_split, sliding_examples
+from .lmdata import continuation_examples, load_tokenizer, piece_ids, read_split, sliding_examples
 from .metrics import FEATURES, compare_sets, feature_table
 from .ngram import KneserNey, Unigram
-from .tokenizer import BOS, EOS, PAD, UNK
+from .tokenizer import BOS, PAD, UNK
 from .tokens import TokenError, decode_piece
 
 
@@ -77,11 +77,6 @@ def baseline_likelihoods(train_ids: list[list[int]], test_ids: list[list[int]], 
     kn = KneserNey.fit(train_ids, order, base, vocab[BOS], predictable.size)
     return {"unigram": likelihood_summary(-float(unigram.log_probs(test_ids).sum()), tokens, notes),
             f"kneser_ney_{order}gram": likelihood_summary(-float(kn.log_probs(test_ids).sum()), tokens, notes)}
-
-
-def _ids(texts: list[str], tokenizer) -> list[list[int]]:
-    bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
-    return [[bos] + enc.ids + [eos] for enc in tokenizer.encode_batch(texts)]
 
 
 def model_likelihood(model, tokenizer, texts: list[str], stride: int | None) -> dict:
@@ -155,7 +150,7 @@ def evaluate(model_dir: Path | None, data_dir: Path, out_dir: Path, config: Eval
     likelihood = {"model": model_likelihood(model, tokenizer, test_texts, config.stride)}
     bar.update()
     bar.set_postfix_str("n-gram baselines")
-    likelihood.update(baseline_likelihoods(_ids(train_texts, tokenizer), _ids(test_texts, tokenizer),
+    likelihood.update(baseline_likelihoods(piece_ids(train_texts, tokenizer), piece_ids(test_texts, tokenizer),
                                            tokenizer.get_vocab(), config.ngram_order))
     report["likelihood"] = likelihood
     bar.update()

@@ -64,13 +64,17 @@ def _is_note(tokenizer: Tokenizer) -> set[int]:
     return {i for w, i in tokenizer.get_vocab().items() if w.startswith("Pitch_")}
 
 
+def piece_ids(texts: list[str], tokenizer: Tokenizer) -> list[list[int]]:
+    """Each text as the ids a decoder reads: ``<bos> words <eos>``."""
+    bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
+    return [[bos] + enc.ids + [eos] for enc in tokenizer.encode_batch(texts)]
+
+
 def causal_examples(texts: list[str], tokenizer: Tokenizer, context: int) -> Examples:
     """``<bos> piece <eos>`` cut into windows of ``context`` tokens (no overlap)."""
-    bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
     notes = _is_note(tokenizer)
     out = []
-    for enc in tokenizer.encode_batch(texts):
-        ids = [bos] + enc.ids + [eos]
+    for ids in piece_ids(texts, tokenizer):
         for start in range(0, max(1, len(ids) - 1), context):
             window = ids[start:start + context]
             if len(window) < 2:
@@ -90,11 +94,9 @@ def sliding_examples(texts: list[str], tokenizer: Tokenizer, context: int, strid
     """
     if not 0 < stride <= context - 1:
         raise MozartError(f"stride {stride}: expected 1..{context - 1} for a context of {context}")
-    bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
     notes = _is_note(tokenizer)
     out = []
-    for enc in tokenizer.encode_batch(texts):
-        ids = [bos] + enc.ids + [eos]
+    for ids in piece_ids(texts, tokenizer):
         predicted_until = 0  # index of the last token already predicted (<bos> is never predicted)
         for start in range(0, len(ids), stride):
             window = ids[start:start + context]
