@@ -33,7 +33,7 @@ from .errors import MozartError
 from .events import Piece, bar_layout
 from .files import write_atomic
 from .lmdata import continuation_examples, load_tokenizer, piece_ids, read_split, sliding_examples
-from .metrics import FEATURES, compare_sets, feature_table
+from .metrics import FEATURES, compare_sets, describe, feature_table
 from .ngram import KneserNey, Unigram
 from .tokenizer import BOS, PAD, UNK
 from .tokens import TokenError, decode_piece
@@ -52,14 +52,6 @@ class EvaluateConfig:
     max_test_pieces: int | None = None  # score only the first N test pieces (None: all)
 
 
-def likelihood_summary(nats: float, tokens: int, notes: int) -> dict:
-    """The likelihood figures from a total negative log-likelihood in nats."""
-    per_token = nats / max(1, tokens)
-    return {"nats_per_token": per_token, "bits_per_token": per_token / math.log(2),
-            "bits_per_note": nats / math.log(2) / max(1, notes), "perplexity": math.exp(per_token),
-            "tokens": tokens, "notes": notes}
-
-
 def baseline_likelihoods(train_ids: list[list[int]], test_ids: list[list[int]], vocab: dict[str, int],
                          order: int) -> dict[str, dict]:
     """Unigram and Kneser-Ney ``order``-gram, fitted on ``train_ids``, scored on ``test_ids``.
@@ -67,6 +59,8 @@ def baseline_likelihoods(train_ids: list[list[int]], test_ids: list[list[int]], 
     Sequences are ``[<bos>, ..., <eos>]``; every token but ``<pad>``, ``<bos>`` and ``<unk>``
     is predictable.
     """
+    from .train import likelihood_summary
+
     never = {vocab[PAD], vocab[BOS], vocab[UNK]}
     predictable = np.array(sorted(set(vocab.values()) - never))
     base = max(vocab.values()) + 1
@@ -316,11 +310,6 @@ def corpus_statistics(pieces: list[Piece]) -> dict[str, dict]:
     out = {}
     for f in FEATURES:
         values = table[f.name]
-        if f.histogram:
-            out[f.name] = {"mean": np.nanmean(values, axis=0).tolist() if len(values) else [],
-                           "labels": list(f.labels)}
-        else:
-            finite = values[np.isfinite(values)]
-            out[f.name] = {"mean": float(finite.mean()) if finite.size else float("nan"),
-                           "std": float(finite.std()) if finite.size else float("nan"), "pieces": int(finite.size)}
+        extra = {"labels": list(f.labels)} if f.histogram else {"pieces": int(np.isfinite(values).sum())}
+        out[f.name] = {**describe(values, f.histogram), **extra}
     return out

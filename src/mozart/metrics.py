@@ -284,14 +284,18 @@ def compare_sets(generated: dict[str, np.ndarray], reference: dict[str, np.ndarr
         row = {"overlapping_area": oa, "kl_divergence": kl,
                "intra_set_distance_generated": _mean(intra_set_distances(gen)),
                "intra_set_distance_reference": _mean(intra_ref), "inter_set_distance": _mean(inter)}
-        if f.histogram:
-            row.update(generated_mean=np.nanmean(gen, axis=0).tolist() if len(gen) else [],
-                       reference_mean=np.nanmean(ref, axis=0).tolist() if len(ref) else [])
-        else:
-            row.update(generated_mean=_mean(gen), generated_std=_std(gen), reference_mean=_mean(ref),
-                       reference_std=_std(ref))
+        for side, values in (("generated", gen), ("reference", ref)):
+            row.update({f"{side}_{k}": v for k, v in describe(values, f.histogram).items()})
         out[f.name] = row
     return out
+
+
+def describe(values: np.ndarray, histogram: bool) -> dict:
+    """Mean over the pieces (per bin for a histogram feature) and, for numbers, the standard
+    deviation; NaN values (a feature undefined for a piece) are skipped."""
+    if histogram:
+        return {"mean": np.nanmean(values, axis=0).tolist() if len(values) else []}
+    return {"mean": _mean(values), "std": _std(values)}
 
 
 def _mean(x: np.ndarray) -> float:

@@ -113,15 +113,15 @@ def likelihood(model, examples: Examples, pad_id: int, batch_size: int = 8) -> d
         logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
         total_nll -= float((logp * mask).sum())
         total_tokens += int(mask.sum())
-    nats = total_nll / max(1, total_tokens)
-    return {
-        "nats_per_token": nats,
-        "bits_per_token": nats / math.log(2),
-        "bits_per_note": total_nll / math.log(2) / max(1, examples.notes),
-        "perplexity": math.exp(nats),
-        "tokens": total_tokens,
-        "notes": examples.notes,
-    }
+    return likelihood_summary(total_nll, total_tokens, examples.notes)
+
+
+def likelihood_summary(nats: float, tokens: int, notes: int) -> dict:
+    """The likelihood figures from a total negative log-likelihood in nats over ``tokens`` and ``notes``."""
+    per_token = nats / max(1, tokens)
+    return {"nats_per_token": per_token, "bits_per_token": per_token / math.log(2),
+            "bits_per_note": nats / math.log(2) / max(1, notes), "perplexity": math.exp(per_token),
+            "tokens": tokens, "notes": notes}
 
 
 class MetricsLog(TrainerCallback):
