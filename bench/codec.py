@@ -24,7 +24,7 @@ import symusic
 
 import mozart
 
-from report import default_corpus, machine, package_version, write_section
+from report import default_corpus, machine, package_version, publish
 
 GRID = 24
 
@@ -188,10 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     results = run(args.corpus, args.repeats)
     section = table(results, args.corpus, args.repeats)
-    print(section)
-    if not args.no_write:
-        write_section("codec", section)
-    return 0
+    return publish("codec", section, write=not args.no_write)
 
 
 if __name__ == "__main__":

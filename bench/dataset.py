@@ -24,7 +24,7 @@ import numpy as np
 import psutil
 import symusic
 
-from report import default_corpus, machine, package_version, write_section
+from report import default_corpus, machine, package_version, publish
 
 
 def peak_rss_run(cmd: list[str]) -> tuple[float, float]:
@@ -141,10 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     table += ["", f"Memory at 4x the corpus is {m4['peak_mib'] / m1['peak_mib']:.2f}x the memory at 1x "
               f"({m4['tokens'] / m1['tokens']:.1f}x the tokens)."]
     body = "\n".join(table)
-    print(body)
-    if not args.no_write:
-        write_section("dataset", body)
-    return 0
+    return publish("dataset", body, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from mozart.sampling import (
     load_generator,
 )
 
-from report import machine, write_section
+from report import machine, publish
 
 
 def median(values: list[float]) -> float:
@@ -103,15 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         f"| sampling, tokens/s (Mozart loop, transformers forward) | {median(hf_rates):,.0f} | {runs(hf_rates)} |",
         f"| sampling, tokens/s (transformers generate() + grammar processor) | {median(generate_rates):,.0f} | "
         f"{runs(generate_rates)} |",
-        f"| tokens per 16-bar piece | {sorted(tokens_per_piece)[len(rates) // 2]} | "
+        f"| tokens per 16-bar piece | {median(tokens_per_piece)} | "
         f"{', '.join(map(str, tokens_per_piece))} |",
-        f"| `mozart generate --bars 16 -o out`, wall s | {sorted(walls)[len(walls) // 2]:.1f} | "
+        f"| `mozart generate --bars 16 -o out`, wall s | {median(walls):.1f} | "
         f"{', '.join(f'{w:.1f}' for w in walls)} |",
     ])
-    print(body)
-    if not args.no_write:
-        write_section("generate", body)
-    return 0
+    return publish("generate", body, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import symusic
 
 from mozart.audio import RenderSettings, render_score
 
-from report import default_corpus, machine, write_section
+from report import default_corpus, machine, publish
 
 SOUNDFONTS = {
     "FluidR3_GM": "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -73,10 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|",
         *rows,
     ])
-    print(body)
-    if not args.no_write:
-        write_section("render", body)
-    return 0
+    return publish("render", body, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -34,3 +34,12 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
+
+
+def publish(name: str, body: str, write: bool = True) -> int:
+    """Print a benchmark's table and, unless ``write`` is False (``--no-write``), put it in
+    docs/benchmarks.md; the exit status for ``main``."""
+    print(body)
+    if write:
+        write_section(name, body)
+    return 0

@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from report import default_corpus, machine, write_section
+from report import default_corpus, machine, publish
 
 CASES = [("gpt2", "tiny"), ("llama", "tiny"), ("bart", "tiny"), ("gpt2", "small"), ("llama", "small"),
          ("gpt2", "base")]
@@ -100,10 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|",
         *rows,
     ])
-    print(body)
-    if not args.no_write:
-        write_section("train", body)
-    return 0
+    return publish("train", body, write=not args.no_write)
 
 
 if __name__ == "__main__":
