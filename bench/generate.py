@@ -22,15 +22,11 @@ from pathlib import Path
 import torch
 
 import mozart.sampling
+from mozart.controls import Controls, SamplingSettings
 from mozart.decoding import HFStepDecoder
-from mozart.sampling import (
-    Controls,
-    SamplingSettings,
-    default_model_dir,
-    generate_pieces,
-    hf_logits_processors,
-    load_generator,
-)
+from mozart.masks import hf_logits_processors
+from mozart.models import default_model_dir, load_model
+from mozart.sampling import generate_pieces
 
 from report import machine, publish
 
@@ -53,12 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     if folder is None:
         print("bench: no model (pass --model or run make default-model)", file=sys.stderr)
         return 1
-    model, tokenizer = load_generator(folder)
+    loaded = load_model(folder)
+    model, tokenizer = loaded.model, loaded.tokenizer
     params = sum(p.numel() for p in model.parameters())
     rates, tokens_per_piece = [], []
     for seed in range(args.runs):
         started = time.perf_counter()
-        text = generate_pieces(model, tokenizer, Controls(bars=16), SamplingSettings(), n=1, seed=seed)[0]
+        text = generate_pieces(loaded, Controls(bars=16), SamplingSettings(), n=1, seed=seed)[0]
         elapsed = time.perf_counter() - started
         tokens_per_piece.append(len(text.split()))
         rates.append(len(text.split()) / elapsed)
@@ -68,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for seed in range(args.runs):
             started = time.perf_counter()
-            text = generate_pieces(model, tokenizer, Controls(bars=16), SamplingSettings(), n=1, seed=seed)[0]
+            text = generate_pieces(loaded, Controls(bars=16), SamplingSettings(), n=1, seed=seed)[0]
             hf_rates.append(len(text.split()) / (time.perf_counter() - started))
     finally:
         mozart.sampling.step_decoder = fast
@@ -76,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     bos = tokenizer.convert_tokens_to_ids("<bos>")
     for seed in range(args.runs):
         torch.manual_seed(seed)
-        processors = hf_logits_processors(model, tokenizer, [], Controls(bars=16), SamplingSettings())
+        processors = hf_logits_processors(model, tokenizer, [], Controls(bars=16), SamplingSettings(), grid=loaded.grid)
         started = time.perf_counter()
         out = model.generate(torch.tensor([[bos]]), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
                              max_new_tokens=16 * 64 + 64, logits_processor=processors,

@@ -96,8 +96,31 @@ def test_existing_output_survives_a_failed_run(tmp_path):
     assert out.read_text() == "precious"
 
 
-def test_output_into_missing_folder(tmp_path):
-    assert_clean_error(run("encode", BACH, "-o", tmp_path / "no" / "such" / "x.txt"), "does not exist")
+def test_output_into_missing_folders_creates_them(tmp_path):
+    """Every -o creates its missing parent folders, as mkdir -p would."""
+    assert run("encode", BACH, "-o", tmp_path / "no" / "such" / "x.txt").returncode == 0
+    assert (tmp_path / "no" / "such" / "x.txt").read_text() == mozart.encode(BACH) + "\n"
+    assert run("plot", BACH, "-o", tmp_path / "a" / "b" / "x.png").returncode == 0
+    assert (tmp_path / "a" / "b" / "x.png").stat().st_size > 0
+    made = run("dataset", DATA, "-o", tmp_path / "c" / "d" / "data", "--workers", "1", "-q")
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "c" / "d" / "data" / "stats.json").is_file()
+    assert not [p for p in (tmp_path / "c" / "d").iterdir() if p.name.startswith(".")]  # no lock or staging left
+    (tmp_path / "file").write_text("x")
+    assert_clean_error(run("encode", BACH, "-o", tmp_path / "file" / "x.txt"), "not a folder")
+
+
+def test_generate_refuses_a_folder_it_did_not_make(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "notes.md").write_text("keep")
+    refused = run("generate", "--bars", "1", "-o", folder)
+    assert_clean_error(refused, "pass --force")
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.md"]
+    forced = run("generate", "--bars", "1", "--force", "-o", folder)
+    assert forced.returncode == 0, forced.stderr
+    assert (folder / "notes.md").read_text() == "keep" and (folder / "samples.json").is_file()
+    assert run("generate", "--bars", "1", "-o", folder).returncode == 0  # its own folder: no flag needed
 
 
 @pytest.mark.parametrize("path", edge_files(), ids=lambda p: p.name)

@@ -213,7 +213,10 @@ def test_kill_9_then_rerun_is_byte_identical(tmp_path):
     assert not list(tmp_path.glob(".data.partial-*"))
 
 
-def test_ctrl_c_leaves_nothing_and_keeps_the_old_dataset(tmp_path):
+@pytest.mark.parametrize("delay", [None, 0.0, 1.0])
+def test_ctrl_c_leaves_nothing_and_keeps_the_old_dataset(tmp_path, delay):
+    """Ctrl-C at start-up (None: 0.3 s after launch, while workers spawn), as the staging folder
+    appears, and mid-build: exit 130 within 5 s, no traceback, the old dataset intact."""
     midi = link_all(corpus_files(), tmp_path / "midi")
     out = tmp_path / "data"
     assert subprocess.run(_build_cmd(midi, out), capture_output=True).returncode == 0
@@ -221,16 +224,42 @@ def test_ctrl_c_leaves_nothing_and_keeps_the_old_dataset(tmp_path):
     env = {**os.environ, "MOZART_TEST_HANG_ON": corpus_files()[0].name}
     proc = subprocess.Popen(_build_cmd(midi, out, "--seed", "7", "--timeout", "600"), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if delay is None:
+        time.sleep(0.3)
+    else:
+        deadline = time.time() + 60
+        while not list(tmp_path.glob(".data.partial-*")) and time.time() < deadline:
+            time.sleep(0.01)
+        time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=60)  # stderr closes only when every child holding it has exited
+    assert time.monotonic() - sent < 5, f"took {time.monotonic() - sent:.1f} s to stop"
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
+    assert _tree(out) == before
+    assert not list(tmp_path.glob(".data.partial-*")) and not list(tmp_path.glob(".data.lock"))
+
+
+def test_a_second_build_into_the_same_folder_is_refused(tmp_path):
+    """Two builds into one -o at once: the second fails at once and clearly; the first finishes intact."""
+    midi = link_all(corpus_files()[:6], tmp_path / "midi")
+    out = tmp_path / "data"
+    env = {**os.environ, "MOZART_TEST_HANG_ON": sorted(p.name for p in midi.iterdir())[0]}
+    first = subprocess.Popen(_build_cmd(midi, out, "--timeout", "8"), env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not list(tmp_path.glob(".data.partial-*")) and time.time() < deadline:
         time.sleep(0.1)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    assert "Traceback" not in err
-    assert _tree(out) == before
-    assert not list(tmp_path.glob(".data.partial-*"))
+    second = subprocess.run(_build_cmd(midi, out), capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert second.stderr.startswith("mozart: error: ") and "another build is writing" in second.stderr
+    assert len(second.stderr.strip().splitlines()) == 1
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert (out / "stats.json").is_file() and not list(tmp_path.glob(".data.*"))
+    again = subprocess.run(_build_cmd(midi, out), capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr  # the lock is released
 
 
 def test_crash_and_hang_are_reported_and_the_build_goes_on(tmp_path):

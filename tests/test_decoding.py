@@ -6,9 +6,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
+from mozart.controls import Controls, SamplingSettings
 from mozart.decoding import Gpt2StepDecoder, HFStepDecoder, step_decoder
-from mozart.models import SpecialIds, build_model
-from mozart.sampling import Controls, SamplingSettings, default_model_dir, hf_logits_processors, load_generator
+from mozart.masks import hf_logits_processors
+from mozart.models import SpecialIds, build_model, default_model_dir, load_model
 from mozart.tokens import check
 
 
@@ -42,7 +43,7 @@ def test_other_models_use_transformers_forward():
 
 @pytest.mark.skipif(default_model_dir() is None, reason="no built-in model")
 def test_built_in_model_takes_the_fast_path_with_equal_logits():
-    model, _ = load_generator(default_model_dir())
+    model = load_model(default_model_dir()).model
     assert Gpt2StepDecoder.supports(model)
     ids = _random_ids(60, model.config.vocab_size, 2)
     fast, hf = Gpt2StepDecoder(model), HFStepDecoder(model)
@@ -54,9 +55,10 @@ def test_built_in_model_takes_the_fast_path_with_equal_logits():
 @pytest.mark.parametrize("settings", [SamplingSettings(temperature=2.5), SamplingSettings(top_k=5, top_p=0.9)])
 def test_grammar_processor_inside_transformers_generate(settings):
     """transformers' own generate() with the processor list: every row valid, exact bars."""
-    model, tokenizer = load_generator(default_model_dir())
+    loaded = load_model(default_model_dir())
+    model, tokenizer = loaded.model, loaded.tokenizer
     controls = Controls(bars=4, programs=(0,), drums=False)
-    processors = hf_logits_processors(model, tokenizer, [], controls, settings, batch=4)
+    processors = hf_logits_processors(model, tokenizer, [], controls, settings, grid=loaded.grid, batch=4)
     torch.manual_seed(0)
     bos = tokenizer.convert_tokens_to_ids("<bos>")
     out = model.generate(torch.tensor([[bos]] * 4), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,

@@ -15,11 +15,11 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from mozart.dataset import MIDI_SUFFIXES, DatasetConfig, build_dataset
-from mozart.evaluate import baseline_likelihoods, model_likelihood
+from mozart.likelihood import baseline_likelihoods, model_likelihood
 from mozart.lmdata import IGNORE, causal_examples, load_tokenizer, piece_ids, read_split, sliding_examples
 from mozart.metrics import FEATURES
 from mozart.modelcard import evaluation_summary
-from mozart.sampling import default_model_dir
+from mozart.models import default_model_dir
 from mozart.train import load_config, train
 
 from conftest import corpus_files, edge_files, link_all
@@ -68,7 +68,7 @@ def test_sliding_window_scores_each_token_with_its_documented_context(trained):
     tokenizer = load_tokenizer(data)
     texts = [" ".join(t.split()[:90]) for t in read_split(data, "test")[:2]]
     context, stride = 40, 16
-    from mozart.train import likelihood
+    from mozart.likelihood import likelihood
 
     slid = likelihood(model, sliding_examples(texts, tokenizer, context, stride), 0)
     expected = 0.0
@@ -184,7 +184,7 @@ def test_evaluate_rejects_a_dataset_of_another_grid(trained, tmp_path):
     done = subprocess.run([sys.executable, "-m", "mozart", "evaluate", "-m", str(run), str(other), "-o",
                            str(tmp_path / "r"), "-q"], capture_output=True, text=True)
     assert done.returncode == 1
-    assert done.stderr.startswith("mozart: error:") and "vocabulary" in done.stderr
+    assert done.stderr.startswith("mozart: error:") and "grid 12" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "r").exists()
 
 

@@ -12,10 +12,12 @@ import pytest
 from transformers import AutoTokenizer
 
 import mozart
+from mozart.controls import Controls, SamplingSettings
 from mozart.dataset import DatasetConfig, build_dataset
 from mozart.events import bar_layout
-from mozart.models import build_model
-from mozart.sampling import Controls, SamplingSettings, generate_pieces, load_generator, prompt_from_midi
+from mozart.models import build_model, load_model
+from mozart.prompts import prompt_from_midi
+from mozart.sampling import generate_pieces
 from mozart.train import load_config, special_ids, train
 
 from conftest import DATA, corpus_files, link_all
@@ -54,11 +56,11 @@ SETTINGS = [SamplingSettings(temperature=t) for t in (0.8, 1.0, 2.0, 3.0)] + [
 
 @pytest.mark.parametrize("name", ["trained_gpt2", "random_gpt2", "random_bart"])
 def test_every_sample_is_valid_with_exact_bars(models, name):
-    model, tokenizer = load_generator(models[name])
+    loaded = load_model(models[name])
     n = 0
     for i, settings in enumerate(SETTINGS):
         bars = 1 + i % 3
-        for text in generate_pieces(model, tokenizer, Controls(bars=bars), settings, n=10, seed=100 * i):
+        for text in generate_pieces(loaded, Controls(bars=bars), settings, n=10, seed=100 * i):
             mozart.check(text)
             assert bars_of(text) == bars, (settings, text[-200:])
             mozart.decode(text)
@@ -68,9 +70,9 @@ def test_every_sample_is_valid_with_exact_bars(models, name):
 
 @pytest.mark.parametrize("name", ["trained_gpt2", "random_bart"])
 def test_controls_are_honoured(models, name):
-    model, tokenizer = load_generator(models[name])
+    loaded = load_model(models[name])
     controls = Controls(bars=3, programs=(0, 40), drums=False, tempo=87.5, time_signature=(5, 8))
-    for text in generate_pieces(model, tokenizer, controls, SamplingSettings(temperature=2.0), n=8, seed=7):
+    for text in generate_pieces(loaded, controls, SamplingSettings(temperature=2.0), n=8, seed=7):
         words = text.split()
         mozart.check(text)
         assert words[:5] == ["Format_1", "Grid_24", "TS_5/8", "Tempo_87", "TempoFrac_50"]
@@ -83,11 +85,11 @@ def test_controls_are_honoured(models, name):
 
 @pytest.mark.parametrize("name", ["trained_gpt2", "random_bart"])
 def test_prompt_is_kept_note_for_note(models, name):
-    model, tokenizer = load_generator(models[name])
-    prompt_words, prompt_bars = prompt_from_midi(BACH, 2)
+    loaded = load_model(models[name])
+    prompt_words, prompt_bars = prompt_from_midi(BACH, 2, 24)
     prompt_text = " ".join(prompt_words)
     original = mozart.decode_piece(prompt_text)
-    for text in generate_pieces(model, tokenizer, Controls(bars=2), SamplingSettings(), n=6, seed=3,
+    for text in generate_pieces(loaded, Controls(bars=2), SamplingSettings(), n=6, seed=3,
                                 prompt=(prompt_words, prompt_bars)):
         assert text.startswith(prompt_text + " ")
         mozart.check(text)
@@ -101,10 +103,10 @@ def test_prompt_is_kept_note_for_note(models, name):
 
 
 def test_same_seed_same_tokens(models):
-    model, tokenizer = load_generator(models["trained_gpt2"])
-    a = generate_pieces(model, tokenizer, Controls(bars=2), SamplingSettings(temperature=1.2), n=3, seed=11)
-    b = generate_pieces(model, tokenizer, Controls(bars=2), SamplingSettings(temperature=1.2), n=3, seed=11)
-    c = generate_pieces(model, tokenizer, Controls(bars=2), SamplingSettings(temperature=1.2), n=3, seed=12)
+    loaded = load_model(models["trained_gpt2"])
+    a = generate_pieces(loaded, Controls(bars=2), SamplingSettings(temperature=1.2), n=3, seed=11)
+    b = generate_pieces(loaded, Controls(bars=2), SamplingSettings(temperature=1.2), n=3, seed=11)
+    c = generate_pieces(loaded, Controls(bars=2), SamplingSettings(temperature=1.2), n=3, seed=12)
     assert a == b
     assert a != c
 
@@ -147,8 +149,8 @@ def test_cli_rejects_options_the_format_cannot_hold(tmp_path, option, value, mes
 
 
 def test_unconstrained_sampling_is_raw(models):
-    model, tokenizer = load_generator(models["random_gpt2"])
-    texts = generate_pieces(model, tokenizer, Controls(bars=1), SamplingSettings(constrained=False,
+    loaded = load_model(models["random_gpt2"])
+    texts = generate_pieces(loaded, Controls(bars=1), SamplingSettings(constrained=False,
                                                                                  max_new_tokens=40), n=5, seed=1)
     invalid = 0
     for text in texts:
@@ -162,7 +164,7 @@ def test_unconstrained_sampling_is_raw(models):
 
 def test_built_in_model_generates_valid_controlled_music():
     """The committed default model: used without -m, valid, exact bars, controls honoured."""
-    from mozart.sampling import default_model_dir
+    from mozart.models import default_model_dir
 
     folder = default_model_dir()
     assert folder is not None, "src/mozart/default_model/ is committed (make default-model)"
@@ -179,3 +181,12 @@ def test_built_in_model_generates_valid_controlled_music():
             assert {w for w in words if w.startswith(("Prog_", "Drums_"))} <= {"Prog_0"}
         assert mozart.decode_piece(text).n_notes > 0
     assert mozart.generate(bars=2, seed=3) == mozart.generate(bars=2, seed=3)
+
+
+@pytest.mark.parametrize("option, value", [("temperature", float("nan")), ("temperature", float("inf")),
+                                           ("top_p", float("nan")), ("tempo", float("inf")), ("seed", 2**64),
+                                           ("seed", -1), ("bars", 0), ("n", 0), ("prompt_bars", 0),
+                                           ("programs", (0, 128)), ("time_signature", (3, 5))])
+def test_python_api_shares_the_validator(option, value):
+    with pytest.raises(mozart.MozartError, match=option.split("_")[0].replace("programs", "program")[:4]):
+        mozart.generate(**{option: value})

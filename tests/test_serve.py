@@ -15,7 +15,7 @@ from mozart.dataset import DatasetConfig, build_dataset
 from mozart.events import bar_layout
 from mozart.midi import quantize, read_midi
 from mozart.models import build_model
-from mozart.sampling import prompt_from_midi
+from mozart.prompts import prompt_from_midi
 from mozart.serve import Studio, StudioBusy
 from mozart.train import special_ids
 
@@ -108,6 +108,17 @@ def test_concurrent_requests_are_queued_and_all_answered(server, tmp_path):
     ({}, {"prompt": ("fake.mid", b"RIFF....", "audio/midi")}, 422, "does not start with 'MThd'"),
     ({}, {"prompt": ("cut.mid", BACH.read_bytes()[:300], "audio/midi")}, 422, "cut.mid: "),
     ({}, {"prompt": ("big.mid", b"MThd" + bytes(3 * 1024 * 1024), "audio/midi")}, 413, "larger than 2 MB"),
+    # every numeric field finite and in range (the validator the CLI and the Python API share)
+    ({"temperature": "nan"}, None, 422, "--temperature nan"),
+    ({"temperature": "inf"}, None, 422, "--temperature inf"),
+    ({"top_p": "-inf"}, None, 422, "--top-p"),
+    ({"tempo": "nan"}, None, 422, "--tempo nan"),
+    ({"tempo": "1e400"}, None, 422, "--tempo inf"),
+    ({"seed": str(2**64)}, None, 422, "--seed"),
+    ({"seed": "-1"}, None, 422, "--seed"),
+    ({"bars": "65"}, None, 422, "--bars 65"),
+    ({"prompt_bars": "0"}, None, 422, "--prompt-bars 0"),
+    ({"prompt_bars": "nan"}, None, 422, "not a number"),
 ])
 def test_bad_input_gets_a_readable_error(server, data, files, status, message):
     answer = requests.post(server.url + "/api/generate", data=data, files=files, timeout=30)
@@ -123,7 +134,7 @@ def test_prompt_upload_is_continued(server):
     assert answer.status_code == 202, answer.text
     done = _wait(server.url, answer.json()["id"])
     assert done["status"] == "done" and done["bars"] == 4 and done["settings"]["prompt"] == "bach.mid"
-    prompt_words, _ = prompt_from_midi(BACH, 2)
+    prompt_words, _ = prompt_from_midi(BACH, 2, 24)
     text = requests.get(server.url + done["files"]["txt"], timeout=10).text.split()
     assert text[: len(prompt_words)] == prompt_words
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from mozart.dataset import DatasetConfig, build_dataset
+from mozart.likelihood import likelihood
 from mozart.models import build_model
-from mozart.train import finetune, latest_complete_checkpoint, likelihood, load_config, special_ids, train
+from mozart.train import finetune, latest_complete_checkpoint, load_config, special_ids, train
 
 from conftest import corpus_files, link_all
 

@@ -62,11 +62,7 @@ def encode(score_or_path: symusic.Score | str | os.PathLike, grid: int = 24) -> 
     from .midi import quantize, read_midi
 
     score = score_or_path if isinstance(score_or_path, symusic.Score) else read_midi(score_or_path)
-    try:
-        piece = quantize(score, grid)
-    except ValueError as e:  # an unsupported grid
-        raise MozartError(str(e)) from None
-    return encode_piece(piece)
+    return encode_piece(quantize(score, grid))
 
 
 def render(
@@ -133,25 +129,27 @@ def generate(
     constrained: bool = True,
 ) -> list[str]:
     """Sample ``n`` pieces as token texts, valid by construction unless ``constrained`` is
-    False (see `mozart generate`).  ``model`` defaults to the built-in model."""
-    from .sampling import (
-        Controls,
-        SamplingSettings,
-        default_model_dir,
-        generate_pieces,
-        load_generator,
-        prompt_from_midi,
-    )
+    False (see `mozart generate`).  ``model`` defaults to the built-in model; the pieces (and
+    a ``prompt`` MIDI file, quantized) are at the model's grid.  Raises MozartError for an
+    option out of range (the same checks as the CLI and the studio)."""
+    from .controls import Controls, SamplingSettings, check_options, check_time_signature
+    from .models import default_model_dir, load_model
+    from .prompts import prompt_from_midi
+    from .sampling import generate_pieces
 
+    check_options(bars=bars, n=n, temperature=temperature, top_p=top_p, top_k=top_k, tempo=tempo, seed=seed,
+                  prompt_bars=prompt_bars, programs=programs)
+    if time_signature is not None:
+        check_time_signature(*time_signature)
     folder = model or default_model_dir()
     if folder is None:
         raise MozartError("no built-in model in this installation: pass a model folder (made by `mozart train`), "
                           "or build it with `make default-model`")
-    net, tokenizer = load_generator(folder, adapter)
-    controls = Controls(bars, programs, drums, tempo, time_signature)
+    loaded = load_model(folder, adapter)
+    controls = Controls(bars, tuple(programs) if programs else None, drums, tempo, time_signature)
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, constrained=constrained)
-    prompt_words = prompt_from_midi(prompt, prompt_bars) if prompt else None
-    return generate_pieces(net, tokenizer, controls, settings, n, seed, prompt_words)
+    prompt_words = prompt_from_midi(prompt, prompt_bars, loaded.grid) if prompt else None
+    return generate_pieces(loaded, controls, settings, n, seed, prompt_words)
 
 
 def write_sample(text: str, stem: str | os.PathLike) -> dict:

@@ -1,5 +1,21 @@
-"""``python -m mozart`` (and ``torchrun -m mozart``) runs the CLI."""
+"""``python -m mozart`` (and ``torchrun -m mozart``) runs the CLI; so does the ``mozart`` script.
 
-from .cli import main
+The CLI's imports happen inside ``run``, so a Ctrl-C while they load is an exit 130 with
+one line, like a Ctrl-C anywhere else, not a traceback.
+"""
 
-main()
+import sys
+
+
+def run() -> None:
+    """Console entry point."""
+    try:
+        from .cli import main
+    except KeyboardInterrupt:
+        print("mozart: interrupted", file=sys.stderr)
+        sys.exit(130)
+    main()
+
+
+if __name__ == "__main__":
+    run()

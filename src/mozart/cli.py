@@ -17,9 +17,10 @@ import typer
 from . import decode, encode, generate, plot, render, write_sample
 from .corpus import DEFAULT_TIMEOUT, export_music21
 from .dataset import DatasetConfig, build_dataset
-from .errors import MozartError
-from .files import read_text, write_atomic
-from .tokens import decode_piece
+from .errors import MozartError, check_range
+from .events import validate_grid
+from .files import check_output_dir, read_text, write_atomic
+from .tokens import BAR, count_notes, decode_piece
 
 app = typer.Typer(
     name="mozart",
@@ -50,6 +51,7 @@ def encode_cmd(
 
     Example: mozart encode song.mid -o song.txt --grid 24
     """
+    validate_grid(grid)
     text = encode(midi, grid=grid) + "\n"
     if output is None:
         sys.stdout.write(text)
@@ -120,8 +122,9 @@ def render_cmd(
 
     Example: mozart render song.mid -o song.wav --soundfont /usr/share/sounds/sf2/FluidR3_GM.sf2
     """
-    if not 8000 <= sample_rate <= 192000:
-        raise MozartError(f"--sample-rate {sample_rate}: expected 8000..192000")
+    check_range("--sample-rate", sample_rate, 8000, 192000, integer=True)
+    check_range("--gain", gain, 0, 10)
+    check_range("--loudness", loudness, -70, 0)
     render(source, output, soundfont=soundfont, sample_rate=sample_rate, gain=gain,
            loudness=loudness if normalize else None)
 
@@ -196,6 +199,7 @@ def corpus_cmd(
 
     Example: mozart corpus music21 -o midi/ --subset chorales --workers 2
     """
+    check_output_dir(output, "corpus.tsv")
     summary = export_music21(output, subset.value, limit, workers, timeout, progress=not quiet)
     typer.echo(
         f"{output}: {summary['midi_files']} MIDI files of {summary['pieces']} pieces ({summary['subset']}); "
@@ -259,6 +263,8 @@ def finetune_cmd(
     """
     from .train import finetune
 
+    check_range("--lora-r", lora_r, 1, 4096, integer=True)
+    check_range("--lora-alpha", lora_alpha, 1, 65536, integer=True)
     cfg = _train_config(config, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
                         seed=seed)
     metrics = finetune(base_dir, data_dir, output, cfg, lora_r, lora_alpha, merge, resume)
@@ -285,6 +291,8 @@ def generate_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the first sample (sample i uses seed + i).")] = 0,
     n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 1,
     no_constraints: Annotated[bool, typer.Option("--no-constraints", help="Sample the raw model.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder not made by generate.")]
+    = False,
 ) -> None:
     """Generate new pieces (.txt, .mid, .wav, .png each, plus samples.json).
 
@@ -292,9 +300,9 @@ def generate_cmd(
     """
     import json
 
-    from .sampling import check_options, parse_time_signature
+    from .controls import parse_time_signature
 
-    check_options(bars=bars, n=n, temperature=temperature, top_p=top_p, top_k=top_k, tempo=tempo)
+    check_output_dir(output, "samples.json", force)
     texts = generate(model=model_dir, bars=bars, programs=tuple(program) if program else None, drums=drums,
                      tempo=tempo, time_signature=parse_time_signature(time_signature), temperature=temperature,
                      top_k=top_k, top_p=top_p, n=n, seed=seed, prompt=prompt, prompt_bars=prompt_bars,
@@ -326,15 +334,22 @@ def evaluate_cmd(
     = None,
     max_test_pieces: Annotated[int | None, typer.Option(help="Score only the first N test pieces.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder not made by evaluate.")]
+    = False,
 ) -> None:
     """Likelihood (bits/note vs unigram and Kneser-Ney 4-gram), validity and musical statistics.
 
     Example: mozart evaluate -m runs/small data -o report --samples 32
     """
+    from .controls import MAX_BARS, MAX_SAMPLES
     from .evaluate import EvaluateConfig, evaluate
 
-    if samples < 1 or (bars is not None and bars < 1):
-        raise MozartError("--samples and --bars must be at least 1")
+    check_range("--samples", samples, 1, MAX_SAMPLES, integer=True)
+    check_range("--seed", seed, 0, 2**63 - 1 - MAX_SAMPLES, integer=True)
+    for name, value in (("--bars", bars), ("--stride", stride), ("--max-test-pieces", max_test_pieces)):
+        if value is not None:
+            check_range(name, value, 1, MAX_BARS if name == "--bars" else 2**31 - 1, integer=True)
+    check_output_dir(output, "report.json", force)
     config = EvaluateConfig(samples=samples, seed=seed, bars=bars, stride=stride, max_test_pieces=max_test_pieces)
     report = evaluate(model_dir, data_dir, output, config, progress=not quiet)
     for name, r in report["likelihood"].items():
@@ -360,7 +375,10 @@ def stats_cmd(
     from .evaluate import corpus_statistics
     from .midi import quantize, read_midi
 
-    files = find_midi_files(midi_dir) if midi_dir.is_dir() else []
+    validate_grid(grid)
+    if not midi_dir.is_dir():
+        raise MozartError(f"{midi_dir}: no such folder")
+    files = find_midi_files(midi_dir)
     if not files:
         raise MozartError(f"{midi_dir}: no MIDI files")
     pieces, failed, silent = [], 0, 0
@@ -404,8 +422,7 @@ def serve_cmd(
     """
     from .serve import serve
 
-    if not 0 < port < 65536:
-        raise MozartError(f"--port {port}: expected 1..65535")
+    check_range("--port", port, 1, 65535, integer=True)
     serve(host, port, model_dir)
 
 
@@ -447,7 +464,7 @@ def demo_cmd(
         del files["wav"]
         typer.echo(f"audio:        skipped ({e})")
     typer.echo("wrote:        " + ", ".join(str(f) for f in files.values()))
-    from .sampling import default_model_dir
+    from .models import default_model_dir
 
     if default_model_dir() is None:
         typer.echo("generation:   skipped (no built-in model in this installation; `make default-model`)")
@@ -455,7 +472,7 @@ def demo_cmd(
     text = generate(bars=16, seed=0)[0]
     result = write_sample(text, output / "generated")
     words = text.split()
-    bars, notes = words.count("Bar"), sum(w.startswith("Pitch_") for w in words)
+    bars, notes = words.count(BAR), count_notes(words)
     typer.echo(f"generated:    {bars} bars, {notes} notes with the built-in model (seed 0): "
                + ", ".join(str(output / f"generated.{k}") for k in ("txt", "mid", "wav", "png")
                            if (output / f"generated.{k}").exists())

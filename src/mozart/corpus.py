@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .errors import MozartError
+from .errors import MozartError, check_range
 from .files import write_atomic
-from .workers import run_tasks
+from .workers import MAX_TIMEOUT, MAX_WORKERS, run_tasks
 
 #: Corpus folders of each subset.  Bach's chorales (encodings by the music21 project);
 #: folk tunes from collections printed before 1926 (Aird's Airs 1782-1797, O'Neill's
@@ -134,10 +135,12 @@ def export_music21(out_dir: Path, subset: str = "chorales", limit: int | None = 
     could not be made, reason) beside the MIDI files.  Pieces whose MIDI file exists are
     skipped.
     """
+    check_range("--workers", workers, 1, MAX_WORKERS, integer=True)
+    check_range("--timeout", timeout, 0, MAX_TIMEOUT, low_open=True)
+    if limit is not None:
+        check_range("--limit", limit, 1, 2**31 - 1, integer=True)
     pieces = list_pieces(subset)
     if limit is not None:
-        if limit < 1:
-            raise MozartError("--limit must be at least 1")
         pieces = pieces[:limit]
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -149,13 +152,13 @@ def export_music21(out_dir: Path, subset: str = "chorales", limit: int | None = 
             rows.append((piece.midi_name, piece.relative))
         else:
             todo.append((piece, str(out_dir)))
-    outcomes = run_tasks(export_piece, todo, workers, timeout)
-    for outcome in tqdm(outcomes, total=len(todo), unit="piece", desc="corpus", disable=not progress):
-        piece = outcome.task[0]
-        if outcome.ok:
-            rows.append((piece.midi_name, piece.relative))
-        else:
-            errors.append((piece.midi_name, outcome.reason))
+    with closing(run_tasks(export_piece, todo, workers, timeout)) as outcomes:  # Ctrl-C stops the workers
+        for outcome in tqdm(outcomes, total=len(todo), unit="piece", desc="corpus", disable=not progress):
+            piece = outcome.task[0]
+            if outcome.ok:
+                rows.append((piece.midi_name, piece.relative))
+            else:
+                errors.append((piece.midi_name, outcome.reason))
     rows.sort()
     write_atomic(out_dir / "corpus.tsv", "midi_file\tmusic21_source\n" + "".join(f"{a}\t{b}\n" for a, b in rows))
     write_atomic(out_dir / "errors.tsv", "midi_file\treason\n" + "".join(f"{a}\t{b}\n" for a, b in sorted(errors)))

@@ -2,32 +2,39 @@
 
 Each file is read, encoded and (optionally) cut into segments in a supervised worker
 process (see workers.py), so a file that fails, hangs or crashes its process is listed
-in ``errors.tsv`` and the build goes on.  Results stream in file order into the split
-files; nothing but a digest per distinct piece is kept in memory.  Everything is built
-in a staging folder beside the output and moved into place only when complete.
+in ``errors.tsv`` and the build goes on.  Records stream in file order to a staging
+file; in memory stay only a digest (exact duplicates are dropped) and a 256-byte
+fingerprint per distinct piece.  Near-duplicates (variants of one tune: transposed,
+re-timed, re-voiced, a bar changed; fingerprint.py) are grouped and each group goes
+whole to one split, then the records are dealt into the split files.  Everything is
+built in a staging folder beside the output, under a lock, and moved into place only
+when complete.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
-import heapq
 import json
 import os
 import shutil
 import signal
 import time
 from collections import Counter
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
-from .errors import MozartError
+from .errors import MozartError, check_range
 from .events import Piece, bar_layout, content_digest, slice_steps, transpose, validate_grid
-from .files import write_atomic
+from .files import check_output_dir, make_parents, write_atomic
+from .fingerprint import SHINGLE, THRESHOLD, group_near_duplicates, signature
 from .tokenizer import save_tokenizer
 from .tokens import FORMAT_VERSION, encode_piece, vocabulary
-from .workers import run_tasks
+from .workers import MAX_TIMEOUT, MAX_WORKERS, run_tasks
 
 SPLITS = ("train", "valid", "test")
 MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi", ".smf")
@@ -53,6 +60,9 @@ class DatasetConfig:
 
     def validate(self) -> None:
         validate_grid(self.grid)
+        check_range("--valid", self.valid, 0, 1)
+        check_range("--test", self.test, 0, 1)
+        check_range("--seed", self.seed, -(2**63), 2**63 - 1, integer=True)
         if not (0 <= self.valid < 1 and 0 <= self.test < 1 and self.valid + self.test < 1):
             raise MozartError(f"--valid {self.valid} and --test {self.test} must be in [0, 1) with a sum below 1")
         if self.max_tokens is not None and self.max_tokens < MIN_SEGMENT_TOKENS:
@@ -61,10 +71,8 @@ class DatasetConfig:
             lo, hi = self.transpose
             if not (-12 <= lo <= hi <= 12):
                 raise MozartError(f"--transpose {lo}..{hi}: expected a range within -12..12 with low <= high")
-        if self.workers < 1:
-            raise MozartError("--workers must be at least 1")
-        if self.timeout <= 0:
-            raise MozartError("--timeout must be positive")
+        check_range("--workers", self.workers, 1, MAX_WORKERS, integer=True)
+        check_range("--timeout", self.timeout, 0, MAX_TIMEOUT, low_open=True)
 
 
 def split_of(digest: str, config: DatasetConfig) -> tuple[str, float]:
@@ -120,10 +128,9 @@ class FileResult:
 
     n_notes: int
     digest: str
-    split: str
-    u: float
+    signature: np.ndarray | None  # fingerprint.signature: near-duplicates share a split
     segments: list[str]  # the piece's own segments
-    augmented: list[tuple[int, list[str]]]  # (semitones, segments) for train copies
+    augmented: list[tuple[int, list[str]]]  # (semitones, segments) of transposed copies (kept for train only)
     dropped_bars: int
 
 
@@ -142,17 +149,15 @@ def process_file(task: tuple[str, str, DatasetConfig]) -> FileResult:
     except MozartError as e:  # errors.tsv names the file already: keep only the reason
         raise MozartError(str(e).removeprefix(f"{path}: ")) from None
     if piece.n_notes == 0:
-        return FileResult(0, "", "", 0.0, [], [], 0)
-    digest = content_digest(piece)
-    split, u = split_of(digest, config)
+        return FileResult(0, "", None, [], [], 0)
     own, dropped = segments(piece, config.max_tokens)
     augmented = []
-    if split == "train" and config.transpose is not None:
+    if config.transpose is not None:  # the split is decided later, by group: make the copies for every piece
         for k in range(config.transpose[0], config.transpose[1] + 1):
             shifted = transpose(piece, k) if k else None
             if shifted is not None:
                 augmented.append((k, segments(shifted, config.max_tokens)[0]))
-    return FileResult(piece.n_notes, digest, split, u, own, augmented, dropped)
+    return FileResult(piece.n_notes, content_digest(piece), signature(piece), own, augmented, dropped)
 
 
 def find_midi_files(folder: Path) -> list[Path]:
@@ -169,19 +174,44 @@ def _record(record_id: str, source: str, text: str) -> str:
 
 
 def _prepare_output(out_dir: Path) -> Path:
-    """Check the output folder and return a fresh staging folder beside it."""
+    """Check the output folder (creating missing parents) and return a fresh staging folder beside it."""
+    check_output_dir(out_dir, "stats.json", flag=None)  # again, under the lock
+    make_parents(out_dir)
     parent = out_dir.parent
-    if not parent.is_dir():
-        raise MozartError(f"{out_dir}: folder {parent} does not exist")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise MozartError(f"{out_dir}: exists and is not a folder")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "stats.json").exists():
-        raise MozartError(f"{out_dir}: exists, is not empty and is not a Mozart dataset; not overwriting it")
-    for stale in parent.glob(f".{out_dir.name}.partial-*"):  # left by an interrupted build
+    for stale in parent.glob(f".{out_dir.name}.partial-*"):  # left by an interrupted build (we hold the lock)
         shutil.rmtree(stale, ignore_errors=True)
     staging = parent / f".{out_dir.name}.partial-{os.getpid()}"
     staging.mkdir()
     return staging
+
+
+@contextmanager
+def output_lock(out_dir: Path):
+    """Hold an exclusive lock on ``out_dir`` for the whole build, so two builds into one folder
+    cannot interleave: the second fails at once with a clear error.  The lock file
+    (``.NAME.lock`` beside the folder) is removed when the build ends."""
+    make_parents(out_dir)
+    path = out_dir.parent / f".{out_dir.name}.lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise MozartError(f"{out_dir}: another build is writing to this folder (lock {path.name}); "
+                              "wait for it to finish or choose another -o") from None
+        try:  # the holder before us may have removed the file after we opened it: lock the current one
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def _publish(staging: Path, out_dir: Path) -> None:
@@ -202,27 +232,32 @@ def build_dataset(midi_dir: Path, out_dir: Path, config: DatasetConfig, progress
     files = find_midi_files(midi_dir)
     if not files:
         raise MozartError(f"{midi_dir}: no MIDI files (looked for {', '.join(MIDI_SUFFIXES)})")
-    staging = _prepare_output(out_dir)
-    try:
-        stats = _build(files, midi_dir, staging, config, progress)
-        _publish(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    check_output_dir(out_dir, "stats.json", flag=None)
+    with output_lock(out_dir):
+        staging = _prepare_output(out_dir)
+        try:
+            stats = _build(files, midi_dir, staging, config, progress)
+            _publish(staging, out_dir)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return stats
 
 
 def _build(files: list[Path], midi_dir: Path, staging: Path, config: DatasetConfig, progress: bool) -> dict:
+    """Read every file (in workers), keep distinct pieces, group near-duplicates, write the splits."""
     sources = [p.relative_to(midi_dir).as_posix() for p in files]
     tasks = [(str(p), s, config) for p, s in zip(files, sources)]
     errors: list[tuple[str, str]] = []
     seen: dict[bytes, str] = {}  # digest prefix -> first source with that content
     duplicates: list[tuple[str, str]] = []
     dropped_bars = 0
-    lowest_train: list[tuple[float, str]] = []  # the two train pieces with the smallest u
-    shards = {split: open(staging / f"{split}.jsonl", "w", encoding="utf-8") for split in SPLITS}
-    try:
-        outcomes = run_tasks(process_file, tasks, config.workers, config.timeout)
+    kept: list[tuple[str, str, np.ndarray | None]] = []  # (source, digest, signature) of each distinct piece
+    # Records stream to one file, tagged with their piece, while the files are read (memory stays flat);
+    # once every piece's group is known they are dealt into the split files.
+    pool = staging / "records.tmp"
+    with open(pool, "w", encoding="utf-8") as out, \
+            closing(run_tasks(process_file, tasks, config.workers, config.timeout)) as outcomes:
         for outcome in tqdm(outcomes, total=len(tasks), unit="file", desc="dataset", disable=not progress):
             source = outcome.task[1]
             if not outcome.ok:
@@ -238,52 +273,68 @@ def _build(files: list[Path], midi_dir: Path, staging: Path, config: DatasetConf
                 continue
             seen[key] = source
             dropped_bars += result.dropped_bars
-            shard = shards[result.split]
+            piece = len(kept)
+            kept.append((source, result.digest, result.signature))
             for i, text in enumerate(result.segments):
-                shard.write(_record(f"{source}#{i}", source, text))
+                out.write(f"{piece}\t0\t" + _record(f"{source}#{i}", source, text))
             for k, texts in result.augmented:
                 for i, text in enumerate(texts):
-                    shard.write(_record(f"{source}#{i}@t{k:+d}", source, text))
-            if result.split == "train":
-                heapq.heappush(lowest_train, (-result.u, source))
-                if len(lowest_train) > 2:
-                    heapq.heappop(lowest_train)
-    finally:
-        for f in shards.values():
-            f.close()
-    moved = _ensure_valid_and_test(staging, len(seen), sorted((-u, s) for u, s in lowest_train), config)
-    stats = _finish(staging, config, len(files), errors, duplicates, dropped_bars, moved)
-    return stats
+                    out.write(f"{piece}\t1\t" + _record(f"{source}#{i}@t{k:+d}", source, text))
+    groups = group_near_duplicates([sig for _, _, sig in kept])
+    split_of_piece, moved = assign_splits([digest for _, digest, _ in kept], groups, config)
+    with open(pool, encoding="utf-8") as records:
+        shards = {split: open(staging / f"{split}.jsonl", "w", encoding="utf-8") for split in SPLITS}
+        try:
+            for line in records:
+                piece, augmented, record = line.split("\t", 2)
+                split = split_of_piece[int(piece)]
+                if augmented == "0" or split == "train":  # transposed copies are for training only
+                    shards[split].write(record)
+        finally:
+            for f in shards.values():
+                f.close()
+    pool.unlink()
+    moved_sources = {kept[i][0]: split for i, split in moved.items()}
+    return _finish(staging, config, len(files), errors, duplicates, dropped_bars, moved_sources,
+                   near_duplicate_summary([source for source, _, _ in kept], groups))
 
 
-def _ensure_valid_and_test(staging: Path, n_pieces: int, lowest: list[tuple[float, str]], config) -> dict:
-    """With at least 3 distinct pieces, valid and test each get one: an empty one takes the
-    train piece with the smallest split number (its augmented copies are dropped)."""
-    empty = [s for s in ("test", "valid") if (staging / f"{s}.jsonl").stat().st_size == 0]
-    wanted = {"test": config.test, "valid": config.valid}
-    empty = [s for s in empty if wanted[s] > 0]
-    if n_pieces < 3 or not empty:
-        return {}
-    moved = {source: split for (_, source), split in zip(lowest, empty)}
-    if not moved:
-        return {}
-    train = staging / "train.jsonl"
-    kept = staging / "train.jsonl.tmp"
-    targets = {split: open(staging / f"{split}.jsonl", "a", encoding="utf-8") for split in set(moved.values())}
-    with open(train, encoding="utf-8") as src, open(kept, "w", encoding="utf-8") as dst:
-        for line in src:
-            record = json.loads(line)
-            if record["source"] not in moved:
-                dst.write(line)
-            elif "@t" not in record["id"][len(record["source"]):]:
-                targets[moved[record["source"]]].write(line)
-    for f in targets.values():
-        f.close()
-    os.replace(kept, train)
-    return moved
+def assign_splits(digests: list[str], groups: list[int], config: DatasetConfig) -> tuple[list[str], dict[int, str]]:
+    """The split of every piece: each group goes whole to the split its smallest digest picks
+    (``split_of``), so a group's split does not change when unrelated files join the folder.
+
+    With at least 3 groups, valid and test (when asked for) each get one: an empty one takes
+    the train group with the smallest split number.  Returns the splits and {piece: split}
+    for the pieces so moved."""
+    key: dict[int, str] = {}
+    for digest, group in zip(digests, groups):
+        key[group] = min(key.get(group, digest), digest)
+    chosen = {group: split_of(digest, config) for group, digest in key.items()}
+    moved_groups: dict[int, str] = {}
+    present = {split for split, _ in chosen.values()}
+    wanted = [s for s in ("test", "valid") if s not in present and getattr(config, s) > 0]
+    if len(chosen) >= 3 and wanted:
+        train_groups = sorted((u, group) for group, (split, u) in chosen.items() if split == "train")
+        for (_, group), split in zip(train_groups, wanted):
+            moved_groups[group] = split
+    splits = [moved_groups.get(g, chosen[g][0]) for g in groups]
+    return splits, {i: moved_groups[g] for i, g in enumerate(groups) if g in moved_groups}
 
 
-def _finish(staging, config, n_files, errors, duplicates, dropped_bars, moved) -> dict:
+def near_duplicate_summary(sources: list[str], groups: list[int], examples: int = 20) -> dict:
+    """How the distinct pieces grouped: counts, the largest group, and a few groups as examples."""
+    members: dict[int, list[str]] = {}
+    for source, group in zip(sources, groups):
+        members.setdefault(group, []).append(source)
+    shared = sorted((m for m in members.values() if len(m) > 1), key=lambda m: (-len(m), m[0]))
+    return {"method": f"MinHash of the top line's {SHINGLE}-interval n-grams, similarity >= {THRESHOLD} "
+                      "(fingerprint.py), joined transitively",
+            "groups": len(members), "largest_group": max((len(m) for m in members.values()), default=0),
+            "groups_with_variants": len(shared), "pieces_in_those_groups": sum(len(m) for m in shared),
+            "examples": shared[:examples]}
+
+
+def _finish(staging, config, n_files, errors, duplicates, dropped_bars, moved, near_duplicates: dict) -> dict:
     """Count what was written (one streaming pass), then write vocab, tokenizer, errors, stats."""
     vocab: Counter = Counter()
     per_split = {}
@@ -317,6 +368,7 @@ def _finish(staging, config, n_files, errors, duplicates, dropped_bars, moved) -
         "tokens": sum(v["tokens"] for v in per_split.values()),
         "bars_dropped_over_max_tokens": dropped_bars,
         "moved_to_fill_splits": moved,
+        "near_duplicates": near_duplicates,
         "splits": per_split,
         "config": {k: v for k, v in asdict(config).items() if k not in ("workers", "timeout")},
     }

@@ -19,7 +19,6 @@ drew (``samples.jsonl``).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -32,10 +31,9 @@ from tqdm import tqdm
 from .errors import MozartError
 from .events import Piece, bar_layout
 from .files import write_atomic
-from .lmdata import continuation_examples, load_tokenizer, piece_ids, read_split, sliding_examples
+from .likelihood import baseline_likelihoods, model_likelihood
+from .lmdata import load_tokenizer, piece_ids, read_split
 from .metrics import FEATURES, compare_sets, describe, feature_table
-from .ngram import KneserNey, Unigram
-from .tokenizer import BOS, PAD, UNK
 from .tokens import TokenError, decode_piece
 
 
@@ -50,43 +48,6 @@ class EvaluateConfig:
     stride: int | None = None  # sliding-window stride in tokens; None: half the context
     ngram_order: int = 4  # order of the Kneser-Ney baseline
     max_test_pieces: int | None = None  # score only the first N test pieces (None: all)
-
-
-def baseline_likelihoods(train_ids: list[list[int]], test_ids: list[list[int]], vocab: dict[str, int],
-                         order: int) -> dict[str, dict]:
-    """Unigram and Kneser-Ney ``order``-gram, fitted on ``train_ids``, scored on ``test_ids``.
-
-    Sequences are ``[<bos>, ..., <eos>]``; every token but ``<pad>``, ``<bos>`` and ``<unk>``
-    is predictable.
-    """
-    from .train import likelihood_summary
-
-    never = {vocab[PAD], vocab[BOS], vocab[UNK]}
-    predictable = np.array(sorted(set(vocab.values()) - never))
-    base = max(vocab.values()) + 1
-    note_ids = np.array([i for w, i in vocab.items() if w.startswith("Pitch_")])
-    notes = int(sum(np.isin(seq[1:], note_ids).sum() for seq in test_ids))
-    tokens = sum(len(seq) - 1 for seq in test_ids)
-    unigram = Unigram.fit(train_ids, base, predictable)
-    kn = KneserNey.fit(train_ids, order, base, vocab[BOS], predictable.size)
-    return {"unigram": likelihood_summary(-float(unigram.log_probs(test_ids).sum()), tokens, notes),
-            f"kneser_ney_{order}gram": likelihood_summary(-float(kn.log_probs(test_ids).sum()), tokens, notes)}
-
-
-def model_likelihood(model, tokenizer, texts: list[str], stride: int | None) -> dict:
-    """The model's likelihood of ``texts`` (see the module docstring for what is scored)."""
-    from .train import likelihood
-
-    if model.config.is_encoder_decoder:
-        context = model.config.max_position_embeddings
-        examples = continuation_examples(texts, tokenizer, context)
-        stride_used = None
-    else:
-        context = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
-        stride_used = stride or context // 2
-        examples = sliding_examples(texts, tokenizer, context, stride_used)
-    result = likelihood(model, examples, tokenizer.token_to_id(PAD))
-    return {**result, "context": context, "stride": stride_used}
 
 
 def valid_pieces(texts: list[str]) -> tuple[list[Piece], int]:
@@ -108,17 +69,21 @@ def median_bars(pieces: list[Piece], low: int = 4, high: int = 16) -> int:
 
 def _check_vocabularies(model_dir: Path, data_dir: Path, tokenizer) -> None:
     """The model and the dataset must speak the same vocabulary (same format version and grid)."""
-    if not (model_dir / "tokenizer.json").is_file():
-        raise MozartError(f"{model_dir}: not a model folder (no tokenizer.json)")
-    if load_tokenizer(model_dir).get_vocab() != tokenizer.get_vocab():
-        raise MozartError(f"{data_dir}: its vocabulary differs from the model's ({model_dir}); "
-                          "evaluate on a dataset of the same format version and grid")
+    from .models import model_format
+
+    model_grid, data_grid = model_format(model_dir), model_format(data_dir)
+    if model_grid != data_grid or load_tokenizer(model_dir).get_vocab() != tokenizer.get_vocab():
+        raise MozartError(f"{data_dir}: dataset at grid {data_grid}, but the model ({model_dir}) speaks grid "
+                          f"{model_grid}: evaluate on a dataset of the model's vocabulary "
+                          f"(`mozart dataset --grid {model_grid}`)")
 
 
 def evaluate(model_dir: Path | None, data_dir: Path, out_dir: Path, config: EvaluateConfig = EvaluateConfig(),
              progress: bool = True) -> dict:
     """Evaluate a model folder (None: the built-in model) on a dataset; write the report to ``out_dir``."""
-    from .sampling import Controls, SamplingSettings, default_model_dir, generate_pieces, load_generator
+    from .controls import Controls, SamplingSettings
+    from .models import default_model_dir, load_model
+    from .sampling import generate_pieces
 
     started = time.perf_counter()
     model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
@@ -131,7 +96,8 @@ def evaluate(model_dir: Path | None, data_dir: Path, out_dir: Path, config: Eval
     if not test_texts or not train_texts:
         raise MozartError(f"{data_dir}: the train and test splits must not be empty")
     _check_vocabularies(model_dir, data_dir, tokenizer)
-    model, hf_tokenizer = load_generator(model_dir)
+    loaded = load_model(model_dir)
+    model = loaded.model
     if model.config.vocab_size < tokenizer.get_vocab_size():
         raise MozartError(f"{model_dir}: the model has {model.config.vocab_size} outputs for "
                           f"{tokenizer.get_vocab_size()} tokens")
@@ -155,7 +121,7 @@ def evaluate(model_dir: Path | None, data_dir: Path, out_dir: Path, config: Eval
         settings = SamplingSettings(temperature=config.temperature, constrained=constrained)
         texts = []
         for i in range(config.samples):
-            texts += generate_pieces(model, hf_tokenizer, Controls(bars=bars), settings, n=1, seed=config.seed + i)
+            texts += generate_pieces(loaded, Controls(bars=bars), settings, n=1, seed=config.seed + i)
             bar.update()
         pieces, failed = valid_pieces(texts)
         samples[mode] = (texts, pieces)
@@ -262,37 +228,13 @@ def write_plots(generated: dict[str, np.ndarray], reference: dict[str, np.ndarra
         written.append(_save(fig, out_dir / f"{f.name}.png"))
         plt.close(fig)
     if (model_dir / "metrics.csv").is_file():
+        from .train import loss_figure
+
         fig = loss_figure(model_dir / "metrics.csv")
         if fig is not None:
             written.append(_save(fig, out_dir / "loss.png"))
             plt.close(fig)
     return written
-
-
-def loss_figure(metrics_csv: Path):
-    """Train loss and valid bits/note over the steps of a run (None when the file has no rows)."""
-    import matplotlib.pyplot as plt
-
-    with open(metrics_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
-    train = [(int(r["step"]), float(r["train_loss"])) for r in rows if r.get("train_loss")]
-    valid = [(int(r["step"]), float(r["eval_bits_per_note"])) for r in rows if r.get("eval_bits_per_note")]
-    if not train and not valid:
-        return None
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if train:
-        ax.plot(*zip(*train), label="train loss (nats/token)")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("nats/token")
-    if valid:
-        other = ax.twinx()
-        other.plot(*zip(*valid), "o-", color="tab:red", label="valid bits/note")
-        other.set_ylabel("valid bits/note")
-        other.legend(loc="upper center")
-    ax.legend(loc="upper right")
-    ax.set_title("training")
-    fig.tight_layout()
-    return fig
 
 
 def _save(fig, path: Path) -> str:

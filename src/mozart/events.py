@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from .errors import MozartError
+
 #: Quarter notes per whole note; bar length in steps is ``num * grid * WHOLE // den``.
 WHOLE = 4
 #: Time-signature denominators the format supports.
@@ -38,11 +40,11 @@ CENTI_MINUTE_US = 6_000_000_000
 
 
 def validate_grid(grid: int) -> int:
-    """Return ``grid`` if the format supports it, else raise ValueError saying why."""
+    """Return ``grid`` if the format supports it, else raise MozartError saying why."""
     if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)):
-        raise ValueError(f"grid must be an integer, got {grid!r}")
+        raise MozartError(f"grid must be an integer, got {grid!r}")
     if grid < GRID_MULTIPLE or grid > MAX_GRID or grid % GRID_MULTIPLE:
-        raise ValueError(
+        raise MozartError(
             f"grid {grid} is not supported: it must be a multiple of {GRID_MULTIPLE} between "
             f"{GRID_MULTIPLE} and {MAX_GRID}, so that every bar of every supported time "
             f"signature (denominators {', '.join(map(str, DENOMINATORS))}) is a whole number of steps"

@@ -15,8 +15,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     p = Path(path)
     if p.is_dir():
         raise MozartError(f"{p}: is a directory")
-    if not p.parent.exists():
-        raise MozartError(f"{p}: folder {p.parent} does not exist")
+    make_parents(p)
     raw = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
@@ -27,6 +26,33 @@ def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def make_parents(path: Path) -> None:
+    """Create the missing folders above ``path`` (as ``mkdir -p`` would), with a clean error
+    when something in the way is a file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise MozartError(f"{path}: a part of {path.parent} exists and is not a folder") from None
+
+
+def check_output_dir(path: Path, marker: str, force: bool = False, flag: str | None = "--force") -> None:
+    """Refuse an output folder a command should not write into: a file, or a non-empty folder
+    without ``marker`` (the file that shows this command made it) unless ``force``.  Nothing is
+    created here: commands create their folder (and its parents) when they first write.
+    ``flag`` names the option that allows it (None: nothing does)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise MozartError(f"{path}: exists and is not a folder")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise MozartError(f"{path}: {parent} exists and is not a folder")
+            break
+    if path.is_dir() and not force and not (path / marker).exists() and any(path.iterdir()):
+        raise MozartError(f"{path}: exists, is not empty and was not made by this command (no {marker}); "
+                          "choose another -o" + (f", or pass {flag} to write into it" if flag else ""))
 
 
 def _umask() -> int:

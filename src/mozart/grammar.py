@@ -14,12 +14,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .events import DRUM_OFFSET, bar_steps
+from .events import CENTI_MINUTE_US, DRUM_OFFSET, bar_steps
 from .tokens import (
     FORMAT_VERSION,
     GRAMMAR,
     HI_BASE,
     MAX_HI_DIGITS,
+    MAX_PLAIN_TEMPO_QPM,
     TEMPO_BASE,
     TS_PACK,
     TYPES,
@@ -29,10 +30,11 @@ from .tokens import (
 )
 
 #: Every whole-qpm tempo below this has all its hundredths representable in MIDI.
-_ALL_REPRESENTABLE_BELOW = 774
-#: Whole parts (qpm) of the representable tempos above that: one per microseconds-per-quarter value.
+_ALL_REPRESENTABLE_BELOW = MAX_PLAIN_TEMPO_QPM
+#: Whole parts (qpm) of the representable tempos above that: one per microseconds-per-quarter value
+#: (77,460 us per quarter is 774.6 qpm, where the plain range ends).
 _m = np.arange(1, 77461, dtype=np.int64)
-_HIGH_WHOLES = np.unique((2 * 6_000_000_000 + _m) // (2 * _m) // 100)
+_HIGH_WHOLES = np.unique((2 * CENTI_MINUTE_US + _m) // (2 * _m) // 100)
 del _m
 
 
@@ -123,7 +125,8 @@ class GrammarState:
                     mask[first + same - start] = False
             if type_name == "Tempo":
                 high = (self.number.high or 0) if self.number_kind == "Tempo" else 0
-                if high * TEMPO_BASE + TEMPO_BASE > 774:  # large tempi: keep whole parts some hundredths fit
+                if high * TEMPO_BASE + TEMPO_BASE > MAX_PLAIN_TEMPO_QPM:
+                    # large tempi: keep whole parts some hundredths fit
                     wholes = high * TEMPO_BASE + np.arange(TEMPO_BASE)
                     fits = tempo_representable(np.maximum(1, wholes[:, None] * 100 + np.arange(100)[None, :]))
                     mask[first: first + TEMPO_BASE] &= fits.any(axis=1)

@@ -14,7 +14,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from .train import build_examples, likelihood, load_config, special_ids
+from .likelihood import likelihood
+from .train import build_examples, load_config, special_ids
 
 FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
          "metrics.csv")

@@ -1,13 +1,21 @@
-"""Model architectures x sizes, built from configs (never downloaded) for a vocabulary.
+"""Model architectures x sizes, built from configs (never downloaded) for a vocabulary,
+and trained model folders loaded back with the grid they speak.
 
 Three families: ``gpt2`` (GPT-2 decoder), ``llama`` (Llama decoder: RoPE, RMSNorm,
 SwiGLU) and ``bart`` (BART encoder-decoder, trained to continue: the encoder reads the
 previous bars, the decoder writes the next ones).  Sizes are typed recipes.
+
+A model folder is a ``save_pretrained`` folder with the dataset's tokenizer beside the
+weights; the tokenizer's vocabulary fixes the token format version and grid, so every
+entry point that takes a model reads them from there (``load_model``, ``model_format``).
 """
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from transformers import (
     BartConfig,
@@ -18,6 +26,9 @@ from transformers import (
     LlamaForCausalLM,
     PreTrainedModel,
 )
+
+from .errors import MozartError
+from .tokens import FORMAT_VERSION, format_of_words
 
 ARCHS = ("gpt2", "llama", "bart")
 
@@ -75,8 +86,81 @@ def build_model(arch: str, size: str | ModelSize, ids: SpecialIds, context: int 
                             encoder_ffn_dim=shape.ffn, decoder_ffn_dim=shape.ffn, max_position_embeddings=n_ctx,
                             decoder_start_token_id=ids.bos, forced_eos_token_id=ids.eos, **common)
         return BartForConditionalGeneration(config)
-    raise ValueError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHS)}")
+    raise MozartError(f"unknown architecture {arch!r}: choose one of {', '.join(ARCHS)}")
 
 
 def is_seq2seq(arch: str) -> bool:
     return arch == "bart"
+
+
+def model_format(folder: str | os.PathLike) -> int:
+    """The grid of the model (or dataset) in ``folder``, read from its tokenizer; raises
+    MozartError when the folder has no tokenizer or speaks another format version."""
+    folder = Path(folder)
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        raise MozartError(f"{folder}: not a model folder (no tokenizer.json)")
+    try:
+        words = json.loads(path.read_text(encoding="utf-8"))["model"]["vocab"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise MozartError(f"{path}: unreadable tokenizer ({type(e).__name__})") from None
+    version, grid = format_of_words(words)
+    if version != FORMAT_VERSION or grid is None:
+        raise MozartError(f"{folder}: its tokenizer speaks token format {version}, grid {grid}; this Mozart "
+                          f"reads format {FORMAT_VERSION}")
+    return grid
+
+
+@dataclass
+class LoadedModel:
+    """A trained model ready to sample or score, with what it speaks."""
+
+    model: PreTrainedModel
+    tokenizer: object  # transformers.PreTrainedTokenizerFast over the format's words
+    arch: str  # one of ARCHS
+    grid: int  # steps per quarter note of the token format it was trained on
+    folder: Path
+
+
+def load_base(folder: str | os.PathLike) -> tuple[PreTrainedModel, str]:
+    """The model of a trained folder (any family, in training mode) and its family name."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a bar for loading 5 MB of weights is noise on stderr
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise MozartError(f"{folder}: not a model folder (no config.json)")
+    model_type = AutoConfig.from_pretrained(str(folder)).model_type
+    if model_type not in ARCHS:
+        raise MozartError(f"{folder}: unsupported model type {model_type!r}")
+    loader = AutoModelForSeq2SeqLM if is_seq2seq(model_type) else AutoModelForCausalLM
+    return loader.from_pretrained(str(folder)), model_type
+
+
+def load_model(folder: str | os.PathLike, adapter: str | os.PathLike | None = None) -> LoadedModel:
+    """A trained model folder (optionally with a LoRA adapter merged in), its tokenizer
+    and its grid, in evaluation mode."""
+    from transformers import AutoTokenizer
+
+    folder = Path(folder)
+    grid = model_format(folder)
+    model, arch = load_base(folder)
+    if adapter is not None:
+        from peft import PeftModel
+
+        if not (Path(adapter) / "adapter_config.json").is_file():
+            raise MozartError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
+        if model_format(adapter) != grid:
+            raise MozartError(f"{adapter}: adapter trained at grid {model_format(adapter)}, model at grid {grid}")
+        model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
+    model.eval()
+    return LoadedModel(model, AutoTokenizer.from_pretrained(str(folder)), arch, grid, folder)
+
+
+def default_model_dir():
+    """The built-in model's folder inside the package, or None when it is not there."""
+    from importlib import resources
+
+    found = resources.files("mozart") / "default_model"
+    return found if (found / "config.json").is_file() else None

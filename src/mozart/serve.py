@@ -37,6 +37,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.datastructures import UploadFile
 
 from .errors import MozartError
+from .tokens import BAR, count_notes
 
 log = logging.getLogger("mozart.studio")
 
@@ -84,13 +85,13 @@ class Studio:
     """The model, the job queue and the results folder behind the web page."""
 
     def __init__(self, model_dir: Path | None, workdir: Path | None = None, max_pending: int = MAX_PENDING):
-        from .sampling import default_model_dir, load_generator
+        from .models import default_model_dir, load_model
 
         folder = Path(model_dir) if model_dir is not None else default_model_dir()
         if folder is None:
             raise MozartError("no built-in model in this installation: pass -m MODEL_DIR")
         self.model_name = "built-in" if model_dir is None else str(model_dir)
-        self.model, self.tokenizer = load_generator(folder)
+        self.loaded = load_model(folder)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="mozart-studio-"))
         self.max_pending = max_pending
         self.jobs: dict[str, Job] = {}
@@ -121,7 +122,8 @@ class Studio:
 
     def _run(self, job: Job, prompt: tuple[list[str], int] | None) -> None:
         from . import write_sample
-        from .sampling import Controls, SamplingSettings, generate_pieces
+        from .controls import Controls, SamplingSettings
+        from .sampling import generate_pieces
 
         job.status = "running"
         started = time.perf_counter()
@@ -131,12 +133,12 @@ class Studio:
                                 tempo=s["tempo"], time_signature=tuple(s["time_signature"]) if s["time_signature"]
                                 else None)
             settings = SamplingSettings(temperature=s["temperature"], top_p=s["top_p"])
-            text = generate_pieces(self.model, self.tokenizer, controls, settings, n=1, seed=s["seed"],
+            text = generate_pieces(self.loaded, controls, settings, n=1, seed=s["seed"],
                                    prompt=prompt, progress=lambda share: setattr(job, "progress", share))[0]
             result = write_sample(text, self.workdir / job.id / "sample")
             words = text.split()
             files = sorted(name for name in RESULT_FILES if (self.workdir / job.id / name).is_file())
-            job.summary = {"bars": words.count("Bar"), "notes": sum(w.startswith("Pitch_") for w in words),
+            job.summary = {"bars": words.count(BAR), "notes": count_notes(words),
                            "tokens": len(words), "files": files, "audio": result.get("audio", "ok")}
             job.progress, job.status = 1.0, "done"
         except MozartError as e:
@@ -162,7 +164,7 @@ class StudioBusy(MozartError):
 
 def _form_settings(form: dict, upload_name: str | None) -> dict:
     """Validate the page's form fields into generation settings (MozartError on bad input)."""
-    from .sampling import check_options, parse_time_signature
+    from .controls import check_options, parse_time_signature
 
     def number(name: str, kind, default):
         raw = form.get(name)
@@ -170,7 +172,7 @@ def _form_settings(form: dict, upload_name: str | None) -> dict:
             return default
         try:
             return kind(raw)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise MozartError(f"{name}: {raw!r} is not a number") from None
 
     programs = []
@@ -190,9 +192,8 @@ def _form_settings(form: dict, upload_name: str | None) -> dict:
     ts = form.get("time_signature") or None
     settings["time_signature"] = list(parse_time_signature(ts)) if ts else None
     check_options(bars=settings["bars"], temperature=settings["temperature"], top_p=settings["top_p"],
-                  tempo=settings["tempo"], max_bars=MAX_BARS)
-    if upload_name and settings["prompt_bars"] < 1:
-        raise MozartError("prompt bars: expected at least 1")
+                  tempo=settings["tempo"], seed=settings["seed"], prompt_bars=settings["prompt_bars"],
+                  programs=programs, max_bars=MAX_BARS)
     return settings
 
 
@@ -237,7 +238,7 @@ def create_app(model_dir: Path | None = None, workdir: Path | None = None, max_p
             settings = _form_settings(fields, upload.filename if upload else None)
             prompt = None
             if upload is not None:
-                prompt = await _read_prompt(upload, settings["prompt_bars"], studio.workdir)
+                prompt = await _read_prompt(upload, settings["prompt_bars"], studio.workdir, studio.loaded.grid)
             job, ahead = studio.submit(settings, prompt)
         except StudioBusy as e:
             return error(429, str(e))
@@ -274,9 +275,9 @@ class UploadTooLarge(MozartError):
     """An upload over MAX_UPLOAD_BYTES."""
 
 
-async def _read_prompt(upload, bars: int, workdir: Path) -> tuple[list[str], int]:
-    """Check an uploaded MIDI prompt (size, type, content) and return its first ``bars`` bars."""
-    from .sampling import prompt_from_midi
+async def _read_prompt(upload, bars: int, workdir: Path, grid: int) -> tuple[list[str], int]:
+    """Check an uploaded MIDI prompt (size, type, content) and return its first ``bars`` bars at ``grid``."""
+    from .prompts import prompt_from_midi
 
     name = upload.filename
     if not name.lower().endswith((".mid", ".midi")):
@@ -289,7 +290,7 @@ async def _read_prompt(upload, bars: int, workdir: Path) -> tuple[list[str], int
     with tempfile.NamedTemporaryFile(suffix=".mid", dir=workdir, delete=False) as f:
         f.write(data)
     try:
-        words, kept = prompt_from_midi(Path(f.name), bars)
+        words, kept = prompt_from_midi(Path(f.name), bars, grid)
     except MozartError as e:
         raise MozartError(str(e).replace(f.name, name)) from None
     finally:

@@ -39,6 +39,10 @@ LO_WHOLES = 2
 #: beyond MIDI's fastest (60M qpm).
 MAX_HI_DIGITS = {"Pos": 4, "Dur": 4, "Tempo": 5}
 
+#: Every tempo below this many qpm, to the hundredth, is a whole number of microseconds per quarter
+#: (above it only some are: ``tempo_representable``); generation controls accept tempos up to it.
+MAX_PLAIN_TEMPO_QPM = 774
+
 # Token types, in vocabulary order.  A word is ``Type_value`` (``Bar`` and ``Pedal`` bare).
 TYPES = (
     "Format", "Grid", "Bar", "TS", "PosHi", "Pos", "TempoHi", "Tempo", "TempoFrac",
@@ -427,7 +431,7 @@ def _parse_header(text: str, words: list[str]) -> tuple[Vocabulary, int]:
         if not grid_word.startswith("Grid_"):
             raise ValueError("expected 'Grid_<steps per quarter>'")
         vocab = vocabulary(int(grid_word[5:]))
-    except ValueError as e:
+    except (ValueError, MozartError) as e:
         raise TokenError(text, 1, str(e)) from None
     n = len(words)
     i = 2
@@ -624,3 +628,63 @@ def check(text: str) -> None:
     """Validate token text against the grammar; raise TokenError naming the line and
     token of the first error.  Returns None for valid text."""
     decode_piece(text)
+
+
+# --------------------------------------------------------------------------- words for other modules
+# Other modules ask these instead of spelling words themselves (a word's spelling lives here).
+
+#: The word that starts every bar.
+BAR = "Bar"
+_NOTE_PREFIX = "Pitch_"
+_PROGRAM_PREFIXES = ("Prog_", "Drums_")
+
+
+def is_note(word: str) -> bool:
+    """Whether ``word`` starts a note (each note has exactly one such word)."""
+    return word.startswith(_NOTE_PREFIX)
+
+
+def count_notes(words: list[str]) -> int:
+    """Notes in a list of words."""
+    return sum(1 for w in words if w.startswith(_NOTE_PREFIX))
+
+
+def bar_indices(words: list[str]) -> list[int]:
+    """Indices of the words that start bars."""
+    return [i for i, w in enumerate(words) if w == BAR]
+
+
+def is_program(word: str) -> bool:
+    """Whether ``word`` names a program or drum kit (``Prog_p``, ``Drums_p``)."""
+    return word.startswith(_PROGRAM_PREFIXES)
+
+
+def note_word_ids(word_ids: dict[str, int]) -> list[int]:
+    """The ids of the note words in a word -> id map (a tokenizer's vocabulary)."""
+    return sorted(i for w, i in word_ids.items() if w.startswith(_NOTE_PREFIX))
+
+
+def header_words(grid: int, time_signature: tuple[int, int] = (4, 4), tempo_centi: int = 12000) -> list[str]:
+    """The canonical header of a piece at ``grid`` with this time signature and tempo
+    (hundredths of a qpm); raises MozartError when the format cannot hold them."""
+    num, den = time_signature
+    if not (1 <= num <= MAX_NUMERATOR and den in DENOMINATORS):
+        raise MozartError(f"time signature {num}/{den}: the format holds numerators 1..{MAX_NUMERATOR} over "
+                          f"{', '.join(map(str, DENOMINATORS))}")
+    if not tempo_representable(tempo_centi):
+        raise MozartError(f"tempo {tempo_centi / 100} qpm is not a whole number of microseconds per quarter")
+    piece = Piece(grid=validate_grid(grid), ts_numerator=np.array([num]), ts_denominator=np.array([den]),
+                  tempo_centi=np.array([tempo_centi]))
+    return encode_piece(piece).split()
+
+
+def format_of_words(words) -> tuple[int | None, int | None]:
+    """(format version, grid) named by ``Format_v`` and ``Grid_g`` words among ``words``
+    (e.g. a tokenizer's vocabulary); None for one that is absent."""
+    version = grid = None
+    for w in words:
+        if w.startswith("Format_") and w[7:].isdigit():
+            version = int(w[7:])
+        elif w.startswith("Grid_") and w[5:].isdigit():
+            grid = int(w[5:])
+    return version, grid

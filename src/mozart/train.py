@@ -28,9 +28,10 @@ from transformers import (
     set_seed,
 )
 
-from .errors import MozartError
-from .lmdata import IGNORE, Examples, causal_examples, collate, continuation_examples, load_tokenizer, read_split
-from .models import ARCHS, SIZES, SpecialIds, build_model, is_seq2seq
+from .errors import MozartError, check_range
+from .likelihood import likelihood
+from .lmdata import Examples, causal_examples, collate, continuation_examples, load_tokenizer, read_split
+from .models import ARCHS, SIZES, SpecialIds, build_model, is_seq2seq, load_base, model_format
 from .tokenizer import BOS, EOS, PAD
 
 COMPLETE_MARK = "checkpoint-complete"  # written into a checkpoint folder once it is whole
@@ -58,14 +59,23 @@ class TrainConfig:
     validity_samples: int = 4  # unconstrained samples drawn after training to log the share passing `check`
 
 
+#: The range of every numeric setting: (low, high, integer).  Seeds fit numpy's 32 bits.
+_LIMITS = {"context": (16, 65536, True), "max_steps": (1, 10**9, True), "batch_size": (1, 65536, True),
+           "grad_accum": (1, 65536, True), "lr": (1e-9, 10.0, False), "warmup_ratio": (0, 1, False),
+           "weight_decay": (0, 10, False), "seed": (0, 2**32 - 1, True), "eval_every": (1, 10**9, True),
+           "patience": (1, 10**6, True), "bars_in": (1, 256, True), "bars_out": (1, 256, True),
+           "max_eval_examples": (1, 10**9, True), "validity_samples": (0, 1000, True)}
+
+
 def load_config(path: Path | None, **overrides) -> TrainConfig:
     """Defaults, then the TOML file's values, then explicit overrides (None = not given)."""
     values: dict = {}
     if path is not None:
         try:
             values = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as e:
-            raise MozartError(f"{path}: cannot read config: {e}") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+            reason = "not a UTF-8 text file" if isinstance(e, UnicodeDecodeError) else getattr(e, "strerror", None) or e
+            raise MozartError(f"{path}: cannot read config: {reason}") from None
         known = {f.name for f in fields(TrainConfig)}
         unknown = set(values) - known
         if unknown:
@@ -76,8 +86,10 @@ def load_config(path: Path | None, **overrides) -> TrainConfig:
         raise MozartError(f"unknown --arch {config.arch!r}: choose one of {', '.join(ARCHS)}")
     if config.size not in SIZES:
         raise MozartError(f"unknown --size {config.size!r}: choose one of {', '.join(SIZES)}")
-    if config.max_steps < 1 or config.batch_size < 1 or config.grad_accum < 1:
-        raise MozartError("--max-steps, --batch-size and --grad-accum must be at least 1")
+    for name, (low, high, integer) in _LIMITS.items():
+        value = getattr(config, name)
+        if value is not None or name != "context":
+            check_range(f"--{name.replace('_', '-')}", value, low, high, integer)
     return config
 
 
@@ -92,36 +104,6 @@ def build_examples(data_dir: Path, split: str, config: TrainConfig, context: int
     if is_seq2seq(config.arch):
         return continuation_examples(texts, tokenizer, context, config.bars_in, config.bars_out)
     return causal_examples(texts, tokenizer, context)
-
-
-@torch.no_grad()
-def likelihood(model, examples: Examples, pad_id: int, batch_size: int = 8) -> dict:
-    """Exact nats/token, bits/token and bits/note over ``examples`` (sums, not batch means)."""
-    model.eval()
-    device = next(model.parameters()).device
-    total_nll, total_tokens = 0.0, 0
-    for start in range(0, len(examples), batch_size):
-        batch = collate([examples[i] for i in range(start, min(start + batch_size, len(examples)))], pad_id)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        labels = batch.pop("labels")  # scored here, exactly; the model's own (mean) loss is not needed
-        if model.config.is_encoder_decoder:
-            batch["labels"] = labels  # BART derives its decoder inputs from the labels
-        logits = model(**batch).logits.float()
-        if not model.config.is_encoder_decoder:
-            logits, labels = logits[:, :-1], labels[:, 1:]
-        mask = labels != IGNORE
-        logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        total_nll -= float((logp * mask).sum())
-        total_tokens += int(mask.sum())
-    return likelihood_summary(total_nll, total_tokens, examples.notes)
-
-
-def likelihood_summary(nats: float, tokens: int, notes: int) -> dict:
-    """The likelihood figures from a total negative log-likelihood in nats over ``tokens`` and ``notes``."""
-    per_token = nats / max(1, tokens)
-    return {"nats_per_token": per_token, "bits_per_token": per_token / math.log(2),
-            "bits_per_note": nats / math.log(2) / max(1, notes), "perplexity": math.exp(per_token),
-            "tokens": tokens, "notes": notes}
 
 
 class MetricsLog(TrainerCallback):
@@ -300,22 +282,6 @@ LORA_TARGETS = {"gpt2": ["c_attn", "c_proj"], "llama": ["q_proj", "k_proj", "v_p
                 "bart": ["q_proj", "k_proj", "v_proj", "out_proj"]}
 
 
-def load_base(base_dir: Path):
-    """A trained model folder (any family) and its architecture name."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # a bar for loading 5 MB of weights is noise on stderr
-    base_dir = Path(base_dir)
-    if not (base_dir / "config.json").is_file():
-        raise MozartError(f"{base_dir}: not a model folder (no config.json)")
-    model_type = AutoConfig.from_pretrained(str(base_dir)).model_type
-    if model_type not in ARCHS:
-        raise MozartError(f"{base_dir}: unsupported model type {model_type!r}")
-    loader = AutoModelForSeq2SeqLM if is_seq2seq(model_type) else AutoModelForCausalLM
-    return loader.from_pretrained(str(base_dir)), model_type
-
-
 def finetune(base_dir: Path, data_dir: Path, out_dir: Path, config: TrainConfig, lora_r: int = 8,
              lora_alpha: int = 16, merge: bool = False, resume: bool = False) -> dict:
     """LoRA-finetune the model in ``base_dir`` on a dataset; write the adapter (and, with
@@ -323,12 +289,16 @@ def finetune(base_dir: Path, data_dir: Path, out_dir: Path, config: TrainConfig,
     from peft import LoraConfig, TaskType, get_peft_model
 
     out_dir = Path(out_dir)
+    base_grid, data_grid = model_format(base_dir), model_format(data_dir)
+    if base_grid != data_grid:
+        raise MozartError(f"{data_dir}: dataset at grid {data_grid}, but the model {base_dir} speaks grid "
+                          f"{base_grid}; rebuild the dataset with `mozart dataset --grid {base_grid}`")
     base, arch = load_base(base_dir)
     config = replace(config, arch=arch)
     hf_tokenizer, ids, train_set, valid_set, _ = _prepare(data_dir, out_dir, config, resume)
     if base.config.vocab_size != ids.vocab_size:
         raise MozartError(f"{base_dir}: vocabulary of {base.config.vocab_size} tokens does not match the "
-                          f"dataset's {ids.vocab_size} (another grid or format version?)")
+                          f"dataset's {ids.vocab_size}")
     lora = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.05, target_modules=LORA_TARGETS[arch],
                       fan_in_fan_out=arch == "gpt2",
                       task_type=TaskType.SEQ_2_SEQ_LM if is_seq2seq(arch) else TaskType.CAUSAL_LM)
@@ -374,26 +344,40 @@ def sample_validity(model, tokenizer, ids: SpecialIds, n: int, seed: int, max_ne
     return {"samples": n, "valid": valid, "share": valid / n}
 
 
-def plot_loss(csv_path: Path, png_path: Path) -> None:
-    """Train and valid loss against steps."""
+def loss_figure(metrics_csv: Path):
+    """Train loss and valid bits/note over the steps of a run (None when the file has no rows)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if not csv_path.exists():
-        return
-    rows = list(csv.DictReader(open(csv_path)))
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
-    for key, label in (("train_loss", "train"), ("eval_loss", "valid")):
-        points = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
-        if points:
-            ax.plot(*zip(*points), marker="o" if key == "eval_loss" else None, label=label)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss (nats/token)")
-    ax.legend()
-    ax.grid(alpha=0.3)
+    with open(metrics_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    train = [(int(r["step"]), float(r["train_loss"])) for r in rows if r.get("train_loss")]
+    valid = [(int(r["step"]), float(r["eval_bits_per_note"])) for r in rows if r.get("eval_bits_per_note")]
+    if not train and not valid:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    if train:
+        ax.plot(*zip(*train), label="train loss (nats/token)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("nats/token")
+    if valid:
+        other = ax.twinx()
+        other.plot(*zip(*valid), "o-", color="tab:red", label="valid bits/note")
+        other.set_ylabel("valid bits/note")
+        other.legend(loc="upper center")
+    ax.legend(loc="upper right")
+    ax.set_title("training")
     fig.tight_layout()
-    fig.savefig(png_path)
-    plt.close(fig)
+    return fig
 
+
+def plot_loss(csv_path: Path, png_path: Path) -> None:
+    """Write ``loss_figure`` of a run's metrics.csv as a PNG (nothing when there are no rows)."""
+    import matplotlib.pyplot as plt
+
+    fig = loss_figure(csv_path) if csv_path.exists() else None
+    if fig is not None:
+        fig.savefig(png_path)
+        plt.close(fig)

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+#: Most worker processes a command may start (each holds a Python interpreter and a task).
+MAX_WORKERS = 256
+#: Longest per-task timeout accepted, in seconds (a day).
+MAX_TIMEOUT = 86400.0
 #: How many tasks past the oldest unfinished one may be handed out, per worker.
 LOOKAHEAD_PER_WORKER = 16
 
@@ -51,24 +57,52 @@ def _serve(conn: Connection, fn: Callable[[Any], Any]) -> None:
             conn.send((index, False, _one_line(e)))
 
 
+@contextmanager
+def _ctrl_c_deferred():
+    """Hold a Ctrl-C that arrives while a worker process is being started (or stopped) and
+    raise it right after, once the process is tracked: a KeyboardInterrupt in the middle of
+    ``Process.start`` would leave a child that nobody stops (and that keeps stderr open)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            raise KeyboardInterrupt
+
+
 class _Worker:
     def __init__(self, ctx, fn):
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_serve, args=(child, fn), daemon=True)
-        self.process.start()
-        child.close()
+        self.conn, self._child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(self._child, fn), daemon=True)
         self.index: int | None = None
         self.started = 0.0
+
+    def start(self) -> _Worker:
+        """Start the process; call once the worker is in the pool (so a Ctrl-C right after stops it)."""
+        with _ctrl_c_deferred():
+            self.process.start()
+            self._child.close()
+        return self
 
     def give(self, index: int, task: Any) -> None:
         self.index, self.started = index, time.monotonic()
         self.conn.send((index, task))
 
-    def stop(self) -> None:
-        if self.process.is_alive():
+    def kill(self) -> None:
+        """SIGKILL the process (a hung or busy worker stops at once)."""
+        if self.process.pid is not None and self.process.is_alive():
             self.process.kill()
-        self.process.join(timeout=5)
-        self.conn.close()
+
+    def stop(self) -> None:
+        with _ctrl_c_deferred():
+            self.kill()
+            self.process.join(timeout=5)
+            self.conn.close()
 
 
 def run_tasks(
@@ -79,13 +113,19 @@ def run_tasks(
     ``fn`` runs in ``workers`` separate processes (it must be importable: a module-level
     function).  A task whose call raises, runs longer than ``timeout`` seconds, or whose
     process dies is reported as failed; its worker is replaced and the run goes on.
+
+    Close the generator when done with it (``contextlib.closing``): closing it, or an
+    exception (Ctrl-C included) raised while it runs, kills every worker at once.
     """
     ctx = mp.get_context("spawn")
-    pool = [_Worker(ctx, fn) for _ in range(max(1, workers))]
+    pool: list[_Worker] = []
     done: dict[int, tuple[bool, Any]] = {}
     next_out = next_in = 0
-    lookahead = LOOKAHEAD_PER_WORKER * len(pool)
+    lookahead = LOOKAHEAD_PER_WORKER * max(1, workers)
     try:
+        for _ in range(max(1, workers)):
+            pool.append(_Worker(ctx, fn))
+            pool[-1].start()
         while next_out < len(tasks):
             for w in pool:
                 if w.index is None and next_in < len(tasks) and next_in - next_out < lookahead:
@@ -116,14 +156,17 @@ def run_tasks(
                     done[w.index] = (False, failure)
                     w.stop()
                     pool[i] = _Worker(ctx, fn)
+                    pool[i].start()
             while next_out in done:
                 ok, value = done.pop(next_out)
                 yield Outcome(tasks[next_out], ok, value if ok else None, "" if ok else value)
                 next_out += 1
     finally:
-        for w in pool:
-            try:
-                w.conn.send(None)
-            except (OSError, BrokenPipeError):
-                pass
-            w.stop()
+        # kill first, all of them, then reap: shutting down takes one join, not one per worker
+        with _ctrl_c_deferred():
+            for w in pool:
+                w.kill()
+            for w in pool:
+                if w.process.pid is not None:
+                    w.process.join(timeout=5)
+                w.conn.close()

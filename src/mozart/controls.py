@@ -1,0 +1,83 @@
+"""What a generation request may ask for, and the one validator every entry point shares.
+
+``mozart generate`` (CLI), ``mozart.generate`` (Python API) and the studio's JSON API all
+turn their inputs into :class:`Controls` and :class:`SamplingSettings` through
+:func:`check_options` and :func:`parse_time_signature`, so a value refused by one is
+refused by all three with the same one-line message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import MozartError, check_range
+from .events import DENOMINATORS, MAX_NUMERATOR
+from .tokens import MAX_PLAIN_TEMPO_QPM
+
+#: Most bars one request may ask for (the studio asks for fewer: serve.MAX_BARS).
+MAX_BARS = 1024
+#: Most samples one request may ask for.
+MAX_SAMPLES = 1000
+#: Highest sampling temperature (beyond it every allowed word is about equally likely).
+MAX_TEMPERATURE = 100.0
+#: Seeds are non-negative and fit 63 bits (torch generators take 64; sample i uses seed + i).
+MAX_SEED = 2**63 - 1 - MAX_SAMPLES
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the piece must be (each field is an option of ``mozart generate``)."""
+
+    bars: int = 16  # new bars after the prompt
+    programs: tuple[int, ...] | None = None  # allowed General MIDI programs (None: any)
+    drums: bool = True  # whether drum kits may play
+    tempo: float | None = None  # fixed tempo in qpm (header only, no changes)
+    time_signature: tuple[int, int] | None = None  # fixed time signature (no changes)
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1.0: off
+    constrained: bool = True  # False: the raw model (for evaluation)
+    max_new_tokens: int | None = None  # default: 64 per bar + 64
+
+
+def check_options(bars: int = 1, n: int = 1, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0,
+                  tempo: float | None = None, seed: int = 0, prompt_bars: int = 1, programs=None,
+                  max_bars: int = MAX_BARS) -> None:
+    """Raise MozartError naming the first generation option that is not a finite value in range."""
+    check_range("--bars", bars, 1, max_bars, integer=True)
+    check_range("-n", n, 1, MAX_SAMPLES, integer=True)
+    check_range("--temperature", temperature, 0, MAX_TEMPERATURE, low_open=True)
+    check_range("--top-p", top_p, 0, 1, low_open=True)
+    check_range("--top-k", top_k, 0, 2**31 - 1, integer=True)
+    if tempo is not None:
+        check_range("--tempo", tempo, 1, MAX_PLAIN_TEMPO_QPM)
+    check_range("--seed", seed, 0, MAX_SEED, integer=True)
+    check_range("--prompt-bars", prompt_bars, 1, MAX_BARS, integer=True)
+    for program in programs or ():
+        check_range("--program", program, 0, 127, integer=True)
+
+
+def parse_time_signature(text: str | None) -> tuple[int, int] | None:
+    """``"3/4"`` -> (3, 4); None stays None."""
+    if text is None:
+        return None
+    num, sep, den = text.strip().partition("/")
+    try:
+        if not sep:
+            raise ValueError
+        parsed = int(num), int(den)
+    except ValueError:
+        raise MozartError(f"--time-signature {text!r}: expected N/D, e.g. 3/4") from None
+    check_time_signature(*parsed)
+    return parsed
+
+
+def check_time_signature(numerator: int, denominator: int) -> None:
+    """Raise MozartError unless the token format can spell the time signature."""
+    if not (1 <= numerator <= MAX_NUMERATOR and denominator in DENOMINATORS):
+        raise MozartError(f"--time-signature {numerator}/{denominator}: the token format holds numerators "
+                          f"1..{MAX_NUMERATOR} over {', '.join(map(str, DENOMINATORS))}")

@@ -1,0 +1,82 @@
+"""Exact likelihood in nats/token, bits/token and bits/note: of a model and of n-gram baselines.
+
+Sums over every predicted token, never batch means, so the figures do not depend on the
+batch size.  Training reports the valid split with ``likelihood``; evaluation scores the
+test split with ``model_likelihood`` (sliding windows for decoders, continuation for
+BART) and ``baseline_likelihoods`` (unigram and Kneser-Ney, fitted on the train split).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .lmdata import IGNORE, Examples, collate, continuation_examples, sliding_examples
+from .ngram import KneserNey, Unigram
+from .tokenizer import BOS, PAD, UNK
+from .tokens import note_word_ids
+
+
+@torch.no_grad()
+def likelihood(model, examples: Examples, pad_id: int, batch_size: int = 8) -> dict:
+    """Exact nats/token, bits/token and bits/note over ``examples`` (sums, not batch means)."""
+    model.eval()
+    device = next(model.parameters()).device
+    total_nll, total_tokens = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        batch = collate([examples[i] for i in range(start, min(start + batch_size, len(examples)))], pad_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        labels = batch.pop("labels")  # scored here, exactly; the model's own (mean) loss is not needed
+        if model.config.is_encoder_decoder:
+            batch["labels"] = labels  # BART derives its decoder inputs from the labels
+        logits = model(**batch).logits.float()
+        if not model.config.is_encoder_decoder:
+            logits, labels = logits[:, :-1], labels[:, 1:]
+        mask = labels != IGNORE
+        logp = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        total_nll -= float((logp * mask).sum())
+        total_tokens += int(mask.sum())
+    return likelihood_summary(total_nll, total_tokens, examples.notes)
+
+
+def likelihood_summary(nats: float, tokens: int, notes: int) -> dict:
+    """The likelihood figures from a total negative log-likelihood in nats over ``tokens`` and ``notes``."""
+    per_token = nats / max(1, tokens)
+    return {"nats_per_token": per_token, "bits_per_token": per_token / math.log(2),
+            "bits_per_note": nats / math.log(2) / max(1, notes), "perplexity": math.exp(per_token),
+            "tokens": tokens, "notes": notes}
+
+
+def model_likelihood(model, tokenizer, texts: list[str], stride: int | None) -> dict:
+    """The model's likelihood of ``texts`` (see the module docstring for what is scored)."""
+    if model.config.is_encoder_decoder:
+        context = model.config.max_position_embeddings
+        examples = continuation_examples(texts, tokenizer, context)
+        stride_used = None
+    else:
+        context = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+        stride_used = stride or context // 2
+        examples = sliding_examples(texts, tokenizer, context, stride_used)
+    result = likelihood(model, examples, tokenizer.token_to_id(PAD))
+    return {**result, "context": context, "stride": stride_used}
+
+
+def baseline_likelihoods(train_ids: list[list[int]], test_ids: list[list[int]], vocab: dict[str, int],
+                         order: int) -> dict[str, dict]:
+    """Unigram and Kneser-Ney ``order``-gram, fitted on ``train_ids``, scored on ``test_ids``.
+
+    Sequences are ``[<bos>, ..., <eos>]``; every token but ``<pad>``, ``<bos>`` and ``<unk>``
+    is predictable.
+    """
+    never = {vocab[PAD], vocab[BOS], vocab[UNK]}
+    predictable = np.array(sorted(set(vocab.values()) - never))
+    base = max(vocab.values()) + 1
+    note_ids = np.array(note_word_ids(vocab))
+    notes = int(sum(np.isin(seq[1:], note_ids).sum() for seq in test_ids))
+    tokens = sum(len(seq) - 1 for seq in test_ids)
+    unigram = Unigram.fit(train_ids, base, predictable)
+    kn = KneserNey.fit(train_ids, order, base, vocab[BOS], predictable.size)
+    return {"unigram": likelihood_summary(-float(unigram.log_probs(test_ids).sum()), tokens, notes),
+            f"kneser_ney_{order}gram": likelihood_summary(-float(kn.log_probs(test_ids).sum()), tokens, notes)}

@@ -1,0 +1,195 @@
+"""The grammar mask of constrained sampling: which words may come next, as a logits processor.
+
+At every step the logits of words the grammar (``grammar.GrammarState``) or the controls
+forbid are set to -inf *before* temperature, top-k and top-p, so every sample passes
+``check``.  Controls: exactly N new bars, only the requested programs (drums only when
+allowed), a fixed tempo and time signature.  When the token budget runs short, the
+mask switches to a closing mode that takes the shortest way to a complete piece.
+The mask is a transformers ``LogitsProcessor`` (``GrammarLogitsProcessor``), usable in our
+own loop (sampling.py) and inside ``model.generate`` (``hf_logits_processors``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from .controls import Controls, SamplingSettings
+from .grammar import GrammarState, new_state
+from .tokenizer import EOS, PAD
+from .tokens import TYPES
+
+#: Tokens kept in reserve per missing bar (and for finishing the current note) before the
+#: sampler starts closing the piece.
+CLOSING_MARGIN = 12
+
+@dataclass
+class Constraint:
+    """The grammar plus the controls, for one sample."""
+
+    state: GrammarState
+    controls: Controls
+    target_bars: int  # Bar tokens the finished piece has
+    prompt_bars: int = 0  # bars the prompt owns: nothing new may be written into them
+    type_ids: dict[str, np.ndarray] = field(init=False)  # vocabulary ids of each token type
+    never: np.ndarray = field(init=False)  # words the controls forbid everywhere
+    after_header: np.ndarray = field(init=False)  # words the controls forbid once the header is written
+    only_bar: np.ndarray = field(init=False)  # the Bar word alone
+
+    def __post_init__(self) -> None:
+        v, c = self.state.vocab, self.controls
+        self.type_ids = {t: np.flatnonzero(v.type_of == i) for i, t in enumerate(TYPES)}
+        # what the controls forbid, computed once: sampling asks every token
+        self.never = np.zeros(len(v), dtype=bool)
+        if c.programs is not None:
+            progs = self.type_ids["Prog"]
+            self.never[progs[~np.isin(v.value_of[progs], np.asarray(c.programs))]] = True
+        if not c.drums:
+            self.never[self.type_ids["Drums"]] = True
+        self.after_header = np.zeros(len(v), dtype=bool)
+        if c.tempo is not None:  # the given header tempo holds: no hundredths added, no changes
+            for t in ("Tempo", "TempoHi", "TempoFrac"):
+                self.after_header[self.type_ids[t]] = True
+        if c.time_signature is not None:  # no changes, and so no bar cut short for one
+            self.after_header[self.type_ids["TS"]] = True
+        self.only_bar = np.zeros(len(v), dtype=bool)
+        self.only_bar[self.type_ids["Bar"]] = True
+
+    def allowed(self, budget_left: int) -> tuple[np.ndarray, bool]:
+        """(mask over the vocabulary, whether the piece may end now)."""
+        s, c = self.state, self.controls
+        mask = s.allowed()
+        bar_now = mask[self.type_ids["Bar"]].any()
+        if s.header_done and s.bars <= self.prompt_bars and bar_now:  # close the prompt's bars first
+            return mask & self.only_bar, False
+        if s.bars >= self.target_bars:
+            mask[self.type_ids["Bar"]] = False  # exactly the requested bars
+        mask &= ~self.never
+        if s.prev == "DurHi" and mask[self.type_ids["Dur"]].any():
+            # one high digit when the grammar allows it (a new note then lasts under 32 whole notes); more
+            # only where canonical order demands it (a longer note of the same pitch at the same step)
+            mask[self.type_ids["DurHi"]] = False
+        if s.header_done:
+            mask &= ~self.after_header
+            if c.time_signature is not None and s.prev == "Pos":
+                mask[self.type_ids["Bar"]] = False
+        can_end = s.can_end() and s.bars == self.target_bars
+        if budget_left <= self._tokens_to_close() + CLOSING_MARGIN:
+            return self._closing_mask(mask, can_end), can_end
+        if not mask.any() and not can_end:  # controls left nothing: fall back to closing
+            return self._closing_mask(s.allowed(), can_end), can_end
+        return mask, can_end
+
+    def _tokens_to_close(self) -> int:
+        return (self.target_bars - self.state.bars) + 6
+
+    def _closing_mask(self, mask: np.ndarray, can_end: bool) -> np.ndarray:
+        """One word: the shortest way to a complete piece."""
+        out = np.zeros_like(mask)
+        if can_end:
+            return out  # only the end may come
+        s, v = self.state, self.state.vocab
+        order = ["Dur", "DurHi", "Vel", "TempoFrac", "Tempo", "TempoHi", "TS"]
+        if s.bars < self.target_bars and s.prev != "Pos":
+            order.append("Bar")
+        order += ["Pos", "PosHi", "Prog", "Drums", "Pitch", "Bar"]
+        for t in order:
+            ids = self.type_ids[t][mask[self.type_ids[t]]]
+            if ids.size:
+                if t == "Vel":
+                    pick = ids[np.argmin(np.abs(v.value_of[ids] - 64))]
+                elif t == "Pitch":
+                    pick = ids[np.argmin(np.abs(v.value_of[ids] - 60))]
+                else:
+                    pick = ids[0]
+                out[pick] = True
+                return out
+        return mask  # nothing in the list: any allowed word
+
+    def advance(self, vocab_id: int) -> None:
+        self.state.advance(vocab_id)
+
+
+class GrammarLogitsProcessor(LogitsProcessor):
+    """A transformers ``LogitsProcessor`` that sets to -inf, row by row, the logits of every
+    token the grammar or the controls forbid (``Constraint.allowed``), ``<eos>`` included
+    until the piece may end.
+
+    Each row's constraint is advanced with the tokens that appeared in ``input_ids`` since
+    the last call, so the processor works inside ``model.generate`` as well as in
+    ``sample_piece``.  Put it *before* temperature, top-k and top-p: transformers appends
+    custom processors after its own warpers, so with ``generate`` pass the warpers in the
+    same list after this one and turn generate's own off (``hf_logits_processors``).
+    """
+
+    def __init__(self, constraints: list[Constraint], tokenizer, budget: int, start: int):
+        vocab_words = tokenizer.get_vocab()
+        words = constraints[0].state.vocab.words
+        self.to_model = np.array([vocab_words[w] for w in words])
+        self.from_model = np.full(max(vocab_words.values()) + 1, -1)
+        self.from_model[self.to_model] = np.arange(len(words))
+        self.eos, self.pad = vocab_words[EOS], vocab_words[PAD]
+        self.constraints, self.budget, self.start = constraints, budget, start
+        self.seen = [start] * len(constraints)  # input_ids columns already fed to each constraint
+        self.ended = [False] * len(constraints)
+
+    def row_mask(self, row: int, new_tokens: list[int], used: int, size: int) -> torch.Tensor:
+        """Feed ``row``'s new tokens to its constraint; the mask of tokens allowed next."""
+        constraint = self.constraints[row]
+        for token in new_tokens:
+            if token == self.eos or token == self.pad:
+                self.ended[row] = True
+            if not self.ended[row]:
+                constraint.advance(int(self.from_model[token]))
+        allowed = torch.zeros(size, dtype=torch.bool)
+        if self.ended[row]:  # generate pads finished rows; anything is fine there
+            allowed[self.pad] = True
+            return allowed
+        mask, can_end = constraint.allowed(self.budget - used)
+        allowed[torch.from_numpy(self.to_model[mask])] = True
+        allowed[self.eos] = can_end
+        if not allowed.any():  # nothing left (cannot happen with a satisfiable control): end the piece
+            allowed[self.eos] = True
+        return allowed
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        used = input_ids.shape[1] - self.start
+        for row in range(scores.shape[0]):
+            new = input_ids[row, self.seen[row]:].tolist()
+            self.seen[row] = input_ids.shape[1]
+            allowed = self.row_mask(row, new, used, scores.shape[1]).to(scores.device)
+            scores[row] = scores[row].masked_fill(~allowed, float("-inf"))
+        return scores
+
+
+def new_constraint(prompt_words: list[str], controls: Controls, prompt_bars: int, grid: int) -> Constraint:
+    state = new_state(grid)
+    for w in prompt_words:
+        state.advance(state.vocab.index[w])
+    return Constraint(state, controls, target_bars=max(prompt_bars, state.bars) + controls.bars,
+                      prompt_bars=max(prompt_bars, state.bars))
+
+
+def hf_logits_processors(model, tokenizer, prompt_words: list[str], controls: Controls, settings: SamplingSettings,
+                         prompt_bars: int = 0, *, grid: int, batch: int = 1) -> LogitsProcessorList:
+    """The grammar mask then temperature, top-k, top-p, for ``model.generate(..., do_sample=True,
+    temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=budget)`` with input ``<bos> + prompt``."""
+    budget = settings.max_new_tokens or 64 * controls.bars + 64
+    start = 1 if model.config.is_encoder_decoder else len(prompt_words) + 1
+    constraints = [new_constraint(prompt_words, controls, prompt_bars, grid) for _ in range(batch)]
+    out = LogitsProcessorList([GrammarLogitsProcessor(constraints, tokenizer, budget, start),
+                               TemperatureLogitsWarper(settings.temperature)])
+    if settings.top_k:
+        out.append(TopKLogitsWarper(settings.top_k))
+    if settings.top_p < 1.0:
+        out.append(TopPLogitsWarper(settings.top_p))
+    return out

@@ -1,0 +1,23 @@
+"""MIDI prompts: the bars of a file that generation continues, at the model's grid."""
+
+from __future__ import annotations
+
+import os
+
+from .errors import MozartError
+
+
+def prompt_from_midi(path: str | os.PathLike, bars: int, grid: int) -> tuple[list[str], int]:
+    """The canonical words of the first ``bars`` bars of a MIDI file quantized at ``grid``
+    (the model's), and that bar count (fewer when the file is shorter)."""
+    from .events import bar_layout, slice_steps
+    from .midi import quantize, read_midi
+    from .tokens import encode_piece
+
+    piece = quantize(read_midi(path), grid)
+    starts, _ = bar_layout(piece)
+    if bars < 1 or starts.size == 0 or piece.n_notes == 0:
+        raise MozartError(f"{path}: the prompt needs at least one bar with notes")
+    bars = min(bars, int(starts.size))
+    stop = int(starts[bars]) if bars < starts.size else None
+    return encode_piece(slice_steps(piece, 0, stop)).split(), bars
