@@ -1,11 +1,18 @@
 """Training benchmark: tokens/s and peak memory per model family and size, on this machine.
 
-    python bench/train.py [--steps 6] [--batch 8] [--context 256] [--no-write]
+    python bench/train.py [--steps 6] [--batch 8] [--context 256] [--device cpu|cuda] [--compile] [--no-write]
 
 Each (family, size) runs in its own process: a model built from the recipe, AdamW, and
 `--steps` optimizer steps of forward + backward on batches of real token windows (from a
 dataset built here from the corpus), after one warm-up step.  Tokens/s counts input
-tokens; peak memory is the process's maximum RSS.  On a GPU, run with the same flags.
+tokens; peak memory is the process's maximum RSS (CPU) or the GPU's peak allocation.
+
+``--device cuda`` moves the model and batches to the GPU, autocasts to bf16 (SDPA
+attention, as transformers picks it), optionally ``torch.compile``s the model, and
+reports MFU: model FLOPs per token (6 x parameters + 12 x layers x width x context, the
+usual estimate for forward + backward) x tokens/s / the GPU's dense bf16 peak
+(``--peak-tflops``, or looked up from the device name).  Its table is a separate section
+of docs/benchmarks.md, written only from a run on a GPU.
 """
 
 from __future__ import annotations
@@ -25,8 +32,23 @@ CASES = [("gpt2", "tiny"), ("llama", "tiny"), ("bart", "tiny"), ("gpt2", "small"
          ("gpt2", "base")]
 
 
-def run_case(data: str, arch: str, size: str, steps: int, batch: int, context: int) -> dict:
+#: Dense bf16 peak, TFLOP/s, by a substring of torch.cuda.get_device_name() (vendor datasheets).
+GPU_PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0,
+                   "A10": 125.0, "RTX 4090": 165.0, "RTX 3090": 71.0, "V100": 125.0, "T4": 65.0}
+
+
+def gpu_peak_tflops(name: str) -> float | None:
+    for key, peak in GPU_PEAK_TFLOPS.items():  # more specific names first in the table
+        if key in name:
+            return peak
+    return None
+
+
+def run_case(data: str, arch: str, size: str, steps: int, batch: int, context: int, device: str = "cpu",
+             compile_model: bool = False) -> dict:
     """Child process body: time ``steps`` optimizer steps and report as JSON."""
+    import contextlib
+
     import torch
     from transformers import AutoTokenizer
 
@@ -37,7 +59,10 @@ def run_case(data: str, arch: str, size: str, steps: int, batch: int, context: i
     torch.manual_seed(0)
     config = load_config(None, arch=arch, size=size, context=context)
     ids = special_ids(AutoTokenizer.from_pretrained(data))
-    model = build_model(arch, size, ids, context)
+    model = build_model(arch, size, ids, context).to(device)
+    params = sum(p.numel() for p in model.parameters())
+    runner = torch.compile(model) if compile_model else model
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
     examples = build_examples(Path(data), "train", config, context)
     full = [e for e in examples.examples if len(e.input_ids) >= context // 2] or examples.examples
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -46,21 +71,35 @@ def run_case(data: str, arch: str, size: str, steps: int, batch: int, context: i
     def step(i: int) -> int:
         rows = [full[(i * batch + j) % len(full)] for j in range(batch)]
         b = collate([{"input_ids": r.input_ids, "labels": r.labels} for r in rows], ids.pad)
-        loss = model(**b).loss
+        b = {k: v.to(device) for k, v in b.items()}
+        with autocast:
+            loss = runner(**b).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         return int(b["attention_mask"].sum())
 
-    step(0)  # warm-up
+    step(0)  # warm-up (and compilation)
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
     tokens, started = 0, time.perf_counter()
     for i in range(1, steps + 1):
         tokens += step(i)
+    if device == "cuda":
+        torch.cuda.synchronize()
     elapsed = time.perf_counter() - started
-    return {"arch": arch, "size": size, "params": sum(p.numel() for p in model.parameters()),
-            "tokens_per_s": tokens / elapsed, "step_s": elapsed / steps,
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "threads": torch.get_num_threads(), "shape": SIZES[size].__dict__}
+    shape = SIZES[size]
+    out = {"arch": arch, "size": size, "params": params, "tokens_per_s": tokens / elapsed, "step_s": elapsed / steps,
+           "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+           "threads": torch.get_num_threads(), "shape": shape.__dict__, "device": device}
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+        flops_per_token = 6 * params + 12 * shape.layers * shape.width * context
+        peak = gpu_peak_tflops(name)
+        out.update(gpu=name, peak_gpu_mib=torch.cuda.max_memory_allocated() / 2**20, peak_tflops=peak,
+                   mfu=flops_per_token * out["tokens_per_s"] / (peak * 1e12) if peak else None)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,38 +108,76 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--context", type=int, default=256)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (GPU runs)")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="GPU dense bf16 peak for MFU")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--case", nargs=3, help=argparse.SUPPRESS)  # internal: DATA ARCH SIZE
     args = parser.parse_args(argv)
+    if args.peak_tflops:
+        GPU_PEAK_TFLOPS.clear()
+        GPU_PEAK_TFLOPS[""] = args.peak_tflops
     if args.case:
-        print(json.dumps(run_case(*args.case, args.steps, args.batch, args.context)))
+        print(json.dumps(run_case(*args.case, args.steps, args.batch, args.context, args.device, args.compile)))
         return 0
+    if args.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("bench: --device cuda but torch sees no GPU", file=sys.stderr)
+            return 1
     with tempfile.TemporaryDirectory(prefix="mozart-bench-") as tmp:
         data = Path(tmp) / "data"
         subprocess.run([sys.executable, "-m", "mozart", "dataset", str(args.corpus), "-o", str(data),
                         "--max-tokens", str(args.context), "-q"], check=True, capture_output=True)
         results = []
         for arch, size in CASES:
+            extra = ["--device", args.device] + (["--compile"] if args.compile else []) + \
+                (["--peak-tflops", str(args.peak_tflops)] if args.peak_tflops else [])
             out = subprocess.run([sys.executable, __file__, "--case", str(data), arch, size, "--steps",
-                                  str(args.steps), "--batch", str(args.batch), "--context", str(args.context)],
-                                 capture_output=True, text=True, check=True)
+                                  str(args.steps), "--batch", str(args.batch), "--context", str(args.context),
+                                  *extra], capture_output=True, text=True, check=True)
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(results[-1], file=sys.stderr)
+    if args.device == "cuda":
+        return publish("train-gpu", gpu_table(results, args), write=not args.no_write)
     rows = [f"| {r['arch']} | {r['size']} | {r['params'] / 1e6:.2f}M | {r['tokens_per_s']:,.0f} | "
             f"{r['step_s']:.2f} | {r['peak_rss_mib']:,.0f} |" for r in results]
+    import torch
+
+    gpu_note = ("This machine has a GPU: `--device cuda` measures it (a separate table)." if torch.cuda.is_available()
+                else "This machine has no GPU; GPU figures come only from `--device cuda` runs on one.")
     body = "\n".join([
         "## Training throughput (CPU)",
         "",
         f"`python bench/train.py` ({machine()}, {results[0]['threads']} torch threads): batches of "
         f"{args.batch} x {args.context} real token windows from the corpus, AdamW, {args.steps} timed steps "
         "after one warm-up step, each case in its own process. Tokens/s counts input tokens (for BART, encoder "
-        "tokens). No GPU was available for this run, so no GPU tokens/s or MFU figures are given.",
+        "tokens). " + gpu_note,
         "",
         "| family | size | parameters | tokens/s | s/step | peak RSS, MiB |",
         "|---|---|---|---|---|---|",
         *rows,
     ])
     return publish("train", body, write=not args.no_write)
+
+
+def gpu_table(results: list[dict], args) -> str:
+    rows = [f"| {r['arch']} | {r['size']} | {r['params'] / 1e6:.2f}M | {r['tokens_per_s']:,.0f} | {r['step_s']:.3f} | "
+            f"{r['peak_gpu_mib']:,.0f} | {'n/a' if r['mfu'] is None else format(r['mfu'], '.1%')} |" for r in results]
+    r0 = results[0]
+    return "\n".join([
+        "## Training throughput (GPU)",
+        "",
+        f"`python bench/train.py --device cuda{' --compile' if args.compile else ''}` on {r0['gpu']} "
+        f"(bf16 autocast, SDPA attention; dense bf16 peak {r0['peak_tflops']} TFLOP/s for MFU): batches of "
+        f"{args.batch} x {args.context} real token windows, AdamW, {args.steps} timed steps after one warm-up step. "
+        "MFU = (6 x parameters + 12 x layers x width x context) x tokens/s / peak.",
+        "",
+        "| family | size | parameters | tokens/s | s/step | peak GPU memory, MiB | MFU |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+    ])
 
 
 if __name__ == "__main__":

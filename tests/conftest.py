@@ -25,6 +25,10 @@ _covered: dict[str, set[str]] = {}
 
 def corpus_dir() -> Path:
     env = os.environ.get("MOZART_TEST_CORPUS")
+    if env and not Path(env).is_dir():
+        raise RuntimeError(f"MOZART_TEST_CORPUS={env} is not a folder")
+    if not env and os.environ.get("CI") == "true":
+        raise RuntimeError("CI=true but MOZART_TEST_CORPUS is not set: the tests would run on tests/data alone")
     return Path(env) if env else DATA
 
 
@@ -38,6 +42,8 @@ def edge_files() -> list[Path]:
     default = Path(__file__).resolve().parents[2] / "shared" / "data" / "midi" / "edge"
     folder = Path(env) if env else default
     if not folder.is_dir():
+        if os.environ.get("CI") == "true":  # in CI a missing corpus is a failure, never a silent skip
+            raise RuntimeError(f"CI=true but the edge corpus {folder} is missing (set MOZART_TEST_EDGE)")
         return []
     return sorted(p for p in folder.iterdir() if p.suffix.lower() not in {".md", ".tsv"})
 

@@ -157,6 +157,47 @@ def test_built_in_model_beats_the_ngram_baseline():
     assert float(rows["model"]) < float(rows["kneser_ney_4gram"]) < float(rows["unigram"])
 
 
+def test_committed_card_matches_its_weights():
+    """The card's check figure is recomputed from the committed weights: card and weights belong together."""
+    from mozart.modelcard import check_figure, stored_check_figure
+
+    folder = default_model_dir()
+    if folder is None:
+        pytest.skip("no built-in model")
+    stored = stored_check_figure((Path(str(folder)) / "README.md").read_text())
+    assert stored is not None, "the card stores no check figure (python -m mozart.modelcard --check)"
+    assert check_figure(Path(str(folder))) == pytest.approx(stored, abs=1e-3)
+
+
+def test_card_comes_from_the_runs_own_files(trained, tmp_path):
+    """publish() writes every figure from metrics.json, config.json and stats.json: change one, the card follows."""
+    from mozart.evaluate import EvaluateConfig, evaluate
+    from mozart.modelcard import card_text, publish, stored_check_figure
+
+    data, run = trained
+    report = evaluate(run, data, tmp_path / "report", EvaluateConfig(samples=2, bars=2, max_test_pieces=4),
+                      progress=False)
+    dest = tmp_path / "published"
+    result = publish(run, data, dest, tmp_path / "report")
+    card = (dest / "README.md").read_text()
+    metrics = json.loads((run / "metrics.json").read_text())
+    stats = json.loads((data / "stats.json").read_text())
+    assert f"{metrics['steps']} optimizer steps" in card and metrics["device"] in card
+    assert f"{stats['pieces']} distinct pieces" in card and f"{stats['tokens']:,} tokens" in card
+    assert f"{metrics['valid']['bits_per_note']:.2f} bits/note" in card
+    m = report["likelihood"]["model"]
+    assert f"{m['notes']:,} notes; sliding window of {m['context']} tokens, stride {m['stride']}" in card
+    assert stored_check_figure(card) == pytest.approx(result["check_bits_per_note"], abs=1e-4)
+    assert "GPT-2" not in card and "2 CPU cores" not in card  # nothing the run did not record
+    metrics["steps"], metrics["device"] = 12345, "a test device"
+    copy = tmp_path / "run_copy"
+    copy.mkdir()
+    (copy / "config.json").write_bytes((run / "config.json").read_bytes())
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    changed = card_text(copy, data)
+    assert "12345 optimizer steps" in changed and "a test device" in changed
+
+
 def test_evaluate_runs_for_an_encoder_decoder(trained, tmp_path):
     """BART scores continuation (no sliding window) and samples through its encoder."""
     from transformers import AutoTokenizer

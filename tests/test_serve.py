@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def test_concurrent_requests_are_queued_and_all_answered(server, tmp_path):
         path = tmp_path / f"{job['id']}.mid"
         path.write_bytes(midi.content)
         piece = quantize(read_midi(path))
-        assert bar_layout(piece)[0].size <= 3 and done["bars"] == 3
+        assert bar_layout(piece)[0].size == 3 and done["bars"] == 3
         assert set(piece.note_stream.tolist()) <= {0, 40}
         assert (piece.ts_numerator[0], piece.ts_denominator[0]) == (3, 4)
         text = requests.get(server.url + done["files"]["txt"], timeout=10).text
@@ -167,8 +168,11 @@ def test_results_folder_is_removed_on_exit(tiny_model):
     assert "Traceback" not in stderr
 
 
-@pytest.mark.skipif(not have_chromium(), reason="needs Debian's chromium and chromium-driver (make setup)")
 def test_page_in_headless_chromium(server, tmp_path):
+    if not have_chromium():
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but Debian's chromium or chromium-driver is missing: the studio's page is untested")
+        pytest.skip("needs Debian's chromium and chromium-driver (make setup)")
     driver = browser()
     try:
         shown = generate_in_page(driver, server.url, bars=2, seed=5)

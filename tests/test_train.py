@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from mozart.dataset import DatasetConfig, build_dataset
 from mozart.likelihood import likelihood
@@ -175,7 +176,13 @@ def test_lora_adapter_is_small_and_leaves_the_base_alone(runs, data, tmp_path, a
     with_adapter = PeftModel.from_pretrained(loader.from_pretrained(str(base)), str(out))
     changed = [n for n, p in merged.state_dict().items() if not p.equal(original.state_dict()[n])]
     assert changed, "merging the adapter changes the adapted weights"
-    assert with_adapter is not None
+    # the adapter on the base and the merged model compute the same function, and not the base's
+    ids = torch.tensor([[1] + list(range(4, 40))])
+    kwargs = {"decoder_input_ids": ids} if arch == "bart" else {}
+    with torch.no_grad():
+        logits = [m.eval()(input_ids=ids, **kwargs).logits for m in (with_adapter, merged, original)]
+    assert torch.allclose(logits[0], logits[1], atol=1e-4), float((logits[0] - logits[1]).abs().max())
+    assert not torch.allclose(logits[0], logits[2], atol=1e-4)
 
 
 def test_ddp_two_processes_agree_and_only_rank_0_writes(data, tmp_path):

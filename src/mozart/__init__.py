@@ -14,15 +14,19 @@ import os
 from typing import TYPE_CHECKING
 
 from .errors import MozartError
-from .events import Piece
-from .tokens import FORMAT_VERSION, TokenError, Vocabulary, check, decode_piece, encode_piece, vocabulary
 
 if TYPE_CHECKING:
     import symusic
 
-# MIDI I/O is imported on first use, so that training on pre-tokenized data (e.g. on a GPU
-# machine) never loads symusic.
-_LAZY = {"quantize": "midi", "read_midi": "midi", "to_score": "midi", "write_midi": "midi", "load_score": "scores"}
+    from .events import Piece
+    from .tokens import FORMAT_VERSION, TokenError, Vocabulary, check, decode_piece, encode_piece, vocabulary
+
+# Everything but the error type is imported on first use: importing the package costs nothing
+# (so a Ctrl-C while `mozart` starts lands in the CLI's handler, see __main__.py), and training
+# on pre-tokenized data (e.g. on a GPU machine) never loads symusic.
+_LAZY = {"quantize": "midi", "read_midi": "midi", "to_score": "midi", "write_midi": "midi", "load_score": "scores",
+         "Piece": "events", "FORMAT_VERSION": "tokens", "TokenError": "tokens", "Vocabulary": "tokens",
+         "check": "tokens", "decode_piece": "tokens", "encode_piece": "tokens", "vocabulary": "tokens"}
 
 
 def __getattr__(name: str):
@@ -62,6 +66,8 @@ def encode(score_or_path: symusic.Score | str | os.PathLike, grid: int = 24) -> 
     from .midi import quantize, read_midi
 
     score = score_or_path if isinstance(score_or_path, symusic.Score) else read_midi(score_or_path)
+    from .tokens import encode_piece
+
     return encode_piece(quantize(score, grid))
 
 
@@ -183,5 +189,6 @@ def decode(text: str, ticks_per_quarter: int | None = None) -> symusic.Score:
     ``ticks_per_quarter`` defaults to the multiple of the grid nearest below 480.
     Raises TokenError naming the line and token of the first error."""
     from .midi import to_score
+    from .tokens import decode_piece
 
     return to_score(decode_piece(text), ticks_per_quarter)

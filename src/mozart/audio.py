@@ -22,7 +22,7 @@ import soundfile
 
 from .errors import MozartError
 from .files import write_atomic
-from .midi import PlaybackStream, playback_streams
+from .midi import SUSTAIN_CC, PlaybackStream, playback_streams
 
 #: Where distributions put General MIDI SoundFonts, in order of preference.
 SYSTEM_SOUNDFONTS = (
@@ -40,7 +40,6 @@ SOUNDFONT_ENV = "MOZART_SOUNDFONT"
 INSTALL_HINT = "sudo apt-get install --no-install-recommends fluidsynth fluid-soundfont-gm"
 
 DRUM_BANK = 128
-SUSTAIN_CC = 64
 CHANNEL_TYPE_MELODIC, CHANNEL_TYPE_DRUM = 0, 1
 #: After the last note-off, render at most this long while the release and reverb decay.
 MAX_RELEASE_S = 6.0

@@ -33,7 +33,7 @@ from .events import Piece, bar_layout, content_digest, slice_steps, transpose, v
 from .files import check_output_dir, make_parents, write_atomic
 from .fingerprint import SHINGLE, THRESHOLD, group_near_duplicates, signature
 from .tokenizer import save_tokenizer
-from .tokens import FORMAT_VERSION, encode_piece, vocabulary
+from .tokens import FORMAT_VERSION, bar_indices, count_notes, encode_piece, vocabulary
 from .workers import MAX_TIMEOUT, MAX_WORKERS, run_tasks
 
 SPLITS = ("train", "valid", "test")
@@ -97,7 +97,7 @@ def segments(piece: Piece, max_tokens: int | None) -> tuple[list[str], int]:
     words = text.split()
     if max_tokens is None or len(words) <= max_tokens:
         return [text], 0
-    bar_word = [i for i, w in enumerate(words) if w == "Bar"]
+    bar_word = bar_indices(words)
     bar_cost = [b - a for a, b in zip(bar_word, bar_word[1:] + [len(words)])]
     header = bar_word[0] + 1  # header words, plus a Prog that a segment may need to restate
     starts, _ = bar_layout(piece)
@@ -116,7 +116,7 @@ def segments(piece: Piece, max_tokens: int | None) -> tuple[list[str], int]:
             e -= 1
         if len(seg.split()) > max_tokens:
             dropped += 1
-        elif "Pitch_" in seg:
+        elif count_notes(seg.split()):
             out.append(seg)
         b = e
     return out, dropped
@@ -348,7 +348,7 @@ def _finish(staging, config, n_files, errors, duplicates, dropped_bars, moved, n
                 pieces.add(record["source"])
                 records += 1
                 tokens += len(words)
-                notes += sum(1 for w in words if w.startswith("Pitch_"))
+                notes += count_notes(words)
         per_split[split] = {"pieces": len(pieces), "records": records, "notes": notes, "tokens": tokens}
     order = vocabulary(config.grid).index  # vocabulary order, for a stable vocab.json
     counts = {w: vocab[w] for w in sorted(vocab, key=order.__getitem__)}

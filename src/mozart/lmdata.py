@@ -18,6 +18,7 @@ from tokenizers import Tokenizer
 
 from .errors import MozartError
 from .tokenizer import BOS, EOS
+from .tokens import bar_indices, note_word_ids
 
 IGNORE = -100  # label value the loss skips
 
@@ -61,7 +62,7 @@ class Examples(torch.utils.data.Dataset):
 
 
 def _is_note(tokenizer: Tokenizer) -> set[int]:
-    return {i for w, i in tokenizer.get_vocab().items() if w.startswith("Pitch_")}
+    return set(note_word_ids(tokenizer.get_vocab()))
 
 
 def piece_ids(texts: list[str], tokenizer: Tokenizer) -> list[list[int]]:
@@ -116,7 +117,7 @@ def continuation_examples(texts: list[str], tokenizer: Tokenizer, context: int, 
     out = []
     for text in texts:
         words = text.split()
-        bar_at = [i for i, w in enumerate(words) if w == "Bar"]
+        bar_at = bar_indices(words)
         if not bar_at:
             continue
         header = words[: bar_at[0]]

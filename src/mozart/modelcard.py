@@ -1,67 +1,144 @@
 """Publish a trained run as the built-in model: copy its files and write its model card.
 
     python -m mozart.modelcard RUN_DIR DATA_DIR DEST_DIR [REPORT_DIR]
+    python -m mozart.modelcard --check DEST_DIR
 
-``make default-model`` runs this with DEST_DIR = src/mozart/default_model, evaluates the
-published model (``mozart evaluate``) and runs it again with the report folder, which
-adds the evaluation summary to the card.
+``make default-model`` runs the first form with DEST_DIR = src/mozart/default_model,
+evaluates the published model (``mozart evaluate``) and runs it again with the report
+folder, which adds the evaluation (the one test-split figure: the whole split).  Every
+number and every recipe word in the card comes from the run's own files (metrics.json,
+config.json, the dataset's stats.json and shards, the report), never from this file.
+
+The card also stores a *check figure*: the model's bits/note on the chorale bundled with
+the package, computed from the published weights.  ``--check`` (re)writes it; the test
+suite recomputes it from the committed weights, which ties the card to those weights.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
+from collections import Counter
+from importlib import resources
 from pathlib import Path
 
-from .likelihood import likelihood
-from .train import build_examples, load_config, special_ids
+from .files import write_atomic
 
 FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
          "metrics.csv")
+#: The fixed piece the check figure scores (in the package: src/mozart/examples/).
+CHECK_PIECE = "bach_bwv66.6.mid"
+CHECK_HEADING = "## Check figure"
+_CHECK_PATTERN = re.compile(r"at ([0-9.]+) bits/note with these weights")
+
+
+def check_figure(model_dir: Path) -> float:
+    """The model's bits/note on CHECK_PIECE (encoded at the model's grid, scored whole)."""
+    from . import encode
+    from .likelihood import model_likelihood
+    from .lmdata import load_tokenizer
+    from .models import load_model
+
+    loaded = load_model(model_dir)
+    with resources.as_file(resources.files("mozart") / "examples" / CHECK_PIECE) as path:
+        text = encode(path, grid=loaded.grid)
+    return model_likelihood(loaded.model, load_tokenizer(model_dir), [text], None)["bits_per_note"]
+
+
+def stored_check_figure(card: str) -> float | None:
+    """The check figure a card stores (None when it has none)."""
+    found = _CHECK_PATTERN.search(card)
+    return float(found.group(1)) if found else None
+
+
+def check_section(model_dir: Path) -> str:
+    figure = check_figure(model_dir)
+    return f"""{CHECK_HEADING}
+
+`python -m mozart.modelcard --check` scores `examples/{CHECK_PIECE}` (the chorale bundled with the
+package, encoded at the model's grid and scored whole) at {figure:.4f} bits/note with these weights.
+The test suite recomputes it from the committed weights: a card that does not match its weights fails.
+"""
+
+
+def write_check(dest: Path) -> float:
+    """Write (or replace) the check-figure section of ``dest``'s card; return the figure."""
+    card_path = Path(dest) / "README.md"
+    card = card_path.read_text() if card_path.exists() else ""
+    if CHECK_HEADING in card:
+        start = card.index(CHECK_HEADING)
+        rest = card[start + len(CHECK_HEADING):]
+        end = rest.find("\n## ")
+        card = card[:start] + (rest[end + 1:] if end >= 0 else "")
+    section = check_section(Path(dest))
+    write_atomic(card_path, card.rstrip() + "\n\n" + section)
+    return float(stored_check_figure(section))
+
+
+def collections(data_dir: Path) -> Counter:
+    """Distinct pieces per top-level folder of the sources (e.g. the music21 collection)."""
+    pieces: dict[str, str] = {}
+    for split in ("train", "valid", "test"):
+        with open(Path(data_dir) / f"{split}.jsonl", encoding="utf-8") as f:
+            for line in f:
+                source = json.loads(line)["source"]
+                pieces[source] = source.split("/")[0] if "/" in source else "(top level)"
+    return Counter(pieces.values())
+
+
+def card_text(run_dir: Path, data_dir: Path) -> str:
+    """The card's description, from the run's and the dataset's own files."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    stats = json.loads((data_dir / "stats.json").read_text())
+    model = json.loads((run_dir / "config.json").read_text())
+    version = json.loads((data_dir / "vocab.json").read_text())["format_version"]
+    c, data_config, s = metrics["config"], stats["config"], stats["splits"]
+    layers = model.get("n_layer") or model.get("num_hidden_layers") or model.get("decoder_layers")
+    width = model.get("n_embd") or model.get("hidden_size") or model.get("d_model")
+    context = metrics.get("context") or model.get("n_positions") or model.get("max_position_embeddings")
+    folders = ", ".join(f"`{name}` ({n})" for name, n in sorted(collections(data_dir).items()))
+    near = stats.get("near_duplicates", {})
+    grouping = (f" in {near['groups']} near-duplicate groups (largest {near['largest_group']}; each group in one "
+                "split)") if near else ""
+    cut = f"segments of at most {data_config['max_tokens']} tokens" if data_config.get("max_tokens") else \
+        "whole pieces"
+    transpose = data_config.get("transpose")
+    copies = f", train copies transposed by {transpose[0]}..{transpose[1]} semitones" if transpose else ""
+    v = metrics["valid"]
+    hours = f", {metrics['seconds'] / 3600:.1f} h" if metrics.get("seconds") else ""
+    return f"""# Mozart's built-in model
+
+A {metrics['parameters'] / 1e6:.1f}M-parameter {model['model_type']} model ({layers} layers, width {width},
+context {context}) over the Mozart token format v{version} at grid
+{data_config['grid']}. `mozart generate` uses it when `-m` is not given.
+
+- **Data**: {stats['pieces']} distinct pieces{grouping} ({s['train']['pieces']} train, {s['valid']['pieces']}
+  valid, {s['test']['pieces']} test) from {folders}; {cut}{copies}; {stats['tokens']:,} tokens in all.
+- **Recipe**: {c['arch']} size `{c['size']}`, {metrics['steps']} optimizer steps of {c['batch_size']} x
+  {c['grad_accum']} sequences of {context} tokens, lr {c['lr']}, warmup {c['warmup_ratio']} then cosine, seed
+  {c['seed']}; trained on {metrics.get('device', 'an unrecorded device')}{hours}.
+- **Likelihood while training** (exact sums, the valid split's first {c['max_eval_examples']} windows,
+  {v['notes']:,} notes): {v['bits_per_note']:.2f} bits/note ({v['bits_per_token']:.3f} bits/token). The
+  test figure is the evaluation's, below.
+- **License**: the weights are released under the MIT license, like Mozart; the training works are in the
+  public domain (see docs/datasets.md for the corpus' per-work terms).
+"""
 
 
 def publish(run_dir: Path, data_dir: Path, dest: Path, report_dir: Path | None = None) -> dict:
     """Copy the model files of ``run_dir`` into ``dest`` and write README.md (the card)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    stats = json.loads((data_dir / "stats.json").read_text())
-    config = load_config(None, **{k: v for k, v in metrics["config"].items()})
-    model = AutoModelForCausalLM.from_pretrained(str(run_dir))
-    ids = special_ids(AutoTokenizer.from_pretrained(str(run_dir)))
-    context = config.context or model.config.n_positions
-    test_set = build_examples(data_dir, "test", config, context)
-    test = likelihood(model, type(test_set)(test_set.examples[: config.max_eval_examples]), ids.pad)
+    run_dir, data_dir, dest = Path(run_dir), Path(data_dir), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     for name in FILES:
         if (run_dir / name).exists():
             shutil.copyfile(run_dir / name, dest / name)
-    v = metrics["valid"]
-    card = f"""# Mozart's built-in model
-
-A {metrics['parameters'] / 1e6:.1f}M-parameter GPT-2 decoder ({model.config.n_layer} layers, width
-{model.config.n_embd}, context {context}) over the Mozart token format v1 at grid 24. `mozart generate` uses it
-when `-m` is not given.
-
-- **Data**: music21's public-domain corpus, subsets `chorales` (Bach chorale harmonizations) and `folk`
-  (Aird's Airs, O'Neill's Music of Ireland, Ryan's Mammoth Collection), exported with `mozart corpus
-  music21`; {stats['pieces']} distinct pieces ({stats['splits']['train']['pieces']} train,
-  {stats['splits']['valid']['pieces']} valid, {stats['splits']['test']['pieces']} test), segments of at most
-  512 tokens, train copies transposed by -3..3 semitones; {stats['tokens']:,} tokens in all.
-- **Recipe**: `make default-model` (configs/default-model.toml): {metrics['steps']} optimizer steps of
-  {config.batch_size} x {config.grad_accum} sequences, lr {config.lr}, warmup + cosine, on 2 CPU cores (no GPU).
-- **Likelihood** (exact sums over all predicted tokens): valid {v['bits_per_note']:.2f} bits/note
-  ({v['bits_per_token']:.3f} bits/token, {v['nats_per_token']:.3f} nats/token); test
-  {test['bits_per_note']:.2f} bits/note ({test['bits_per_token']:.3f} bits/token) on the first
-  {config.max_eval_examples} test segments ({test['notes']:,} notes).
-- **License**: the weights are released under the MIT license, like Mozart; the training works are in the
-  public domain (see docs/datasets.md for the corpus' per-work terms).
-"""
+    card = card_text(run_dir, data_dir)
     if report_dir is not None:
-        card += evaluation_summary(json.loads((report_dir / "report.json").read_text()))
-    (dest / "README.md").write_text(card)
-    return {"valid": v, "test": test}
+        card += evaluation_summary(json.loads((Path(report_dir) / "report.json").read_text()))
+    write_atomic(dest / "README.md", card)
+    return {"check_bits_per_note": write_check(dest)}
 
 
 def evaluation_summary(report: dict) -> str:
@@ -74,13 +151,14 @@ def evaluation_summary(report: dict) -> str:
         f"| {name} | {_pm(r.get('generated_mean'), r.get('generated_std'))} | "
         f"{_pm(r.get('reference_mean'), r.get('reference_std'))} | {r['overlapping_area']:.2f} | "
         f"{r['kl_divergence']:.2f} |" for name, r in features.items())
-    c = report["config"]
+    c, m = report["config"], lik["model"]
+    scoring = f"sliding window of {m['context']} tokens, stride {m['stride']}" if m.get("stride") else \
+        "each window scored whole"
     return f"""
 ## Evaluation
 
-`mozart evaluate build/data -o build/default-report --samples {c['samples']}` on the whole test split of
-its dataset ({lik['model']['tokens']:,} tokens, {lik['model']['notes']:,} notes; sliding window, stride
-{lik['model']['stride']}), against baselines fitted on the train split:
+`mozart evaluate` with {c['samples']} samples on the whole test split of its dataset ({m['tokens']:,} tokens,
+{m['notes']:,} notes; {scoring}), against baselines fitted on the train split:
 
 | model | bits/note | bits/token | perplexity |
 |---|---|---|---|
@@ -106,8 +184,11 @@ def _pm(mean, std) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = argv if argv is not None else sys.argv[1:]
+    if len(args) == 2 and args[0] == "--check":
+        print(json.dumps({"check_bits_per_note": write_check(Path(args[1]))}))
+        return 0
     if len(args) not in (3, 4):
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        print("\n".join(line.strip() for line in __doc__.strip().splitlines()[2:4]), file=sys.stderr)
         return 2
     report = Path(args[3]) if len(args) == 4 else None
     print(json.dumps(publish(Path(args[0]), Path(args[1]), Path(args[2]), report), indent=1))

@@ -14,6 +14,7 @@ import csv
 import json
 import math
 import shutil
+import time
 import tomllib
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -267,6 +268,7 @@ def _finish(trainer: Trainer, run_dir: Path, config: TrainConfig, hf_tokenizer, 
 def train(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool = False) -> dict:
     """Train a model from scratch on a dataset folder into ``run_dir``; return final metrics."""
     run_dir = Path(run_dir)
+    started = time.perf_counter()
     hf_tokenizer, ids, train_set, valid_set, context = _prepare(data_dir, run_dir, config, resume)
     model = build_model(config.arch, config.size, ids, context)
     trainer = _fit(model, run_dir, config, resume, hf_tokenizer, ids, train_set, valid_set)
@@ -274,7 +276,17 @@ def train(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool = Fal
         trainer.save_model(str(run_dir))
         hf_tokenizer.save_pretrained(str(run_dir))
     return _finish(trainer, run_dir, config, hf_tokenizer, ids, valid_set,
-                   {"parameters": sum(p.numel() for p in model.parameters())})
+                   {"parameters": sum(p.numel() for p in model.parameters()), "data": str(data_dir),
+                    "grid": model_format(data_dir), "context": context, "device": device_description(),
+                    "seconds": round(time.perf_counter() - started, 1)})
+
+
+def device_description() -> str:
+    """What trained the model, in words: the GPUs, or the CPU and its threads."""
+    if torch.cuda.is_available():
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        return f"{len(names)} x {names[0]}" if len(set(names)) == 1 else ", ".join(names)
+    return f"CPU, {torch.get_num_threads()} threads"
 
 
 #: Modules LoRA adapts, per family (attention projections).
