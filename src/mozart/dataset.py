@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from .errors import MozartError, check_range
 from .events import Piece, bar_layout, content_digest, slice_steps, transpose, validate_grid
-from .files import check_output_dir, make_parents, write_atomic
+from .files import check_output_dir, interrupts_deferred, make_parents, write_atomic
 from .fingerprint import SHINGLE, THRESHOLD, group_near_duplicates, signature
 from .tokenizer import save_tokenizer
 from .tokens import FORMAT_VERSION, bar_indices, count_notes, encode_piece, vocabulary
@@ -174,15 +174,14 @@ def _record(record_id: str, source: str, text: str) -> str:
 
 
 def _prepare_output(out_dir: Path) -> Path:
-    """Check the output folder (creating missing parents) and return a fresh staging folder beside it."""
+    """Check the output folder (creating missing parents) and return the path of a fresh staging
+    folder beside it (created by the caller, inside its clean-up)."""
     check_output_dir(out_dir, "stats.json", flag=None)  # again, under the lock
     make_parents(out_dir)
     parent = out_dir.parent
     for stale in parent.glob(f".{out_dir.name}.partial-*"):  # left by an interrupted build (we hold the lock)
         shutil.rmtree(stale, ignore_errors=True)
-    staging = parent / f".{out_dir.name}.partial-{os.getpid()}"
-    staging.mkdir()
-    return staging
+    return parent / f".{out_dir.name}.partial-{os.getpid()}"
 
 
 @contextmanager
@@ -192,6 +191,19 @@ def output_lock(out_dir: Path):
     (``.NAME.lock`` beside the folder) is removed when the build ends."""
     make_parents(out_dir)
     path = out_dir.parent / f".{out_dir.name}.lock"
+    fd = None
+    try:
+        with interrupts_deferred():  # a Ctrl-C while locking still removes the lock file
+            fd = _lock_file(path, out_dir)
+        yield
+    finally:
+        if fd is not None:
+            path.unlink(missing_ok=True)
+            os.close(fd)
+
+
+def _lock_file(path: Path, out_dir: Path) -> int:
+    """Open and exclusively lock ``path``; MozartError naming ``out_dir`` when another process holds it."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -201,16 +213,10 @@ def output_lock(out_dir: Path):
             raise MozartError(f"{out_dir}: another build is writing to this folder (lock {path.name}); "
                               "wait for it to finish or choose another -o") from None
         try:  # the holder before us may have removed the file after we opened it: lock the current one
-            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
         except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
-    try:
-        yield
-    finally:
-        path.unlink(missing_ok=True)
+            pass
         os.close(fd)
 
 
@@ -236,8 +242,10 @@ def build_dataset(midi_dir: Path, out_dir: Path, config: DatasetConfig, progress
     with output_lock(out_dir):
         staging = _prepare_output(out_dir)
         try:
+            staging.mkdir()
             stats = _build(files, midi_dir, staging, config, progress)
-            _publish(staging, out_dir)
+            with interrupts_deferred():  # never half-published: the old dataset or the new one, whole
+                _publish(staging, out_dir)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
+
+from .files import interrupts_deferred
 
 #: Most worker processes a command may start (each holds a Python interpreter and a task).
 MAX_WORKERS = 256
@@ -57,24 +57,6 @@ def _serve(conn: Connection, fn: Callable[[Any], Any]) -> None:
             conn.send((index, False, _one_line(e)))
 
 
-@contextmanager
-def _ctrl_c_deferred():
-    """Hold a Ctrl-C that arrives while a worker process is being started (or stopped) and
-    raise it right after, once the process is tracked: a KeyboardInterrupt in the middle of
-    ``Process.start`` would leave a child that nobody stops (and that keeps stderr open)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if pending:
-            raise KeyboardInterrupt
-
-
 class _Worker:
     def __init__(self, ctx, fn):
         self.conn, self._child = ctx.Pipe()
@@ -84,7 +66,7 @@ class _Worker:
 
     def start(self) -> _Worker:
         """Start the process; call once the worker is in the pool (so a Ctrl-C right after stops it)."""
-        with _ctrl_c_deferred():
+        with interrupts_deferred():
             self.process.start()
             self._child.close()
         return self
@@ -99,7 +81,7 @@ class _Worker:
             self.process.kill()
 
     def stop(self) -> None:
-        with _ctrl_c_deferred():
+        with interrupts_deferred():
             self.kill()
             self.process.join(timeout=5)
             self.conn.close()
@@ -163,7 +145,7 @@ def run_tasks(
                 next_out += 1
     finally:
         # kill first, all of them, then reap: shutting down takes one join, not one per worker
-        with _ctrl_c_deferred():
+        with interrupts_deferred():
             for w in pool:
                 w.kill()
             for w in pool:
