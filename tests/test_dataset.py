@@ -235,7 +235,9 @@ def test_ctrl_c_leaves_nothing_and_keeps_the_old_dataset(tmp_path, delay):
     sent = time.monotonic()
     _, err = proc.communicate(timeout=60)  # stderr closes only when every child holding it has exited
     assert time.monotonic() - sent < 5, f"took {time.monotonic() - sent:.1f} s to stop"
-    assert proc.returncode == 130, err
+    # 130, or death by SIGINT itself (which a shell also reports as 130) when the signal lands before the
+    # interpreter has installed its handler; never anything else
+    assert proc.returncode == 130 or (delay is None and proc.returncode == -signal.SIGINT), err
     assert "Traceback" not in err, err
     assert _tree(out) == before
     assert not list(tmp_path.glob(".data.partial-*")) and not list(tmp_path.glob(".data.lock"))
