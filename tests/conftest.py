@@ -8,6 +8,7 @@ without it the tests use the small public-domain/MIT/Apache files in tests/data.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,13 @@ from hypothesis import settings
 settings.register_profile("mozart", max_examples=250, deadline=None)
 settings.register_profile("stress", max_examples=5000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "mozart"))
+
+# A shell starts background jobs (`make test &`, `(pytest ...) &`) with SIGINT ignored, and children
+# inherit that: the tests that press Ctrl-C on a `mozart` process would then press it on a process
+# that ignores it, as no user's terminal would.  Give the test session (and so its children, which get
+# the default action at exec) a normal SIGINT.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 DATA = Path(__file__).parent / "data"
 MIDI_SUFFIXES = {".mid", ".midi", ".rmi", ".kar"}

@@ -35,7 +35,7 @@ def test_vocabulary_is_fixed_by_grid_alone_and_small():
 
 @pytest.mark.parametrize("grid", [0, 3, 10, 25, 100, -4])
 def test_unsupported_grids_are_rejected(grid):
-    with pytest.raises(ValueError, match="grid"):
+    with pytest.raises(mozart.MozartError, match="grid"):
         vocabulary(grid)
     with pytest.raises(mozart.MozartError, match="grid"):
         mozart.encode(symusic.Score(480), grid=grid)

@@ -32,8 +32,9 @@ from .errors import MozartError, check_range
 from .events import Piece, bar_layout, content_digest, slice_steps, transpose, validate_grid
 from .files import check_output_dir, interrupts_deferred, make_parents, write_atomic
 from .fingerprint import SHINGLE, THRESHOLD, group_near_duplicates, signature
-from .tokenizer import save_tokenizer
+from .tokenizer import piece_ids, save_tokenizer
 from .tokens import FORMAT_VERSION, bar_indices, count_notes, encode_piece, vocabulary
+from .tokenstore import StoreWriter
 from .workers import MAX_TIMEOUT, MAX_WORKERS, run_tasks
 
 SPLITS = ("train", "valid", "test")
@@ -343,12 +344,13 @@ def near_duplicate_summary(sources: list[str], groups: list[int], examples: int 
 
 
 def _finish(staging, config, n_files, errors, duplicates, dropped_bars, moved, near_duplicates: dict) -> dict:
-    """Count what was written (one streaming pass), then write vocab, tokenizer, errors, stats."""
+    """Count what was written and write each split's token store (one streaming pass), then write
+    vocab, tokenizer, errors, stats."""
     vocab: Counter = Counter()
     per_split = {}
     for split in SPLITS:
         pieces, records, notes, tokens = set(), 0, 0, 0
-        with open(staging / f"{split}.jsonl", encoding="utf-8") as f:
+        with open(staging / f"{split}.jsonl", encoding="utf-8") as f, StoreWriter(staging, split) as store:
             for line in f:
                 record = json.loads(line)
                 words = record["tokens"].split()
@@ -356,7 +358,9 @@ def _finish(staging, config, n_files, errors, duplicates, dropped_bars, moved, n
                 pieces.add(record["source"])
                 records += 1
                 tokens += len(words)
-                notes += count_notes(words)
+                record_notes = count_notes(words)
+                notes += record_notes
+                store.add(piece_ids(words, config.grid), record_notes)
         per_split[split] = {"pieces": len(pieces), "records": records, "notes": notes, "tokens": tokens}
     order = vocabulary(config.grid).index  # vocabulary order, for a stable vocab.json
     counts = {w: vocab[w] for w in sorted(vocab, key=order.__getitem__)}

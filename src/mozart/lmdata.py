@@ -1,8 +1,11 @@
 """Dataset shards -> model examples.
 
 Decoder models read whole pieces, ``<bos> tokens <eos>``, cut into windows of the
-context length.  BART learns continuation: the encoder reads the header and the previous
-K bars, the decoder writes the next M bars (then ``<eos>`` where the piece ends).
+context length: for training, by default *packed* (``PackedWindows``: full windows cut from
+the split's token store, the records back to back, no padding); for scoring, one piece at a
+time (``piece_windows``), so that bits per note stay exact.  BART learns continuation: the
+encoder reads the header and the previous K bars, the decoder writes the next M bars (then
+``<eos>`` where the piece ends).
 Likelihood is reported per note as well as per token, so the notes each example
 predicts are counted here.
 """
@@ -13,12 +16,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from tokenizers import Tokenizer
 
 from .errors import MozartError
 from .tokenizer import BOS, EOS
 from .tokens import bar_indices, note_word_ids
+from .tokenstore import TokenStore
 
 IGNORE = -100  # label value the loss skips
 
@@ -132,6 +137,46 @@ def continuation_examples(texts: list[str], tokenizer: Tokenizer, context: int, 
             target_ids = target_ids[: context - 1]
             out.append(Example(source_ids, target_ids, sum(1 for t in target_ids if t in notes)))
     return Examples(out)
+
+
+def piece_windows(store: TokenStore, context: int) -> Examples:
+    """Each record of a token store cut into windows of ``context`` tokens (no overlap): the same
+    examples as ``causal_examples`` over the split's JSONL, read from the memory map."""
+    out = []
+    notes = set(note_word_ids(_store_vocab(store)))
+    for i in range(len(store)):
+        ids = store.record(i).astype(np.int64)
+        for start in range(0, max(1, ids.size - 1), context):
+            window = ids[start:start + context].tolist()
+            if len(window) < 2:
+                continue
+            out.append(Example(window, window, sum(1 for t in window[1:] if t in notes)))
+    return Examples(out)
+
+
+def _store_vocab(store: TokenStore) -> dict[str, int]:
+    return load_tokenizer(store.folder).get_vocab()
+
+
+class PackedWindows(torch.utils.data.Dataset):
+    """Training windows of exactly ``context`` tokens cut from a split's token store, records
+    back to back (``... <eos> <bos> ...``), so no compute goes to padding (only the last window
+    can be short).  Items are read from the memory map when asked for: nothing is held in RAM.
+    Attention runs across a record boundary inside a window (as in GPT-2's own training); the
+    model sees ``<eos> <bos>`` there and learns that a new piece starts."""
+
+    def __init__(self, store: TokenStore, context: int):
+        self.store, self.context = store, context
+        self.n_windows = -(-max(0, store.n_tokens - 1) // context) if store.n_tokens > 1 else 0
+
+    def __len__(self) -> int:
+        return self.n_windows
+
+    def __getitem__(self, i: int) -> dict:
+        if not 0 <= i < self.n_windows:
+            raise IndexError(i)
+        window = self.store.tokens[i * self.context: (i + 1) * self.context].astype(np.int64).tolist()
+        return {"input_ids": window, "labels": window}
 
 
 def collate(batch: list[dict], pad_id: int) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 from .files import write_atomic
@@ -47,3 +48,12 @@ def save_tokenizer(folder: Path, grid: int = 24) -> None:
     }
     write_atomic(folder / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
     write_atomic(folder / "special_tokens_map.json", json.dumps(special, indent=2) + "\n")
+
+
+def piece_ids(words: list[str], grid: int) -> np.ndarray:
+    """``<bos> words <eos>`` as the ids ``build_tokenizer(grid)`` gives them (specials first, then
+    the vocabulary in order), without going through the tokenizer: an array lookup per word.
+    Raises KeyError for a word outside the vocabulary."""
+    index = vocabulary(grid).index
+    ids = np.fromiter((index[w] for w in words), dtype=np.int64, count=len(words)) + len(SPECIAL_TOKENS)
+    return np.concatenate([[SPECIAL_TOKENS.index(BOS)], ids, [SPECIAL_TOKENS.index(EOS)]])

@@ -31,9 +31,19 @@ from transformers import (
 
 from .errors import MozartError, check_range
 from .likelihood import likelihood
-from .lmdata import Examples, causal_examples, collate, continuation_examples, load_tokenizer, read_split
+from .lmdata import (
+    Examples,
+    PackedWindows,
+    causal_examples,
+    collate,
+    continuation_examples,
+    load_tokenizer,
+    piece_windows,
+    read_split,
+)
 from .models import ARCHS, SIZES, SpecialIds, build_model, is_seq2seq, load_base, model_format
 from .tokenizer import BOS, EOS, PAD
+from .tokenstore import TokenStore
 
 COMPLETE_MARK = "checkpoint-complete"  # written into a checkpoint folder once it is whole
 
@@ -58,6 +68,8 @@ class TrainConfig:
     bars_out: int = 4  # bart: bars the decoder writes
     max_eval_examples: int = 512  # cap on valid examples per evaluation, to keep CPU runs quick
     validity_samples: int = 4  # unconstrained samples drawn after training to log the share passing `check`
+    packing: bool = True  # decoders: train on full windows cut from the token store, no padding
+    precision: str = "auto"  # auto (bf16 where the CPU or GPU has it) | bf16 | fp32
 
 
 #: The range of every numeric setting: (low, high, integer).  Seeds fit numpy's 32 bits.
@@ -85,6 +97,10 @@ def load_config(path: Path | None, **overrides) -> TrainConfig:
     config = replace(TrainConfig(), **values)
     if config.arch not in ARCHS:
         raise MozartError(f"unknown --arch {config.arch!r}: choose one of {', '.join(ARCHS)}")
+    if config.precision not in PRECISIONS:
+        raise MozartError(f"unknown precision {config.precision!r}: choose one of {', '.join(PRECISIONS)}")
+    if not isinstance(config.packing, bool):
+        raise MozartError(f"packing {config.packing!r}: expected true or false")
     if config.size not in SIZES:
         raise MozartError(f"unknown --size {config.size!r}: choose one of {', '.join(SIZES)}")
     for name, (low, high, integer) in _LIMITS.items():
@@ -99,12 +115,41 @@ def special_ids(tokenizer) -> SpecialIds:
     return SpecialIds(pad=vocab[PAD], bos=vocab[BOS], eos=vocab[EOS], vocab_size=len(vocab))
 
 
-def build_examples(data_dir: Path, split: str, config: TrainConfig, context: int) -> Examples:
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def build_examples(data_dir: Path, split: str, config: TrainConfig, context: int) -> Examples | PackedWindows:
+    """The examples of one split: decoders read the token store (packed windows for training
+    with ``packing``, one piece at a time otherwise); BART reads continuation pairs from the
+    JSONL; a dataset made before the token store existed is read from the JSONL."""
+    data_dir = Path(data_dir)
+    if not is_seq2seq(config.arch) and (data_dir / f"{split}.bin").is_file():
+        store = TokenStore(data_dir, split)
+        return PackedWindows(store, context) if split == "train" and config.packing else piece_windows(store, context)
     tokenizer = load_tokenizer(data_dir)
     texts = read_split(data_dir, split)
     if is_seq2seq(config.arch):
         return continuation_examples(texts, tokenizer, context, config.bars_in, config.bars_out)
     return causal_examples(texts, tokenizer, context)
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16), where autocast to bf16 is
+    faster than fp32 (measured: GPT-2 small 2,113 -> 2,386 tokens/s, LLaMA 3,481 -> 4,879)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+        return bool({"amx_bf16", "avx512_bf16"} & flags)
+    except OSError:
+        return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+
+def precision_used(config: TrainConfig) -> str:
+    """What ``config.precision`` means on this machine: bf16 or fp32 (fp16 on GPUs without bf16)."""
+    if config.precision == "fp32":
+        return "fp32"
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else ("fp16" if config.precision == "auto" else "bf16")
+    return "bf16" if config.precision == "bf16" or cpu_has_bf16() else "fp32"
 
 
 class MetricsLog(TrainerCallback):
@@ -173,12 +218,12 @@ def latest_complete_checkpoint(checkpoints: Path) -> Path | None:
     return max(found)[1] if found else None
 
 
-def _hardware() -> dict:
-    """Mixed precision where the GPU has it.  On CPU, use_cpu is what makes accelerate run
-    DDP (with gloo) under torchrun instead of silently training each process alone."""
-    if torch.cuda.is_available():
-        return {"bf16": True} if torch.cuda.is_bf16_supported() else {"fp16": True}
-    return {"use_cpu": True}
+def _hardware(config: TrainConfig) -> dict:
+    """Mixed precision (``precision_used``).  On CPU, use_cpu is what makes accelerate run DDP
+    (with gloo) under torchrun instead of silently training each process alone."""
+    precision = precision_used(config)
+    mixed = {"bf16": True} if precision == "bf16" else {"fp16": True} if precision == "fp16" else {}
+    return mixed if torch.cuda.is_available() else {"use_cpu": True, **mixed}
 
 
 def training_arguments(run_dir: Path, config: TrainConfig) -> TrainingArguments:
@@ -208,7 +253,7 @@ def training_arguments(run_dir: Path, config: TrainConfig) -> TrainingArguments:
         dataloader_num_workers=0,
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,
-        **_hardware(),
+        **_hardware(config),
     )
 
 
@@ -232,7 +277,7 @@ def _prepare(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool):
 
 
 def _fit(model, run_dir: Path, config: TrainConfig, resume: bool, hf_tokenizer, ids: SpecialIds,
-         train_set: Examples, valid_set: Examples) -> Trainer:
+         train_set: Examples | PackedWindows, valid_set: Examples) -> Trainer:
     """Run the Trainer (resuming from the newest complete checkpoint when asked)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     tokens_per_note = sum(len(e.labels) for e in valid_set.examples) / max(1, valid_set.notes)
@@ -278,6 +323,7 @@ def train(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool = Fal
     return _finish(trainer, run_dir, config, hf_tokenizer, ids, valid_set,
                    {"parameters": sum(p.numel() for p in model.parameters()), "data": str(data_dir),
                     "grid": model_format(data_dir), "context": context, "device": device_description(),
+                    "precision": precision_used(config), "train_windows": len(train_set),
                     "seconds": round(time.perf_counter() - started, 1)})
 
 
