@@ -28,8 +28,11 @@ from pathlib import Path
 
 from report import default_corpus, machine, publish
 
-CASES = [("gpt2", "tiny"), ("llama", "tiny"), ("bart", "tiny"), ("gpt2", "small"), ("llama", "small"),
-         ("gpt2", "base")]
+#: (family, size, precision, packed).  The first small row is the old default path (GPT-2, fp32, one
+#: piece per window, padded), the last small row the new one (LLaMA, bf16 where the CPU has it, packed).
+CASES = [("gpt2", "tiny", "fp32", True), ("llama", "tiny", "fp32", True), ("bart", "tiny", "fp32", False),
+         ("gpt2", "small", "fp32", False), ("gpt2", "small", "fp32", True), ("gpt2", "small", "bf16", True),
+         ("llama", "small", "fp32", True), ("llama", "small", "bf16", True), ("gpt2", "base", "bf16", True)]
 
 
 #: Dense bf16 peak, TFLOP/s, by a substring of torch.cuda.get_device_name() (vendor datasheets).
@@ -45,7 +48,7 @@ def gpu_peak_tflops(name: str) -> float | None:
 
 
 def run_case(data: str, arch: str, size: str, steps: int, batch: int, context: int, device: str = "cpu",
-             compile_model: bool = False) -> dict:
+             compile_model: bool = False, precision: str = "fp32", packed: bool = True) -> dict:
     """Child process body: time ``steps`` optimizer steps and report as JSON."""
     import contextlib
 
@@ -57,29 +60,34 @@ def run_case(data: str, arch: str, size: str, steps: int, batch: int, context: i
     from mozart.train import build_examples, load_config, special_ids
 
     torch.manual_seed(0)
-    config = load_config(None, arch=arch, size=size, context=context)
     ids = special_ids(AutoTokenizer.from_pretrained(data))
     model = build_model(arch, size, ids, context).to(device)
     params = sum(p.numel() for p in model.parameters())
     runner = torch.compile(model) if compile_model else model
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
+    bf16 = device == "cuda" or precision == "bf16"
+    autocast = torch.autocast(device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    config = load_config(None, arch=arch, size=size, context=context, packing=packed)
     examples = build_examples(Path(data), "train", config, context)
-    full = [e for e in examples.examples if len(e.input_ids) >= context // 2] or examples.examples
+    full = [examples[i] for i in range(len(examples))]
+    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(0)).tolist()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
 
     def step(i: int) -> int:
-        rows = [full[(i * batch + j) % len(full)] for j in range(batch)]
-        b = collate([{"input_ids": r.input_ids, "labels": r.labels} for r in rows], ids.pad)
+        rows = [full[order[(i * batch + j) % len(full)]] for j in range(batch)]
+        b = collate(rows, ids.pad)
         b = {k: v.to(device) for k, v in b.items()}
         with autocast:
             loss = runner(**b).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        computed[0] += b["attention_mask"].numel()
         return int(b["attention_mask"].sum())
 
+    computed = [0]
     step(0)  # warm-up (and compilation)
+    computed[0] = 0
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -90,7 +98,9 @@ def run_case(data: str, arch: str, size: str, steps: int, batch: int, context: i
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - started
     shape = SIZES[size]
-    out = {"arch": arch, "size": size, "params": params, "tokens_per_s": tokens / elapsed, "step_s": elapsed / steps,
+    out = {"arch": arch, "size": size, "precision": "bf16" if bf16 else "fp32", "packed": packed,
+           "padding_share": 1 - tokens / computed[0], "params": params, "tokens_per_s": tokens / elapsed,
+           "step_s": elapsed / steps,
            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
            "threads": torch.get_num_threads(), "shape": shape.__dict__, "device": device}
     if device == "cuda":
@@ -112,13 +122,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (GPU runs)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="GPU dense bf16 peak for MFU")
     parser.add_argument("--no-write", action="store_true")
-    parser.add_argument("--case", nargs=3, help=argparse.SUPPRESS)  # internal: DATA ARCH SIZE
+    parser.add_argument("--memory", action="store_true", help="also: peak RSS of `mozart train` on 1x and 16x")
+    parser.add_argument("--case", nargs=5, help=argparse.SUPPRESS)  # internal: DATA ARCH SIZE PRECISION PACKED
     args = parser.parse_args(argv)
     if args.peak_tflops:
         GPU_PEAK_TFLOPS.clear()
         GPU_PEAK_TFLOPS[""] = args.peak_tflops
     if args.case:
-        print(json.dumps(run_case(*args.case, args.steps, args.batch, args.context, args.device, args.compile)))
+        data, arch, size, precision, packed = args.case
+        print(json.dumps(run_case(data, arch, size, args.steps, args.batch, args.context, args.device, args.compile,
+                                  precision, packed == "packed")))
         return 0
     if args.device == "cuda":
         import torch
@@ -131,18 +144,28 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([sys.executable, "-m", "mozart", "dataset", str(args.corpus), "-o", str(data),
                         "--max-tokens", str(args.context), "-q"], check=True, capture_output=True)
         results = []
-        for arch, size in CASES:
+        for arch, size, precision, packed in CASES if args.device == "cpu" else [c for c in CASES if c[3]]:
             extra = ["--device", args.device] + (["--compile"] if args.compile else []) + \
                 (["--peak-tflops", str(args.peak_tflops)] if args.peak_tflops else [])
-            out = subprocess.run([sys.executable, __file__, "--case", str(data), arch, size, "--steps",
+            case = [str(data), arch, size, precision, "packed" if packed else "padded"]
+            out = subprocess.run([sys.executable, __file__, "--case", *case, "--steps",
                                   str(args.steps), "--batch", str(args.batch), "--context", str(args.context),
                                   *extra], capture_output=True, text=True, check=True)
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             print(results[-1], file=sys.stderr)
     if args.device == "cuda":
         return publish("train-gpu", gpu_table(results, args), write=not args.no_write)
-    rows = [f"| {r['arch']} | {r['size']} | {r['params'] / 1e6:.2f}M | {r['tokens_per_s']:,.0f} | "
-            f"{r['step_s']:.2f} | {r['peak_rss_mib']:,.0f} |" for r in results]
+    rows = [f"| {r['arch']} | {r['size']} | {r['precision']} | {'packed' if r['packed'] else 'one piece, padded'} | "
+            f"{r['params'] / 1e6:.2f}M | {r['tokens_per_s']:,.0f} | {r['padding_share']:.1%} | {r['step_s']:.2f} | "
+            f"{r['peak_rss_mib']:,.0f} |" for r in results]
+    old = next(r for r in results if (r["arch"], r["size"], r["precision"], r["packed"]) == ("gpt2", "small", "fp32",
+                                                                                              False))
+    new = next(r for r in results if (r["arch"], r["size"], r["precision"], r["packed"]) == ("llama", "small", "bf16",
+                                                                                              True))
+    speedup = (f"The new default path (LLaMA small, bf16 autocast, packed windows) trains at "
+               f"{new['tokens_per_s']:,.0f} real tokens/s against {old['tokens_per_s']:,.0f} for the old one (GPT-2 "
+               f"small, fp32, one piece per window, padded, {old['padding_share']:.0%} of computed tokens padding): "
+               f"{new['tokens_per_s'] / old['tokens_per_s']:.1f}x in the same run.")
     import torch
 
     gpu_note = ("This machine has a GPU: `--device cuda` measures it (a separate table)." if torch.cuda.is_available()
@@ -150,16 +173,55 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join([
         "## Training throughput (CPU)",
         "",
+        speedup,
+        "",
         f"`python bench/train.py` ({machine()}, {results[0]['threads']} torch threads): batches of "
         f"{args.batch} x {args.context} real token windows from the corpus, AdamW, {args.steps} timed steps "
-        "after one warm-up step, each case in its own process. Tokens/s counts input tokens (for BART, encoder "
-        "tokens). " + gpu_note,
+        "after one warm-up step, each case in its own process, windows in the same random order. Tokens/s counts "
+        "real (non-padding) input tokens (for BART, encoder tokens); padding is the share of computed positions "
+        "that are padding. bf16: CPU autocast (this CPU has AMX/AVX512-BF16 where `mozart train` turns it on). "
+        + gpu_note,
         "",
-        "| family | size | parameters | tokens/s | s/step | peak RSS, MiB |",
-        "|---|---|---|---|---|---|",
+        "| family | size | precision | windows | parameters | tokens/s | padding | s/step | peak RSS, MiB |",
+        "|---|---|---|---|---|---|---|---|---|",
         *rows,
     ])
-    return publish("train", body, write=not args.no_write)
+    status = publish("train", body, write=not args.no_write)
+    if args.memory:
+        status = status or publish("train-memory", memory_table(args.corpus), write=not args.no_write)
+    return status
+
+
+def memory_table(corpus: Path, copies: int = 16, steps: int = 50) -> str:
+    """Peak RSS of `mozart train` (LLaMA tiny, packed, from the token store) on the corpus and on
+    ``copies`` distinct variants of every file: resident memory must not grow with the corpus."""
+    from dataset import peak_rss_run, variants
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="mozart-bench-mem-") as tmp:
+        for n in (1, copies):
+            midi = Path(tmp) / f"midi{n}"
+            files = variants(corpus, midi, n)
+            data, run = Path(tmp) / f"data{n}", Path(tmp) / f"run{n}"
+            subprocess.run([sys.executable, "-m", "mozart", "dataset", str(midi), "-o", str(data), "-q",
+                            "--max-tokens", "512"], check=True, capture_output=True)
+            stats = json.loads((data / "stats.json").read_text())
+            wall, peak = peak_rss_run([sys.executable, "-m", "mozart", "train", str(data), "-o", str(run), "--arch",
+                                       "llama", "--size", "tiny", "--max-steps", str(steps), "--batch-size", "8"])
+            rows.append((n, files, stats["splits"]["train"]["tokens"], wall, peak))
+    ratio = rows[1][4] / rows[0][4]
+    return "\n".join([
+        "## Training memory as the corpus grows",
+        "",
+        f"`python bench/train.py --memory`: `mozart train --arch llama --size tiny --max-steps {steps} --batch-size 8` "
+        f"(a real subprocess; peak total RSS of its process tree, sampled every 20 ms) on the corpus and on "
+        f"{copies} distinct variants of every file. Training reads windows from the token store's memory map, so "
+        f"the {copies}x corpus peaks at {ratio:.2f}x the memory of the 1x one.",
+        "",
+        "| corpus | files | train tokens | wall, s | peak RSS, MiB |",
+        "|---|---|---|---|---|",
+        *[f"| {n}x | {files} | {tokens:,} | {wall:.0f} | {peak:,.0f} |" for n, files, tokens, wall, peak in rows],
+    ])
 
 
 def gpu_table(results: list[dict], args) -> str:

@@ -33,8 +33,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
     data = root / "data"
     build_dataset(midi, data, DatasetConfig(max_tokens=256, workers=1, valid=0.2, test=0.1), progress=False)
     out = {"trained_gpt2": root / "trained"}
-    train(data, out["trained_gpt2"], load_config(None, max_steps=30, eval_every=30, context=256, batch_size=4,
-                                                 lr=2e-3, validity_samples=0))
+    train(data, out["trained_gpt2"], load_config(None, arch="gpt2", max_steps=30, eval_every=30, context=256,
+                                                 batch_size=4, lr=2e-3, validity_samples=0))
     tokenizer = AutoTokenizer.from_pretrained(str(data))
     for arch in ("gpt2", "bart"):
         folder = root / f"random_{arch}"

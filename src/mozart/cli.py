@@ -207,16 +207,30 @@ def corpus_cmd(
     )
 
 
-def _train_config(config: Path | None, **overrides):
+def _train_config(config: Path | None, batch_size: str | None = None, grad_checkpointing: bool = False,
+                  **overrides):
+    """The recipe: defaults, then --config, then the options given ('auto' batch size included)."""
     from .train import load_config
 
+    if batch_size == "auto":
+        overrides["auto_batch"] = True
+    elif batch_size is not None:
+        try:
+            overrides["batch_size"] = int(batch_size)
+        except ValueError:
+            raise MozartError(f"--batch-size {batch_size!r}: expected a whole number or 'auto'") from None
+    if grad_checkpointing:
+        overrides["grad_checkpointing"] = True
     return load_config(config, **overrides)
 
 
-ArchOption = Annotated[str | None, typer.Option("--arch", help="gpt2 | llama | bart (default gpt2).")]
+ArchOption = Annotated[str | None, typer.Option("--arch", help="llama | gpt2 | bart (default llama).")]
 SizeOption = Annotated[str | None, typer.Option("--size", help="tiny | small | base (default tiny).")]
 StepsOption = Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps (default 200).")]
-BatchOption = Annotated[int | None, typer.Option("--batch-size", help="Examples per micro-batch (default 8).")]
+BatchOption = Annotated[str | None, typer.Option(
+    "--batch-size", help="Examples per micro-batch (default 8), or 'auto': on a GPU the largest that fits, the "
+                         "rest of 8 x --grad-accum by accumulation.")]
+CheckpointOption = Annotated[bool, typer.Option("--grad-checkpointing", help="Recompute activations: less memory.")]
 AccumOption = Annotated[int | None, typer.Option("--grad-accum", help="Micro-batches per step (default 1).")]
 LrOption = Annotated[float | None, typer.Option("--lr", help="Peak learning rate (default 1e-3).")]
 SeedOption = Annotated[int | None, typer.Option("--seed", help="Random seed (default 0).")]
@@ -231,14 +245,15 @@ def train_cmd(
     arch: ArchOption = None, size: SizeOption = None, max_steps: StepsOption = None,
     batch_size: BatchOption = None, grad_accum: AccumOption = None, lr: LrOption = None,
     seed: SeedOption = None, resume: ResumeOption = False, config: ConfigOption = None,
+    grad_checkpointing: CheckpointOption = False,
 ) -> None:
-    """Train a GPT-2, Llama or BART model from scratch on a dataset.
+    """Train a Llama, GPT-2 or BART model from scratch on a dataset.
 
-    Example: mozart train data/ -o runs/tiny --arch gpt2 --size tiny --max-steps 500 --grad-accum 4
+    Example: mozart train data/ -o runs/small --arch llama --size small --max-steps 500 --batch-size auto
     """
     from .train import train
 
-    cfg = _train_config(config, arch=arch, size=size, max_steps=max_steps, batch_size=batch_size,
+    cfg = _train_config(config, batch_size, grad_checkpointing, arch=arch, size=size, max_steps=max_steps,
                         grad_accum=grad_accum, lr=lr, seed=seed)
     metrics = train(data_dir, output, cfg, resume=resume)
     v = metrics["valid"]
@@ -265,8 +280,7 @@ def finetune_cmd(
 
     check_range("--lora-r", lora_r, 1, 4096, integer=True)
     check_range("--lora-alpha", lora_alpha, 1, 65536, integer=True)
-    cfg = _train_config(config, max_steps=max_steps, batch_size=batch_size, grad_accum=grad_accum, lr=lr,
-                        seed=seed)
+    cfg = _train_config(config, batch_size, max_steps=max_steps, grad_accum=grad_accum, lr=lr, seed=seed)
     metrics = finetune(base_dir, data_dir, output, cfg, lora_r, lora_alpha, merge, resume)
     share = metrics["trainable_parameters"] / metrics["total_parameters"]
     typer.echo(f"{output}: adapter with {metrics['trainable_parameters']:,} parameters ({share:.1%} of the "

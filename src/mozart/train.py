@@ -52,11 +52,11 @@ COMPLETE_MARK = "checkpoint-complete"  # written into a checkpoint folder once i
 class TrainConfig:
     """A training recipe.  TOML files in configs/ override these defaults by field name."""
 
-    arch: str = "gpt2"  # gpt2 | llama | bart
+    arch: str = "llama"  # llama (the default family: ~1.6x GPT-2's tokens/s at equal width on CPU) | gpt2 | bart
     size: str = "tiny"  # tiny | small | base (models.SIZES)
     context: int | None = None  # tokens per example; default: the size's context
     max_steps: int = 200  # optimizer steps
-    batch_size: int = 8  # examples per device per micro-batch
+    batch_size: int = 8  # examples per device per micro-batch; with auto_batch, the effective batch to make up
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 1e-3  # peak learning rate
     warmup_ratio: float = 0.05  # share of steps spent warming up, then cosine decay
@@ -70,6 +70,8 @@ class TrainConfig:
     validity_samples: int = 4  # unconstrained samples drawn after training to log the share passing `check`
     packing: bool = True  # decoders: train on full windows cut from the token store, no padding
     precision: str = "auto"  # auto (bf16 where the CPU or GPU has it) | bf16 | fp32
+    auto_batch: bool = False  # GPU: the largest micro-batch that fits (halving on OOM), the rest by accumulation
+    grad_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% more time
 
 
 #: The range of every numeric setting: (low, high, integer).  Seeds fit numpy's 32 bits.
@@ -99,8 +101,9 @@ def load_config(path: Path | None, **overrides) -> TrainConfig:
         raise MozartError(f"unknown --arch {config.arch!r}: choose one of {', '.join(ARCHS)}")
     if config.precision not in PRECISIONS:
         raise MozartError(f"unknown precision {config.precision!r}: choose one of {', '.join(PRECISIONS)}")
-    if not isinstance(config.packing, bool):
-        raise MozartError(f"packing {config.packing!r}: expected true or false")
+    for flag in ("packing", "auto_batch", "grad_checkpointing"):
+        if not isinstance(getattr(config, flag), bool):
+            raise MozartError(f"{flag} {getattr(config, flag)!r}: expected true or false")
     if config.size not in SIZES:
         raise MozartError(f"unknown --size {config.size!r}: choose one of {', '.join(SIZES)}")
     for name, (low, high, integer) in _LIMITS.items():
@@ -226,6 +229,15 @@ def _hardware(config: TrainConfig) -> dict:
     return mixed if torch.cuda.is_available() else {"use_cpu": True, **mixed}
 
 
+def _checkpointing(on: bool) -> dict:
+    """The TrainingArguments switch for activation (gradient) checkpointing, by the name this
+    transformers knows (``activation_checkpointing`` since 5.x, ``gradient_checkpointing`` before)."""
+    from dataclasses import fields as dataclass_fields
+
+    names = {f.name for f in dataclass_fields(TrainingArguments)}
+    return {"activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing": on}
+
+
 def training_arguments(run_dir: Path, config: TrainConfig) -> TrainingArguments:
     eval_every = max(1, min(config.eval_every, config.max_steps))
     return TrainingArguments(
@@ -253,6 +265,7 @@ def training_arguments(run_dir: Path, config: TrainConfig) -> TrainingArguments:
         dataloader_num_workers=0,
         remove_unused_columns=False,
         ddp_find_unused_parameters=False,
+        **_checkpointing(config.grad_checkpointing),
         **_hardware(config),
     )
 
@@ -316,6 +329,9 @@ def train(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool = Fal
     started = time.perf_counter()
     hf_tokenizer, ids, train_set, valid_set, context = _prepare(data_dir, run_dir, config, resume)
     model = build_model(config.arch, config.size, ids, context)
+    if config.auto_batch:
+        config = fit_batch(model, config, context, ids)
+    print_memory_estimate(model, config, context)
     trainer = _fit(model, run_dir, config, resume, hf_tokenizer, ids, train_set, valid_set)
     if trainer.is_world_process_zero():
         trainer.save_model(str(run_dir))
@@ -325,6 +341,67 @@ def train(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool = Fal
                     "grid": model_format(data_dir), "context": context, "device": device_description(),
                     "precision": precision_used(config), "train_windows": len(train_set),
                     "seconds": round(time.perf_counter() - started, 1)})
+
+
+def memory_estimate(model, config: TrainConfig, context: int) -> dict[str, float]:
+    """Bytes training will hold, estimated before step one: parameters and gradients (fp32),
+    AdamW's two moments, and the activations one micro-batch keeps for the backward pass (per
+    layer about 34 x width + 5 x heads x context bytes per token, halved under bf16 autocast;
+    with gradient checkpointing, one layer's worth plus each layer's input)."""
+    params = sum(p.numel() for p in model.parameters())
+    cfg = model.config
+    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None) or cfg.decoder_layers
+    width = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", None) or cfg.d_model
+    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", None) or cfg.decoder_attention_heads
+    tokens = config.batch_size * context
+    half = 0.5 if precision_used(config) in ("bf16", "fp16") else 1.0
+    per_layer = tokens * (34 * width + 5 * heads * context) * half
+    activations = (per_layer + layers * tokens * width * 2) if config.grad_checkpointing else per_layer * layers
+    logits = tokens * cfg.vocab_size * 4 * 2  # fp32 logits and their gradient
+    return {"parameters": params * 4.0, "gradients": params * 4.0, "optimizer": params * 8.0,
+            "activations": activations + logits}
+
+
+def print_memory_estimate(model, config: TrainConfig, context: int) -> None:
+    est = memory_estimate(model, config, context)
+    mib = {k: v / 2**20 for k, v in est.items()}
+    print(f"mozart: memory estimate {sum(mib.values()):,.0f} MiB: parameters {mib['parameters']:,.0f}, gradients "
+          f"{mib['gradients']:,.0f}, AdamW {mib['optimizer']:,.0f}, activations {mib['activations']:,.0f} "
+          f"(micro-batch {config.batch_size} x {context} tokens, {precision_used(config)}"
+          f"{', gradient checkpointing' if config.grad_checkpointing else ''})", flush=True)
+
+
+def fit_batch(model, config: TrainConfig, context: int, ids: SpecialIds) -> TrainConfig:
+    """``auto_batch``: on a GPU, the largest micro-batch (from ``batch_size`` down, halving) whose
+    forward + backward at full context fits, and the gradient accumulation that makes up the
+    effective batch ``batch_size x grad_accum``.  On a CPU memory is not probed (an allocation
+    there does not fail, it swaps): the configured batch stays."""
+    if not torch.cuda.is_available():
+        return config
+    effective = config.batch_size * config.grad_accum
+    model.to("cuda")
+    micro = config.batch_size
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision_used(config))
+    while micro >= 1:
+        try:
+            batch = torch.full((micro, context), ids.bos, dtype=torch.long, device="cuda")
+            with torch.autocast("cuda", dtype=dtype, enabled=dtype is not None):
+                model(input_ids=batch, labels=batch).loss.backward()
+            model.zero_grad(set_to_none=True)
+            break
+        except torch.cuda.OutOfMemoryError:
+            model.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            micro //= 2
+    model.to("cpu")
+    torch.cuda.empty_cache()
+    if micro < 1:
+        raise MozartError(f"one sequence of {context} tokens does not fit this GPU; try --grad-checkpointing "
+                          "or a shorter context")
+    accum = -(-effective // micro)
+    print(f"mozart: micro-batch {micro} fits; {accum} accumulation steps make up the effective batch of "
+          f"{micro * accum} (asked: {effective})", flush=True)
+    return replace(config, batch_size=micro, grad_accum=accum)
 
 
 def device_description() -> str:
@@ -361,6 +438,9 @@ def finetune(base_dir: Path, data_dir: Path, out_dir: Path, config: TrainConfig,
                       fan_in_fan_out=arch == "gpt2",
                       task_type=TaskType.SEQ_2_SEQ_LM if is_seq2seq(arch) else TaskType.CAUSAL_LM)
     model = get_peft_model(base, lora)
+    if config.auto_batch:
+        config = fit_batch(model, config, base.config.max_position_embeddings if is_seq2seq(arch) else
+                           (getattr(base.config, "n_positions", None) or base.config.max_position_embeddings), ids)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     trainer = _fit(model, out_dir, config, resume, hf_tokenizer, ids, train_set, valid_set)
