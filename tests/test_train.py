@@ -185,6 +185,29 @@ def test_lora_adapter_is_small_and_leaves_the_base_alone(runs, data, tmp_path, a
     assert not torch.allclose(logits[0], logits[2], atol=1e-4)
 
 
+def test_ddp_ranks_share_the_packed_windows_of_an_epoch(data, tmp_path):
+    """Two processes, one epoch of packed windows from the token store: every window is served, each
+    to one rank (DistributedSampler pads with at most a batch's worth of repeats to even them out)."""
+    from mozart.lmdata import WINDOW_LOG_HOOK, PackedWindows
+    from mozart.tokenstore import TokenStore
+
+    n_windows = len(PackedWindows(TokenStore(data, "train"), CONTEXT))
+    batch = 4
+    steps = -(-n_windows // (2 * batch))  # one epoch over both ranks
+    _fast_toml(tmp_path)
+    log = tmp_path / "windows"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "mozart", "train", str(data), "-o", str(tmp_path / "ddp"), "--max-steps", str(steps),
+           "--batch-size", str(batch), "--config", str(tmp_path / "fast.toml")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", WINDOW_LOG_HOOK: str(log)}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    served = [[int(x) for x in (tmp_path / f"windows.{rank}").read_text().split()] for rank in (0, 1)]
+    assert set(served[0]) | set(served[1]) == set(range(n_windows))
+    assert len(served[0]) + len(served[1]) - n_windows <= 2 * batch
+    assert len(set(served[0]) & set(served[1])) <= 2 * batch
+
+
 def test_ddp_two_processes_agree_and_only_rank_0_writes(data, tmp_path):
     _fast_toml(tmp_path)
     run = tmp_path / "ddp"

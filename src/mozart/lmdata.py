@@ -13,6 +13,7 @@ predicts are counted here.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from .tokens import bar_indices, note_word_ids
 from .tokenstore import TokenStore
 
 IGNORE = -100  # label value the loss skips
+#: Test-only hook: when set to a path, PackedWindows appends every window index it serves to PATH.RANK
+#: (so a test can check that ranks share an epoch's windows without overlap).
+WINDOW_LOG_HOOK = "MOZART_TEST_WINDOW_LOG"
 
 
 def read_split(data_dir: Path, split: str) -> list[str]:
@@ -168,6 +172,8 @@ class PackedWindows(torch.utils.data.Dataset):
     def __init__(self, store: TokenStore, context: int):
         self.store, self.context = store, context
         self.n_windows = -(-max(0, store.n_tokens - 1) // context) if store.n_tokens > 1 else 0
+        log = os.environ.get(WINDOW_LOG_HOOK)
+        self.log = Path(f"{log}.{os.environ.get('RANK', '0')}") if log else None
 
     def __len__(self) -> int:
         return self.n_windows
@@ -176,6 +182,9 @@ class PackedWindows(torch.utils.data.Dataset):
         if not 0 <= i < self.n_windows:
             raise IndexError(i)
         window = self.store.tokens[i * self.context: (i + 1) * self.context].astype(np.int64).tolist()
+        if self.log is not None:
+            with open(self.log, "a") as f:
+                f.write(f"{i}\n")
         return {"input_ids": window, "labels": window}
 
 
