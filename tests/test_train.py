@@ -194,11 +194,12 @@ def test_ddp_ranks_share_the_packed_windows_of_an_epoch(data, tmp_path):
     n_windows = len(PackedWindows(TokenStore(data, "train"), CONTEXT))
     batch = 4
     steps = -(-n_windows // (2 * batch))  # one epoch over both ranks
-    _fast_toml(tmp_path)
+    (tmp_path / "epoch.toml").write_text(f"arch = 'llama'\nsize = 'tiny'\ncontext = {CONTEXT}\neval_every = {steps}\n"
+                                         "validity_samples = 0\nmax_eval_examples = 8\n")  # no early stop
     log = tmp_path / "windows"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
            "-m", "mozart", "train", str(data), "-o", str(tmp_path / "ddp"), "--max-steps", str(steps),
-           "--batch-size", str(batch), "--config", str(tmp_path / "fast.toml")]
+           "--batch-size", str(batch), "--config", str(tmp_path / "epoch.toml")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", WINDOW_LOG_HOOK: str(log)}
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
