@@ -7,7 +7,9 @@ REMI runs twice, with programs, tempos and time signatures in one token stream: 
 close to Mozart as it goes (24 positions per beat in every beat range, all 127
 velocities: the fair comparison) and once at its defaults (8/4 positions per beat, 32
 velocity bins).  REMI returns token ids, so Mozart is timed to ids too (its text, then
-the tokenizer's text -> ids; the text-only time is shown beside it), and decoded from ids.
+``tokenizer.piece_ids``: the ids ``mozart dataset`` writes into the token store, the same as
+the Hugging Face tokenizer's, whose slower path is timed too; the text-only time is shown
+beside it), and decoded from ids.
 Reported per tokenizer: whole-corpus encode and decode time as notes/s (token counts
 differ, so tokens/s is shown but is not the measure), tokens per note, and round-trip
 note F1 against Q(x), the source quantized to Mozart's 24-steps-per-quarter grid:
@@ -27,7 +29,7 @@ import numpy as np
 import symusic
 
 import mozart
-from mozart.tokenizer import build_tokenizer
+from mozart.tokenizer import build_tokenizer, piece_ids
 
 from report import default_corpus, machine, package_version, publish
 
@@ -99,13 +101,15 @@ def run(corpus: Path, repeats: int) -> dict:
     # --- Mozart: MIDI -> text -> ids (what a model reads), and ids -> text -> MIDI
     tokenizer = build_tokenizer(GRID)
     enc_text, texts = best_time(lambda: [mozart.encode(s, grid=GRID) for s in scores], repeats)
-    enc, ids = best_time(lambda: [e.ids for e in tokenizer.encode_batch(
+    enc, ids = best_time(lambda: [piece_ids(mozart.encode(s, grid=GRID).split(), GRID) for s in scores], repeats)
+    enc_hf, _ = best_time(lambda: [e.ids for e in tokenizer.encode_batch(
         [mozart.encode(s, grid=GRID) for s in scores])], repeats)
+    ids = [i[1:-1].tolist() for i in ids]  # without <bos>/<eos>, as REMI's
     dec_text, _ = best_time(lambda: [mozart.decode(t) for t in texts], repeats)
     dec, decoded = best_time(lambda: [mozart.decode(t) for t in tokenizer.decode_batch(ids)], repeats)
     n_tokens = sum(len(t.split()) for t in texts)
     results["mozart"] = _summary(scores, decoded, enc, dec, n_tokens, n_notes)
-    results["mozart"].update(encode_text_s=enc_text, decode_text_s=dec_text, failures=0,
+    results["mozart"].update(encode_text_s=enc_text, decode_text_s=dec_text, encode_hf_s=enc_hf, failures=0,
                              vocab=len(mozart.vocabulary(GRID)))
     del decoded
     for name, fair in (("remi_fair", True), ("remi_default", False)):
@@ -164,6 +168,8 @@ def table(r: dict, corpus: Path, repeats: int) -> str:
     rows = [
         row("encode to ids, notes/s", "encode_notes_per_s", ",.0f", True),
         ("encode to text only (Mozart), notes/s", f"{r['notes'] / m['encode_text_s']:,.0f}", "", "", ""),
+        ("encode to ids through the Hugging Face tokenizer (Mozart), notes/s",
+         f"{r['notes'] / m['encode_hf_s']:,.0f}", "", "", ""),
         row("decode from ids, notes/s", "decode_notes_per_s", ",.0f", True),
         ("decode from text (Mozart), notes/s", f"{r['notes'] / m['decode_text_s']:,.0f}", "", "", ""),
         row("encode, tokens/s (not the measure)", "encode_tokens_per_s", ",.0f"),
@@ -186,7 +192,8 @@ def table(r: dict, corpus: Path, repeats: int) -> str:
         "REMI: programs + tempos + time signatures, one token stream; **REMI 24** is configured as close to "
         "Mozart as it goes (24 positions per beat in every beat range, all 127 velocities) and is the fair "
         "comparison (the ratio column); REMI defaults (8/4 positions per beat, 32 velocity bins) for reference. "
-        "REMI returns ids, so Mozart's encode is timed to ids (text, then its tokenizer) and its decode from "
+        "REMI returns ids, so Mozart's encode is timed to ids (text, then `tokenizer.piece_ids`: the ids the "
+        "token store holds, equal to the Hugging Face tokenizer's, which is also timed) and its decode from "
         "ids; the text-only times are shown too. Mozart: grid 24. F1 is against the source quantized to 24 "
         "steps per quarter (Q in docs/format.md).",
         "",
