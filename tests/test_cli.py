@@ -154,3 +154,37 @@ def test_demo_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "text identical: True" in result.stdout
     assert (tmp_path / "demo" / "bach_bwv66.6.mid").stat().st_size > 0
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "corpus"])
+def test_ctrl_c_in_a_long_command_exits_130_quickly(command, tmp_path):
+    """Ctrl-C in the middle of train, evaluate or corpus: exit 130 within 5 s, no traceback, no
+    report or export summary written (train keeps only complete, resumable checkpoints)."""
+    import signal
+    import time
+
+    from conftest import corpus_files, link_all
+
+    data = tmp_path / "data"
+    if command != "corpus":
+        made = run("dataset", link_all(corpus_files()[:6], tmp_path / "midi"), "-o", data, "--workers", "1", "-q")
+        assert made.returncode == 0, made.stderr
+    out = tmp_path / "out"
+    args = {"train": ["train", data, "-o", out, "--arch", "llama", "--size", "tiny", "--max-steps", "100000"],
+            "evaluate": ["evaluate", data, "-o", out, "--samples", "1000", "-q"],
+            "corpus": ["corpus", "music21", "-o", out, "--subset", "folk", "--workers", "2", "-q"]}[command]
+    proc = subprocess.Popen([sys.executable, "-m", "mozart", *map(str, args)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(8)  # well into the work: model loaded, steps or samples or conversions running
+    assert proc.poll() is None, proc.stderr.read()
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=60)
+    assert time.monotonic() - sent < 5 and proc.returncode == 130, (proc.returncode, err[-1000:])
+    assert "Traceback" not in err
+    if command == "evaluate":
+        assert not out.exists()
+    if command == "corpus":
+        assert not (out / "corpus.tsv").exists()
+    if command == "train":
+        assert not (out / "model.safetensors").exists() and not (out / "metrics.json").exists()
