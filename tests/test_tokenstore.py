@@ -93,3 +93,16 @@ def test_bf16_training_tracks_fp32(data, tmp_path):
         assert len(a) == len(b) >= 3
         assert all(abs(x - y) / x < 0.02 for x, y in zip(a, b)), curves
     assert curves["fp32"]["train_loss"][-1] < 0.9 * curves["fp32"]["train_loss"][0], curves  # it learns
+
+
+def test_bart_continuation_pairs_from_the_store_equal_the_jsonls(data):
+    from mozart.lmdata import continuation_examples, store_texts
+
+    for split in ("train", "valid"):
+        assert list(store_texts(TokenStore(data, split))) == read_split(data, split)
+    config = load_config(None, arch="bart", context=128)
+    from_store = build_examples(data, "valid", config, 128)
+    from_jsonl = continuation_examples(read_split(data, "valid"), load_tokenizer(data), 128)
+    assert [(e.input_ids, e.labels) for e in from_store.examples] == \
+        [(e.input_ids, e.labels) for e in from_jsonl.examples]
+    assert from_store.notes == from_jsonl.notes > 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def sliding_examples(texts: list[str], tokenizer: Tokenizer, context: int, strid
     return Examples(out)
 
 
-def continuation_examples(texts: list[str], tokenizer: Tokenizer, context: int, bars_in: int = 4,
+def continuation_examples(texts: Iterable[str], tokenizer: Tokenizer, context: int, bars_in: int = 4,
                           bars_out: int = 4) -> Examples:
     """(header + previous ``bars_in`` bars) -> (next ``bars_out`` bars [+ <eos>]) pairs."""
     bos, eos = tokenizer.token_to_id(BOS), tokenizer.token_to_id(EOS)
@@ -156,6 +157,16 @@ def piece_windows(store: TokenStore, context: int) -> Examples:
                 continue
             out.append(Example(window, window, sum(1 for t in window[1:] if t in notes)))
     return Examples(out)
+
+
+def store_texts(store: TokenStore) -> Iterator[str]:
+    """The records of a token store as token texts (the words between ``<bos>`` and ``<eos>``)."""
+    vocab = _store_vocab(store)
+    words = np.empty(max(vocab.values()) + 1, dtype=object)
+    for word, i in vocab.items():
+        words[i] = word
+    for i in range(len(store)):
+        yield " ".join(words[store.record(i)[1:-1].astype(np.int64)])
 
 
 def _store_vocab(store: TokenStore) -> dict[str, int]:

@@ -40,6 +40,7 @@ from .lmdata import (
     load_tokenizer,
     piece_windows,
     read_split,
+    store_texts,
 )
 from .models import ARCHS, SIZES, SpecialIds, build_model, is_seq2seq, load_base, model_format
 from .tokenizer import BOS, EOS, PAD
@@ -123,14 +124,15 @@ PRECISIONS = ("auto", "bf16", "fp32")
 
 def build_examples(data_dir: Path, split: str, config: TrainConfig, context: int) -> Examples | PackedWindows:
     """The examples of one split: decoders read the token store (packed windows for training
-    with ``packing``, one piece at a time otherwise); BART reads continuation pairs from the
-    JSONL; a dataset made before the token store existed is read from the JSONL."""
+    with ``packing``, one piece at a time otherwise); BART makes continuation pairs from the
+    store's records; a dataset made before the token store existed is read from the JSONL."""
     data_dir = Path(data_dir)
-    if not is_seq2seq(config.arch) and (data_dir / f"{split}.bin").is_file():
+    has_store = (data_dir / f"{split}.bin").is_file()
+    if not is_seq2seq(config.arch) and has_store:
         store = TokenStore(data_dir, split)
         return PackedWindows(store, context) if split == "train" and config.packing else piece_windows(store, context)
     tokenizer = load_tokenizer(data_dir)
-    texts = read_split(data_dir, split)
+    texts = store_texts(TokenStore(data_dir, split)) if has_store else read_split(data_dir, split)
     if is_seq2seq(config.arch):
         return continuation_examples(texts, tokenizer, context, config.bars_in, config.bars_out)
     return causal_examples(texts, tokenizer, context)
