@@ -355,11 +355,11 @@ def evaluate_cmd(
 
     Example: mozart evaluate -m runs/small data -o report --samples 32
     """
-    from .controls import MAX_BARS, MAX_SAMPLES
+    from .controls import MAX_BARS, MAX_SAMPLES, MAX_SEED
     from .evaluate import EvaluateConfig, evaluate
 
     check_range("--samples", samples, 1, MAX_SAMPLES, integer=True)
-    check_range("--seed", seed, 0, 2**63 - 1 - MAX_SAMPLES, integer=True)
+    check_range("--seed", seed, 0, MAX_SEED, integer=True)
     for name, value in (("--bars", bars), ("--stride", stride), ("--max-test-pieces", max_test_pieces)):
         if value is not None:
             check_range(name, value, 1, MAX_BARS if name == "--bars" else 2**31 - 1, integer=True)

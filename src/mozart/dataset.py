@@ -175,10 +175,9 @@ def _record(record_id: str, source: str, text: str) -> str:
 
 
 def _prepare_output(out_dir: Path) -> Path:
-    """Check the output folder (creating missing parents) and return the path of a fresh staging
-    folder beside it (created by the caller, inside its clean-up)."""
-    check_output_dir(out_dir, "stats.json", flag=None)  # again, under the lock
-    make_parents(out_dir)
+    """Check the output folder again (under the lock, which made its parents) and return the path
+    of a fresh staging folder beside it (created by the caller, inside its clean-up)."""
+    check_output_dir(out_dir, "stats.json", flag=None)
     parent = out_dir.parent
     for stale in parent.glob(f".{out_dir.name}.partial-*"):  # left by an interrupted build (we hold the lock)
         shutil.rmtree(stale, ignore_errors=True)

@@ -51,12 +51,11 @@ def likelihood_summary(nats: float, tokens: int, notes: int) -> dict:
 
 def model_likelihood(model, tokenizer, texts: list[str], stride: int | None) -> dict:
     """The model's likelihood of ``texts`` (see the module docstring for what is scored)."""
+    context = model.config.max_position_embeddings  # transformers' name for every family's context
     if model.config.is_encoder_decoder:
-        context = model.config.max_position_embeddings
         examples = continuation_examples(texts, tokenizer, context)
         stride_used = None
     else:
-        context = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
         stride_used = stride or context // 2
         examples = sliding_examples(texts, tokenizer, context, stride_used)
     result = likelihood(model, examples, tokenizer.token_to_id(PAD))

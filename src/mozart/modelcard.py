@@ -24,6 +24,8 @@ from collections import Counter
 from importlib import resources
 from pathlib import Path
 
+from transformers import AutoConfig
+
 from .files import write_atomic
 
 FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
@@ -92,12 +94,10 @@ def card_text(run_dir: Path, data_dir: Path) -> str:
     """The card's description, from the run's and the dataset's own files."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
     stats = json.loads((data_dir / "stats.json").read_text())
-    model = json.loads((run_dir / "config.json").read_text())
+    model = AutoConfig.from_pretrained(str(run_dir))  # standard names (layers, width, context) for every family
     version = json.loads((data_dir / "vocab.json").read_text())["format_version"]
     c, data_config, s = metrics["config"], stats["config"], stats["splits"]
-    layers = model.get("n_layer") or model.get("num_hidden_layers") or model.get("decoder_layers")
-    width = model.get("n_embd") or model.get("hidden_size") or model.get("d_model")
-    context = metrics.get("context") or model.get("n_positions") or model.get("max_position_embeddings")
+    context = metrics.get("context") or model.max_position_embeddings
     folders = ", ".join(f"`{name}` ({n})" for name, n in sorted(collections(data_dir).items()))
     near = stats.get("near_duplicates", {})
     grouping = (f" in {near['groups']} near-duplicate groups (largest {near['largest_group']}; each group in one "
@@ -110,8 +110,8 @@ def card_text(run_dir: Path, data_dir: Path) -> str:
     hours = f", {metrics['seconds'] / 3600:.1f} h" if metrics.get("seconds") else ""
     return f"""# Mozart's built-in model
 
-A {metrics['parameters'] / 1e6:.1f}M-parameter {model['model_type']} model ({layers} layers, width {width},
-context {context}) over the Mozart token format v{version} at grid
+A {metrics['parameters'] / 1e6:.1f}M-parameter {model.model_type} model ({model.num_hidden_layers} layers,
+width {model.hidden_size}, context {context}) over the Mozart token format v{version} at grid
 {data_config['grid']}. `mozart generate` uses it when `-m` is not given.
 
 - **Data**: {stats['pieces']} distinct pieces{grouping} ({s['train']['pieces']} train, {s['valid']['pieces']}

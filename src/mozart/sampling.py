@@ -18,7 +18,7 @@ from .errors import MozartError
 from .masks import GrammarLogitsProcessor, new_constraint
 from .models import LoadedModel
 from .tokenizer import BOS, EOS, PAD
-from .tokens import bar_indices, header_words
+from .tokens import bar_indices, format_of_words, header_words
 
 
 def _warp(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
@@ -61,7 +61,7 @@ def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, 
         decoder = step_decoder(model, model.get_encoder()(input_ids=encoder_ids))
         first = [model.config.decoder_start_token_id]
     else:
-        context = getattr(model.config, "n_positions", None) or model.config.max_position_embeddings
+        context = model.config.max_position_embeddings
         budget = min(budget, context - len(prefix))
         if budget <= 0:
             raise MozartError(f"the prompt ({len(prefix)} tokens) fills the model's context of {context}")
@@ -114,8 +114,9 @@ def generate_pieces(loaded: LoadedModel, controls: Controls, settings: SamplingS
     the same grid.  ``progress`` is called with the share of all ``n`` pieces done."""
     grid = loaded.grid
     prompt_words, prompt_bars = prompt if prompt else (controls_header(controls, grid) or [], 0)
-    if prompt_words and prompt_words[1] != header_words(grid)[1]:
-        raise MozartError(f"the prompt is at {prompt_words[1]}, the model at grid {grid}")
+    prompt_grid = format_of_words(prompt_words[:2])[1]
+    if prompt_words and prompt_grid != grid:
+        raise MozartError(f"the prompt is at grid {prompt_grid}, the model at grid {grid}")
     texts = []
     for i in range(n):
         generator = torch.Generator().manual_seed(seed + i)

@@ -351,10 +351,8 @@ def memory_estimate(model, config: TrainConfig, context: int) -> dict[str, float
     layer about 34 x width + 5 x heads x context bytes per token, halved under bf16 autocast;
     with gradient checkpointing, one layer's worth plus each layer's input)."""
     params = sum(p.numel() for p in model.parameters())
-    cfg = model.config
-    layers = getattr(cfg, "num_hidden_layers", None) or getattr(cfg, "n_layer", None) or cfg.decoder_layers
-    width = getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", None) or cfg.d_model
-    heads = getattr(cfg, "num_attention_heads", None) or getattr(cfg, "n_head", None) or cfg.decoder_attention_heads
+    cfg = model.config  # transformers maps these standard names onto every family's own
+    layers, width, heads = cfg.num_hidden_layers, cfg.hidden_size, cfg.num_attention_heads
     tokens = config.batch_size * context
     half = 0.5 if precision_used(config) in ("bf16", "fp16") else 1.0
     per_layer = tokens * (34 * width + 5 * heads * context) * half
@@ -441,8 +439,7 @@ def finetune(base_dir: Path, data_dir: Path, out_dir: Path, config: TrainConfig,
                       task_type=TaskType.SEQ_2_SEQ_LM if is_seq2seq(arch) else TaskType.CAUSAL_LM)
     model = get_peft_model(base, lora)
     if config.auto_batch:
-        config = fit_batch(model, config, base.config.max_position_embeddings if is_seq2seq(arch) else
-                           (getattr(base.config, "n_positions", None) or base.config.max_position_embeddings), ids)
+        config = fit_batch(model, config, base.config.max_position_embeddings, ids)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     trainer = _fit(model, out_dir, config, resume, hf_tokenizer, ids, train_set, valid_set)
