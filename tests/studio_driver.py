@@ -75,10 +75,12 @@ def browser(width: int = 1400, height: int = 1000):
 
 
 def generate_in_page(driver, url: str, bars: int = 2, seed: int = 0, prompt: Path | None = None,
-                     timeout: float = 180) -> dict:
-    """Fill the form, press Generate, wait for the audio's source; return what the page shows."""
+                     timeout: float = 180, mode: str = "generate", bar_range: str = "", use_last: bool = False,
+                     programs: tuple[str, ...] = ()) -> dict:
+    """Fill the form (what to do, bars, seed, instruments, the last result or an upload), press
+    Generate, wait for the audio's source; return what the page shows."""
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     if driver.current_url.rstrip("/") != url.rstrip("/"):
         driver.get(url)
@@ -86,6 +88,16 @@ def generate_in_page(driver, url: str, bars: int = 2, seed: int = 0, prompt: Pat
         box = driver.find_element(By.ID, field)
         box.clear()
         box.send_keys(str(value))
+    Select(driver.find_element(By.ID, "mode")).select_by_value(mode)
+    box = driver.find_element(By.ID, "range")
+    box.clear()
+    box.send_keys(bar_range)
+    if driver.find_element(By.ID, "use_last").is_selected() != use_last:
+        driver.find_element(By.ID, "use_last").click()
+    instruments = Select(driver.find_element(By.ID, "programs"))
+    instruments.deselect_all()
+    for program in programs:
+        instruments.select_by_value(program)
     if prompt is not None:
         driver.find_element(By.ID, "prompt").send_keys(str(prompt))
     before = driver.find_element(By.ID, "audio").get_attribute("src") or ""

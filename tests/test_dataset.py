@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerFast
 import mozart
 from mozart.dataset import DatasetConfig, build_dataset, segments, split_of
 from mozart.events import transpose
-from mozart.tokenizer import SPECIAL_TOKENS
+from mozart.tokenizer import CONTROL_TOKENS, SPECIAL_TOKENS
 
 from conftest import DATA, corpus_files, edge_files, link_all
 
@@ -86,7 +86,9 @@ def test_tokenizer_round_trips_every_token(mixed):
     special = tok.convert_tokens_to_ids(list(SPECIAL_TOKENS))
     assert special == [0, 1, 2, 3]
     assert set(SPECIAL_TOKENS) <= set(tok.all_special_tokens) | {t.content for t in tok.added_tokens_decoder.values()}
-    assert len(tok) == len(mozart.vocabulary(24)) + 4  # the whole format vocabulary, not only what was seen
+    # the whole format vocabulary, not only what was seen, then the control specials
+    assert len(tok) == len(mozart.vocabulary(24)) + 4 + len(CONTROL_TOKENS)
+    assert tok.convert_tokens_to_ids(list(CONTROL_TOKENS)) == list(range(len(tok) - len(CONTROL_TOKENS), len(tok)))
     unk = tok.convert_tokens_to_ids("<unk>")
     for split in ("train", "valid", "test"):
         for r in records(data, split):

@@ -21,6 +21,7 @@ from mozart.serve import Studio, StudioBusy
 from mozart.train import special_ids
 
 from conftest import DATA, corpus_files, link_all
+from rewrite_checks import assert_rewrite
 
 BACH = DATA / "music21_bach_bwv66.6.mid"
 
@@ -140,6 +141,49 @@ def test_prompt_upload_is_continued(server):
     assert text[: len(prompt_words)] == prompt_words
 
 
+def test_regenerate_bars_of_an_upload_then_add_instruments_to_that_result(server):
+    source = quantize(read_midi(BACH), 24)
+    with open(BACH, "rb") as f:
+        answer = requests.post(server.url + "/api/generate", data={"mode": "infill", "range": "2-3", "seed": 3},
+                               files={"prompt": ("bach.mid", f, "audio/midi")}, timeout=30)
+    assert answer.status_code == 202, answer.text
+    done = _wait(server.url, answer.json()["id"])
+    assert done["status"] == "done", done
+    text = requests.get(server.url + done["files"]["txt"], timeout=10).text.strip()
+    assert_rewrite(source, text, 1, 2, sorted(set(source.note_stream.tolist())), keep=False)
+    # "add instruments" on that result: every note of it stays, a cello part joins
+    answer = requests.post(server.url + "/api/generate", data={"mode": "accompany", "programs": "42", "seed": 4,
+                                                               "source_job": done["id"]}, timeout=30)
+    assert answer.status_code == 202, answer.text
+    added = _wait(server.url, answer.json()["id"])
+    assert added["status"] == "done", added
+    with_cello = requests.get(server.url + added["files"]["txt"], timeout=10).text.strip()
+    n_bars = bar_layout(source)[0].size
+    assert_rewrite(mozart.decode_piece(text), with_cello, 0, n_bars - 1, [42], keep=True)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"mode": "infill"}, "upload a MIDI file, or pick a result"),
+    ({"mode": "infill", "source_job": "nope", "range": "1-2"}, "no finished result 'nope'"),
+    ({"mode": "remix"}, "mode 'remix'"),
+])
+def test_bad_rewrite_requests_are_readable_errors(server, data, message):
+    answer = requests.post(server.url + "/api/generate", data=data, timeout=30)
+    assert answer.status_code == 422 and message in answer.json()["error"]
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"mode": "infill"}, "give a range such as 5-8"),
+    ({"mode": "infill", "range": "9-99"}, "the piece has bars 1-"),
+    ({"mode": "accompany"}, "choose at least one instrument"),
+])
+def test_bad_rewrites_of_an_upload_are_readable_errors(server, data, message):
+    with open(BACH, "rb") as f:
+        answer = requests.post(server.url + "/api/generate", data=data, files={"prompt": ("bach.mid", f, "audio/midi")},
+                               timeout=30)
+    assert answer.status_code == 422 and message in answer.json()["error"]
+
+
 def test_unknown_job_and_file_are_404(server):
     assert requests.get(server.url + "/api/jobs/nope", timeout=5).status_code == 404
     assert requests.get(server.url + "/files/nope/sample.mid", timeout=5).status_code == 404
@@ -187,10 +231,16 @@ def test_page_in_headless_chromium(server, tmp_path):
         # a second piece joins the session's list
         second = generate_in_page(driver, server.url, bars=1, seed=6)
         assert second["audio"] != shown["audio"] and len(second["history"]) >= 2
+        # "regenerate bars" on the last result, then "add instruments" to that one, in the page
+        regenerated = generate_in_page(driver, server.url, seed=7, mode="infill", bar_range="1-1", use_last=True)
+        assert regenerated["error"] == "" and "bars 1-1 regenerated" in regenerated["title"]
+        added = generate_in_page(driver, server.url, seed=8, mode="accompany", programs=("42",), use_last=True)
+        assert added["error"] == "" and "instruments added" in added["title"]
+        assert len(added["history"]) >= 4
         # a broken upload: a readable error in the page, nothing crashes
         bad = tmp_path / "broken.mid"
         bad.write_bytes(BACH.read_bytes()[:200])
-        failed = generate_in_page(driver, server.url, bars=1, prompt=bad)
+        failed = generate_in_page(driver, server.url, bars=1, prompt=bad, mode="generate")
         assert "broken.mid" in failed["error"] and "Traceback" not in failed["error"]
         driver.save_screenshot(str(tmp_path / "studio.png"))
         assert (tmp_path / "studio.png").stat().st_size > 10_000

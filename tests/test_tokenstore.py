@@ -55,7 +55,7 @@ def test_piece_windows_from_the_store_equal_the_jsonl_examples(data):
         from_jsonl = causal_examples(read_split(data, split), load_tokenizer(data), 128)
         assert [e.input_ids for e in from_store.examples] == [e.input_ids for e in from_jsonl.examples]
         assert from_store.notes == from_jsonl.notes
-    config = load_config(None, context=128, packing=False)
+    config = load_config(None, context=128, packing=False, fim_rate=0.0)
     train_jsonl = causal_examples(read_split(data, "train"), load_tokenizer(data), 128)
     assert [e.input_ids for e in build_examples(data, "train", config, 128).examples] == \
         [e.input_ids for e in train_jsonl.examples]

@@ -46,6 +46,8 @@ __all__ = [
     "encode",
     "encode_piece",
     "generate",
+    "infill",
+    "accompany",
     "write_sample",
     "load_score",
     "plot",
@@ -156,6 +158,59 @@ def generate(
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, constrained=constrained)
     prompt_words = prompt_from_midi(prompt, prompt_bars, loaded.grid) if prompt else None
     return generate_pieces(loaded, controls, settings, n, seed, prompt_words)
+
+
+def _rewrite(source, model, adapter, bars, programs, drums, keep: bool, temperature: float, top_k: int,
+             top_p: float, n: int, seed: int) -> list[str]:
+    """What ``infill`` and ``accompany`` share: checks, loading, the bars, the streams."""
+    from .controls import SamplingSettings, check_options
+    from .events import DRUM_OFFSET
+    from .midi import quantize
+    from .models import default_model_dir, load_model
+    from .rewrite import parse_bars, piece_bars, rewrite_pieces, source_streams
+    from .scores import load_score
+
+    check_options(n=n, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, programs=programs)
+    folder = model or default_model_dir()
+    if folder is None:
+        raise MozartError("no built-in model in this installation: pass a model folder (made by `mozart train`)")
+    loaded = load_model(folder, adapter)
+    piece = quantize(load_score(source), loaded.grid)
+    n_bars = piece_bars(piece)[0].size - 1
+    first, last = parse_bars(bars, n_bars) if bars is not None else (0, n_bars - 1)
+    if programs or keep:
+        streams = set(programs or ()) | ({DRUM_OFFSET} if drums else set())
+    else:  # infilling: the source's instruments, less its drums with drums=False, plus a kit with True
+        streams = {s for s in source_streams(piece) if drums is not False or s < DRUM_OFFSET}
+        streams |= {DRUM_OFFSET} if drums else set()
+    settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p)
+    return rewrite_pieces(loaded, piece, first, last, sorted(streams), keep, settings, n, seed)
+
+
+def infill(source: str | os.PathLike, bars: str, model: str | os.PathLike | None = None,
+           programs: tuple[int, ...] | None = None, drums: bool | None = None, temperature: float = 1.0,
+           top_k: int = 0, top_p: float = 1.0, n: int = 1, seed: int = 0,
+           adapter: str | os.PathLike | None = None) -> list[str]:
+    """Rewrite bars ``bars`` (``"5-8"``, 1-based, inclusive) of a MIDI or token file; return ``n``
+    canonical texts at the model's grid.  Every note that starts outside those bars is kept note
+    for note (notes starting before them may ring into them); the tempo map, time signatures
+    and pedal are the source's.  New notes use ``programs`` (default: the source's instruments;
+    ``drums`` False drops its drum kits, True adds the standard kit).  A model trained with
+    fill-in-the-middle also reads the bars after the gap (docs/generation.md)."""
+    return _rewrite(source, model, adapter, bars, programs, drums, False, temperature, top_k, top_p, n, seed)
+
+
+def accompany(source: str | os.PathLike, programs: tuple[int, ...] = (), drums: bool = False,
+              bars: str | None = None, model: str | os.PathLike | None = None, temperature: float = 1.0,
+              top_k: int = 0, top_p: float = 1.0, n: int = 1, seed: int = 0,
+              adapter: str | os.PathLike | None = None) -> list[str]:
+    """Add parts for ``programs`` (and a drum kit with ``drums``) to every bar of a MIDI or token
+    file, or to ``bars`` (``"5-8"``), keeping every existing note exactly; ``n`` canonical texts.
+    The model reads the music before each bar and the kept notes as they come (not the future)."""
+    if not programs and not drums:
+        raise MozartError("accompany: name at least one --program (or --drums) to add")
+    return _rewrite(source, model, adapter, bars, tuple(programs), drums, True, temperature, top_k, top_p, n,
+                    seed)
 
 
 def write_sample(text: str, stem: str | os.PathLike) -> dict:

@@ -336,6 +336,89 @@ def generate_cmd(
     typer.echo(f"{output}: {n} samples ({valid} valid), .txt .mid .wav .png each; settings in samples.json")
 
 
+def _write_rewrites(texts: list[str], output: Path, source: Path, settings: dict, command: str) -> None:
+    """Write rewrites as generate writes samples (plus the source's piano roll, for before/after)."""
+    import json
+
+    output.mkdir(parents=True, exist_ok=True)
+    plot(source, output / "source.png")
+    records = []
+    for i, text in enumerate(texts):
+        stem = output / f"sample_{i:03d}"
+        records.append({"file": stem.name, "seed": settings["seed"] + i, "tokens": len(text.split()),
+                        **write_sample(text, stem)})
+    write_atomic(output / "samples.json", json.dumps({**settings, "samples": records}, indent=1) + "\n")
+    valid = sum(r["valid"] for r in records)
+    typer.echo(f"{output}: {len(texts)} {command} samples ({valid} valid), .txt .mid .wav .png each, source.png; "
+               "settings in samples.json")
+
+
+@app.command("infill")
+def infill_cmd(
+    source: Annotated[Path, typer.Argument(help="MIDI or token file to rewrite.", show_default=False)],
+    bars: Annotated[str, typer.Option(help="Bars to rewrite, A-B (1-based, inclusive).", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the samples.", show_default=False)],
+    model_dir: Annotated[Path | None, typer.Option("-m", "--model", help="Model folder (default: built-in).")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder (mozart finetune).")] = None,
+    program: Annotated[list[int] | None, typer.Option(help="GM program the new bars may use (repeat; default: "
+                                                           "the source's instruments).")] = None,
+    drums: Annotated[bool | None, typer.Option("--drums/--no-drums", help="Add / leave out drums (default: as "
+                                                                         "the source).", show_default=False)] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off).")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Keep the k likeliest tokens (0 = off).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the first sample (sample i uses seed + i).")] = 0,
+    n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 1,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder not made by infill.")]
+    = False,
+) -> None:
+    """Rewrite some bars of a piece, keeping every other note (.txt, .mid, .wav, .png each).
+
+    Example: mozart infill song.mid --bars 5-8 -n 4 -o out
+    """
+    from . import infill
+
+    check_output_dir(output, "samples.json", force)
+    texts = infill(source, bars, model=model_dir, programs=tuple(program) if program else None, drums=drums,
+                   temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter)
+    settings = {"command": "infill", "source": str(source), "bars": bars, "model": str(model_dir or "built-in"),
+                "adapter": str(adapter) if adapter else None, "programs": program, "drums": drums,
+                "temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed, "n": n}
+    _write_rewrites(texts, output, source, settings, "infill")
+
+
+@app.command("accompany")
+def accompany_cmd(
+    source: Annotated[Path, typer.Argument(help="MIDI or token file to accompany.", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the samples.", show_default=False)],
+    program: Annotated[list[int] | None, typer.Option(help="GM program of a new part (repeat the option).")] = None,
+    drums: Annotated[bool, typer.Option("--drums", help="Add a drum part.")] = False,
+    bars: Annotated[str | None, typer.Option(help="Only these bars, A-B (default: every bar).")] = None,
+    model_dir: Annotated[Path | None, typer.Option("-m", "--model", help="Model folder (default: built-in).")] = None,
+    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder (mozart finetune).")] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off).")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Keep the k likeliest tokens (0 = off).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the first sample (sample i uses seed + i).")] = 0,
+    n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 1,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder not made by accompany.")]
+    = False,
+) -> None:
+    """Add new parts to a piece, keeping every existing note (.txt, .mid, .wav, .png each).
+
+    Example: mozart accompany melody.mid --program 33 --program 0 -o out
+    """
+    from . import accompany
+
+    check_output_dir(output, "samples.json", force)
+    texts = accompany(source, programs=tuple(program or ()), drums=drums, bars=bars, model=model_dir,
+                      temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter)
+    settings = {"command": "accompany", "source": str(source), "bars": bars, "model": str(model_dir or "built-in"),
+                "adapter": str(adapter) if adapter else None, "programs": program, "drums": drums,
+                "temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed, "n": n}
+    _write_rewrites(texts, output, source, settings, "accompany")
+
+
 @app.command("evaluate")
 def evaluate_cmd(
     data_dir: Annotated[Path, typer.Argument(help="Dataset folder (mozart dataset).", show_default=False)],

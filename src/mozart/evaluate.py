@@ -34,6 +34,7 @@ from .files import write_atomic
 from .likelihood import baseline_likelihoods, model_likelihood
 from .lmdata import load_tokenizer, piece_ids, read_split
 from .metrics import FEATURES, compare_sets, describe, feature_table
+from .tokenizer import music_token_count
 from .tokens import TokenError, decode_piece
 
 
@@ -98,9 +99,9 @@ def evaluate(model_dir: Path | None, data_dir: Path, out_dir: Path, config: Eval
     _check_vocabularies(model_dir, data_dir, tokenizer)
     loaded = load_model(model_dir)
     model = loaded.model
-    if model.config.vocab_size < tokenizer.get_vocab_size():
+    if model.config.vocab_size < music_token_count(loaded.grid):
         raise MozartError(f"{model_dir}: the model has {model.config.vocab_size} outputs for "
-                          f"{tokenizer.get_vocab_size()} tokens")
+                          f"{music_token_count(loaded.grid)} music tokens")
     reference, _ = valid_pieces(test_texts)
     bars = config.bars or median_bars(reference)
     bar = tqdm(total=4 + 2 * config.samples, desc="evaluate", unit="step", disable=not progress)

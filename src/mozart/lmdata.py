@@ -23,8 +23,8 @@ import torch
 from tokenizers import Tokenizer
 
 from .errors import MozartError
-from .tokenizer import BOS, EOS
-from .tokens import bar_indices, note_word_ids
+from .tokenizer import BOS, EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
+from .tokens import BAR, bar_indices, note_word_ids
 from .tokenstore import TokenStore
 
 IGNORE = -100  # label value the loss skips
@@ -144,6 +144,40 @@ def continuation_examples(texts: Iterable[str], tokenizer: Tokenizer, context: i
     return Examples(out)
 
 
+def infill_examples(texts: list[str], tokenizer: Tokenizer, context: int, with_suffix: bool, span_bars: int = 4,
+                    prev_bars: int = 8, next_bars: int = 4) -> Examples:
+    """Middles to score, for measuring what the bars after a gap are worth to a FIM model.
+
+    Each piece is cut into gaps of ``span_bars`` bars (every ``span_bars`` bars from bar 2, each
+    with at least one bar after it); only the gap's tokens are labels.  The model reads the
+    ``prev_bars`` bars before the gap (with ``<bos>`` and the header when they reach the start)
+    and, ``with_suffix``, the ``next_bars`` after it as ``<fim_prefix> before <fim_suffix> after
+    <fim_middle> gap``; otherwise ``before gap``.  Both settings score the same gaps: those whose
+    FIM arrangement fits ``context``."""
+    vocab = tokenizer.get_vocab()
+    markers = fim_ids(vocab)
+    if markers is None:
+        raise MozartError("the tokenizer has no fill-in-the-middle markers")
+    notes = _is_note(tokenizer)
+    out = []
+    for text in texts:
+        words = text.split()
+        ids = [vocab[w] for w in words]
+        bar_at = bar_indices(words)
+        for a in range(1, len(bar_at) - span_bars, span_bars):
+            b = a + span_bars
+            start = 0 if a <= prev_bars else bar_at[a - prev_bars]
+            stop = bar_at[b + next_bars] if b + next_bars < len(bar_at) else len(ids)
+            before = ([markers.bos] if start == 0 else []) + ids[start:bar_at[a]]
+            gap = ids[bar_at[a]:bar_at[b]]
+            after = ids[bar_at[b]:stop] + ([markers.eos] if stop == len(ids) else [])
+            if len(before) + len(after) + len(gap) + 3 > context:
+                continue
+            read = [markers.prefix, *before, markers.suffix, *after, markers.middle] if with_suffix else before
+            out.append(Example(read + gap, [IGNORE] * len(read) + gap, sum(1 for t in gap if t in notes)))
+    return Examples(out)
+
+
 def piece_windows(store: TokenStore, context: int) -> Examples:
     """Each record of a token store cut into windows of ``context`` tokens (no overlap): the same
     examples as ``causal_examples`` over the split's JSONL, read from the memory map."""
@@ -171,6 +205,77 @@ def store_texts(store: TokenStore) -> Iterator[str]:
 
 def _store_vocab(store: TokenStore) -> dict[str, int]:
     return load_tokenizer(store.folder).get_vocab()
+
+
+#: Most bars a training middle spans: infilling asks for a few bars at a time (a phrase).
+FIM_MAX_BARS = 8
+#: Tokens a FIM rearrangement adds (three markers); they are taken from the start of the window.
+FIM_MARKERS = 3
+
+
+@dataclass(frozen=True)
+class FimIds:
+    """Token ids a fill-in-the-middle rearrangement needs."""
+
+    prefix: int
+    suffix: int
+    middle: int
+    bar: int
+    bos: int
+    eos: int
+
+
+def fim_ids(vocab: dict[str, int]) -> FimIds | None:
+    """The FIM ids of a tokenizer's vocabulary, or None when it has no FIM markers."""
+    if FIM_PREFIX not in vocab:
+        return None
+    return FimIds(vocab[FIM_PREFIX], vocab[FIM_SUFFIX], vocab[FIM_MIDDLE], vocab[BAR], vocab[BOS], vocab[EOS])
+
+
+def fim_rearrange(window: list[int], ids: FimIds, rng: np.random.Generator) -> list[int] | None:
+    """``window`` as ``<fim_prefix> before <fim_suffix> after <fim_middle> middle``, same length.
+
+    The middle is 1..FIM_MAX_BARS whole bars of one piece (from a ``Bar`` token to the next
+    bar's ``Bar``, the piece's ``<eos>`` or the window's end), so the model learns to write
+    bars that lead into the music after them.  The first three tokens of the window make room
+    for the markers.  None when the window has no bar to cut there."""
+    w = np.asarray(window)
+    bars = np.flatnonzero(w == ids.bar)
+    starts = bars[bars >= FIM_MARKERS]
+    if starts.size == 0:
+        return None
+    a = int(rng.choice(starts))
+    boundary = np.flatnonzero((w[a:] == ids.bos) | (w[a:] == ids.eos))
+    end = a + int(boundary[0]) if boundary.size else len(window)  # the middle stays inside its piece
+    ends = [int(b) for b in bars[(bars > a) & (bars < end)]] + [end]
+    b = ends[int(rng.integers(min(FIM_MAX_BARS, len(ends))))]
+    return [ids.prefix, *window[FIM_MARKERS:a], ids.suffix, *window[b:], ids.middle, *window[a:b]]
+
+
+class FimWindows(torch.utils.data.Dataset):
+    """Training windows of which a share ``rate`` is rearranged for fill-in-the-middle
+    (``fim_rearrange``; the loss covers every token, as in the FIM papers), the rest left to
+    right, so one model both continues and infills.  Which windows, and where they are cut,
+    depend on (seed, index, how many times this process served the index): a new draw every
+    epoch (on a small corpus a fixed draw would be learnt by heart), the same draws on a rerun."""
+
+    def __init__(self, windows: torch.utils.data.Dataset, ids: FimIds, rate: float, seed: int = 0):
+        self.windows, self.ids, self.rate, self.seed = windows, ids, rate, seed
+        self.draws = np.zeros(len(windows), dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> dict:
+        item = self.windows[i]
+        rng = np.random.default_rng((self.seed, i, int(self.draws[i])))
+        self.draws[i] += 1
+        if rng.random() >= self.rate:
+            return item
+        rearranged = fim_rearrange(list(item["input_ids"]), self.ids, rng)
+        if rearranged is None:
+            return item
+        return {"input_ids": rearranged, "labels": rearranged}
 
 
 class PackedWindows(torch.utils.data.Dataset):

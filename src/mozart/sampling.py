@@ -18,7 +18,7 @@ from .errors import MozartError
 from .masks import GrammarLogitsProcessor, new_constraint
 from .models import LoadedModel
 from .tokenizer import BOS, EOS, PAD
-from .tokens import bar_indices, format_of_words, header_words
+from .tokens import BAR, bar_indices, format_of_words, header_words
 
 
 def _warp(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
@@ -88,6 +88,49 @@ def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, 
             progress(min(1.0, max(0.0, done)))
         logits = decoder.step(new_tokens)[:n_model]
     return words
+
+
+@torch.no_grad()
+def sample_span(model, tokenizer, prompt_ids: list[int], constraint, settings: SamplingSettings, *, budget: int,
+                encoder_ids: list[int] | None = None, generator: torch.Generator | None = None) -> None:
+    """Sample the span a ``templates.SpanConstraint`` describes after ``prompt_ids`` (the model's
+    input: ``<bos>`` and the prompt, or a fill-in-the-middle arrangement ending ``<fim_middle>``;
+    for BART, ``encoder_ids`` and the decoder starts empty).  The notes written are left in
+    ``constraint.notes``.  Stops on ``<eos>`` or on the ``Bar`` that would begin the bar after
+    the span, once the span is complete.  ``budget`` caps the tokens written; when the model's
+    context fills up, the window slides (the model reads the last half of what it read)."""
+    vocab_words = tokenizer.get_vocab()
+    n_model = model.config.vocab_size
+    eos, bar = vocab_words[EOS], vocab_words[BAR]
+    device = next(model.parameters()).device
+    context = model.config.max_position_embeddings
+    if model.config.is_encoder_decoder:
+        encoded = model.get_encoder()(input_ids=torch.tensor([encoder_ids], device=device))
+        start = [model.config.decoder_start_token_id]
+        new_decoder = lambda: step_decoder(model, encoded)  # noqa: E731
+    else:
+        start, new_decoder = [], lambda: step_decoder(model)  # noqa: E731
+    history = start or list(prompt_ids)  # what the decoder has read
+    decoder = new_decoder()
+    processor = GrammarLogitsProcessor([constraint], tokenizer, budget, start=len(history))
+    logits = decoder.step(history)[:n_model]
+    new_tokens: list[int] = []
+    for used in range(budget + 1):
+        allowed = processor.row_mask(0, new_tokens, used, n_model).to(device)
+        probs = torch.softmax(_warp(logits.masked_fill(~allowed, float("-inf")), settings), dim=-1)
+        token = int(torch.multinomial(probs, 1, generator=generator))
+        if token == eos or used == budget or (token == bar and constraint.state.bars == constraint.target_bars):
+            break
+        new_tokens = [token]
+        history.append(token)
+        if len(history) < context:
+            logits = decoder.step(new_tokens)[:n_model]
+        else:  # the context is full: slide, reading the last half again (training windows start anywhere too)
+            history = start + history[-(context // 2):]
+            decoder = new_decoder()
+            logits = decoder.step(history)[:n_model]
+    if not constraint.complete():
+        raise MozartError("the span ran out of tokens before its last bar (the model's context is too short)")
 
 
 def _encoder_context(prefix_ids: list[int], prompt_words: list[str], vocab_words: dict, bos: int,

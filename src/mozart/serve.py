@@ -6,6 +6,10 @@ FastAPI serves one static page (``studio/index.html``) and the JSON API the page
 - ``POST /api/generate`` (form fields, optional ``prompt`` MIDI upload): queues a job,
   answers 202 with ``{"id", "status", "position"}``; 422 with ``{"error"}`` for bad input
   (never a stack trace), 413 for an upload over the size limit, 429 when the queue is full.
+  ``mode`` picks the job: ``generate`` (default: new bars, continuing the upload if any),
+  ``infill`` (regenerate bars ``range``, e.g. ``5-8``, of the upload or of the result
+  ``source_job``) or ``accompany`` (add the chosen ``programs``/``drums`` to every bar, or to
+  ``range``, of the upload or of ``source_job``).
 - ``GET /api/jobs/{id}``: status (``queued`` with its position, ``running`` with
   ``progress`` 0..1, ``done`` with file URLs, or ``error`` with a message).
 - ``GET /api/history``: the last results of this server session, newest first.
@@ -51,6 +55,8 @@ MAX_PENDING = 8
 HISTORY = 8
 #: Most bars one request may ask for.
 MAX_BARS = 64
+#: What a job may do (the form's ``mode``).
+MODES = ("generate", "infill", "accompany")
 #: The files a result may have, and their media types.
 RESULT_FILES = {"sample.mid": "audio/midi", "sample.wav": "audio/wav", "sample.png": "image/png",
                 "sample.txt": "text/plain; charset=utf-8"}
@@ -107,8 +113,10 @@ class Studio:
         pending = self.pending()
         return pending.index(job.id) if job.id in pending else None
 
-    def submit(self, settings: dict, prompt_words: tuple[list[str], int] | None) -> tuple[Job, int]:
-        """Queue a job; returns it with its position (requests ahead of it) at submission."""
+    def submit(self, settings: dict, prompt_words: tuple[list[str], int] | None,
+               rewrite: tuple | None = None) -> tuple[Job, int]:
+        """Queue a job; returns it with its position (requests ahead of it) at submission.
+        ``rewrite`` is (piece, first bar, last bar, streams, keep) for infill and accompany."""
         with self.lock:
             ahead = len(self.pending())
             if ahead >= self.max_pending:
@@ -117,12 +125,13 @@ class Studio:
             self.jobs[job.id] = job
             self.order.append(job.id)
             (self.workdir / job.id).mkdir(parents=True, exist_ok=True)
-            self.executor.submit(self._run, job, prompt_words)
+            self.executor.submit(self._run, job, prompt_words, rewrite)
         return job, ahead
 
-    def _run(self, job: Job, prompt: tuple[list[str], int] | None) -> None:
+    def _run(self, job: Job, prompt: tuple[list[str], int] | None, rewrite: tuple | None = None) -> None:
         from . import write_sample
         from .controls import Controls, SamplingSettings
+        from .rewrite import rewrite_pieces
         from .sampling import generate_pieces
 
         job.status = "running"
@@ -133,8 +142,14 @@ class Studio:
                                 tempo=s["tempo"], time_signature=tuple(s["time_signature"]) if s["time_signature"]
                                 else None)
             settings = SamplingSettings(temperature=s["temperature"], top_p=s["top_p"])
-            text = generate_pieces(self.loaded, controls, settings, n=1, seed=s["seed"],
-                                   prompt=prompt, progress=lambda share: setattr(job, "progress", share))[0]
+            progress = lambda share: setattr(job, "progress", share)  # noqa: E731
+            if rewrite is not None:
+                piece, first, last, streams, keep = rewrite
+                text = rewrite_pieces(self.loaded, piece, first, last, streams, keep, settings, n=1, seed=s["seed"],
+                                      progress=progress)[0]
+            else:
+                text = generate_pieces(self.loaded, controls, settings, n=1, seed=s["seed"], prompt=prompt,
+                                       progress=progress)[0]
             result = write_sample(text, self.workdir / job.id / "sample")
             words = text.split()
             files = sorted(name for name in RESULT_FILES if (self.workdir / job.id / name).is_file())
@@ -189,6 +204,11 @@ def _form_settings(form: dict, upload_name: str | None) -> dict:
                 "tempo": number("tempo", float, None), "time_signature": None,
                 "temperature": number("temperature", float, 1.0), "top_p": number("top_p", float, 1.0),
                 "seed": number("seed", int, 0), "prompt": upload_name, "prompt_bars": number("prompt_bars", int, 4)}
+    settings["mode"] = form.get("mode") or "generate"
+    if settings["mode"] not in MODES:
+        raise MozartError(f"mode {settings['mode']!r}: expected one of {', '.join(MODES)}")
+    settings["range"] = (form.get("range") or "").strip() or None
+    settings["source_job"] = form.get("source_job") or None
     ts = form.get("time_signature") or None
     settings["time_signature"] = list(parse_time_signature(ts)) if ts else None
     check_options(bars=settings["bars"], temperature=settings["temperature"], top_p=settings["top_p"],
@@ -236,10 +256,12 @@ def create_app(model_dir: Path | None = None, workdir: Path | None = None, max_p
         upload = upload if isinstance(upload, UploadFile) and upload.filename else None
         try:
             settings = _form_settings(fields, upload.filename if upload else None)
-            prompt = None
-            if upload is not None:
+            prompt = rewrite = None
+            if settings["mode"] != "generate":
+                rewrite = await _rewrite_request(studio, settings, fields, upload)
+            elif upload is not None:
                 prompt = await _read_prompt(upload, settings["prompt_bars"], studio.workdir, studio.loaded.grid)
-            job, ahead = studio.submit(settings, prompt)
+            job, ahead = studio.submit(settings, prompt, rewrite)
         except StudioBusy as e:
             return error(429, str(e))
         except UploadTooLarge as e:
@@ -275,10 +297,43 @@ class UploadTooLarge(MozartError):
     """An upload over MAX_UPLOAD_BYTES."""
 
 
-async def _read_prompt(upload, bars: int, workdir: Path, grid: int) -> tuple[list[str], int]:
-    """Check an uploaded MIDI prompt (size, type, content) and return its first ``bars`` bars at ``grid``."""
-    from .prompts import prompt_from_midi
+async def _rewrite_request(studio: Studio, settings: dict, fields: dict, upload) -> tuple:
+    """(piece, first bar, last bar, streams, keep) of an infill or accompany request: the piece
+    is the upload or the result ``source_job`` of this session, at the model's grid."""
+    from .events import DRUM_OFFSET
+    from .midi import quantize
+    from .rewrite import parse_bars, piece_bars, source_streams
+    from .scores import load_score
 
+    if upload is not None:
+        path = await _save_upload(upload, studio.workdir)
+        try:
+            piece = quantize(load_score(path), studio.loaded.grid)
+        except MozartError as e:
+            raise MozartError(str(e).replace(str(path), upload.filename)) from None
+        finally:
+            path.unlink(missing_ok=True)
+    elif settings["source_job"]:
+        job = studio.jobs.get(settings["source_job"])
+        if job is None or job.status != "done":
+            raise MozartError(f"no finished result {settings['source_job']!r} in this session")
+        piece = quantize(load_score(studio.workdir / job.id / "sample.txt"), studio.loaded.grid)
+    else:
+        raise MozartError("upload a MIDI file, or pick a result of this session, to rewrite")
+    n_bars = piece_bars(piece)[0].size - 1
+    keep = settings["mode"] == "accompany"
+    if settings["range"] is None and not keep:
+        raise MozartError("bars to regenerate: give a range such as 5-8")
+    first, last = parse_bars(settings["range"], n_bars) if settings["range"] else (0, n_bars - 1)
+    chosen = set(settings["programs"]) | ({DRUM_OFFSET} if settings["drums"] else set())
+    if keep and not chosen:
+        raise MozartError("add instruments: choose at least one instrument (or drums) to add")
+    streams = sorted(chosen or set(source_streams(piece)))
+    return piece, first, last, streams, keep
+
+
+async def _save_upload(upload, workdir: Path) -> Path:
+    """Check an uploaded MIDI file (type, size, header) and save it under ``workdir``."""
     name = upload.filename
     if not name.lower().endswith((".mid", ".midi")):
         raise MozartError(f"{name}: not a MIDI file (upload a .mid or .midi file)")
@@ -289,12 +344,20 @@ async def _read_prompt(upload, bars: int, workdir: Path, grid: int) -> tuple[lis
         raise MozartError(f"{name}: not a standard MIDI file (it does not start with 'MThd')")
     with tempfile.NamedTemporaryFile(suffix=".mid", dir=workdir, delete=False) as f:
         f.write(data)
+    return Path(f.name)
+
+
+async def _read_prompt(upload, bars: int, workdir: Path, grid: int) -> tuple[list[str], int]:
+    """Check an uploaded MIDI prompt (size, type, content) and return its first ``bars`` bars at ``grid``."""
+    from .prompts import prompt_from_midi
+
+    path = await _save_upload(upload, workdir)
     try:
-        words, kept = prompt_from_midi(Path(f.name), bars, grid)
+        words, kept = prompt_from_midi(path, bars, grid)
     except MozartError as e:
-        raise MozartError(str(e).replace(f.name, name)) from None
+        raise MozartError(str(e).replace(str(path), upload.filename)) from None
     finally:
-        Path(f.name).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
     return words, kept
 
 

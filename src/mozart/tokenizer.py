@@ -1,8 +1,10 @@
 """The Hugging Face tokenizer of a grid's vocabulary.
 
 Ids are fixed by (format version, grid): four special tokens first, then every word of
-:func:`mozart.tokens.vocabulary` in its order.  So any two datasets or models of the
-same format and grid share token ids, and adapters and data mix freely.
+:func:`mozart.tokens.vocabulary` in its order, then the control specials (fill-in-the-middle
+markers), which are not music words and never appear in a dataset's text.  So any two
+datasets or models of the same format and grid share token ids, and adapters and data mix
+freely; a model trained before the control specials existed simply lacks the last ids.
 """
 
 from __future__ import annotations
@@ -19,17 +21,28 @@ from .tokens import FORMAT_VERSION, vocabulary
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 #: Special tokens, in id order (0..3).
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
+FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE = "<fim_prefix>", "<fim_suffix>", "<fim_middle>"
+#: Control specials, after the music words: a fill-in-the-middle example reads
+#: ``<fim_prefix> <bos> before <fim_suffix> after <fim_middle> middle`` (lmdata.FimWindows).
+CONTROL_TOKENS = (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
 
 
 def build_tokenizer(grid: int = 24) -> Tokenizer:
-    """A WordLevel tokenizer over whitespace-separated words: specials, then the vocabulary."""
-    words = list(SPECIAL_TOKENS) + list(vocabulary(grid).words)
+    """A WordLevel tokenizer over whitespace-separated words: specials, the vocabulary, then the
+    control specials."""
+    words = list(SPECIAL_TOKENS) + list(vocabulary(grid).words) + list(CONTROL_TOKENS)
     tokenizer = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=UNK))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     # Decoding joins words with single spaces: exactly the canonical text.
     tokenizer.decoder = decoders.WordPiece(prefix="##", cleanup=False)
-    tokenizer.add_special_tokens(list(SPECIAL_TOKENS))
+    tokenizer.add_special_tokens(list(SPECIAL_TOKENS) + list(CONTROL_TOKENS))
     return tokenizer
+
+
+def music_token_count(grid: int) -> int:
+    """Ids a dataset's text can use (the specials and the music words): what a model needs at
+    least, whether or not it was trained with the control specials after them."""
+    return len(SPECIAL_TOKENS) + len(vocabulary(grid))
 
 
 def save_tokenizer(folder: Path, grid: int = 24) -> None:

@@ -33,17 +33,19 @@ from .errors import MozartError, check_range
 from .likelihood import likelihood
 from .lmdata import (
     Examples,
+    FimWindows,
     PackedWindows,
     causal_examples,
     collate,
     continuation_examples,
+    fim_ids,
     load_tokenizer,
     piece_windows,
     read_split,
     store_texts,
 )
 from .models import ARCHS, SIZES, SpecialIds, build_model, is_seq2seq, load_base, model_format
-from .tokenizer import BOS, EOS, PAD
+from .tokenizer import BOS, EOS, PAD, music_token_count
 from .tokenstore import TokenStore
 
 COMPLETE_MARK = "checkpoint-complete"  # written into a checkpoint folder once it is whole
@@ -70,6 +72,7 @@ class TrainConfig:
     max_eval_examples: int = 512  # cap on valid examples per evaluation, to keep CPU runs quick
     validity_samples: int = 4  # unconstrained samples drawn after training to log the share passing `check`
     packing: bool = True  # decoders: train on full windows cut from the token store, no padding
+    fim_rate: float = 0.5  # decoders: share of training windows rearranged for fill-in-the-middle (lmdata.FimWindows)
     precision: str = "auto"  # auto (bf16 where the CPU or GPU has it) | bf16 | fp32
     auto_batch: bool = False  # GPU: the largest micro-batch that fits (halving on OOM), the rest by accumulation
     grad_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% more time
@@ -80,7 +83,8 @@ _LIMITS = {"context": (16, 65536, True), "max_steps": (1, 10**9, True), "batch_s
            "grad_accum": (1, 65536, True), "lr": (1e-9, 10.0, False), "warmup_ratio": (0, 1, False),
            "weight_decay": (0, 10, False), "seed": (0, 2**32 - 1, True), "eval_every": (1, 10**9, True),
            "patience": (1, 10**6, True), "bars_in": (1, 256, True), "bars_out": (1, 256, True),
-           "max_eval_examples": (1, 10**9, True), "validity_samples": (0, 1000, True)}
+           "max_eval_examples": (1, 10**9, True), "validity_samples": (0, 1000, True),
+           "fim_rate": (0, 1, False)}
 
 
 def load_config(path: Path | None, **overrides) -> TrainConfig:
@@ -128,14 +132,20 @@ def build_examples(data_dir: Path, split: str, config: TrainConfig, context: int
     store's records; a dataset made before the token store existed is read from the JSONL."""
     data_dir = Path(data_dir)
     has_store = (data_dir / f"{split}.bin").is_file()
-    if not is_seq2seq(config.arch) and has_store:
-        store = TokenStore(data_dir, split)
-        return PackedWindows(store, context) if split == "train" and config.packing else piece_windows(store, context)
     tokenizer = load_tokenizer(data_dir)
-    texts = store_texts(TokenStore(data_dir, split)) if has_store else read_split(data_dir, split)
     if is_seq2seq(config.arch):
+        texts = store_texts(TokenStore(data_dir, split)) if has_store else read_split(data_dir, split)
         return continuation_examples(texts, tokenizer, context, config.bars_in, config.bars_out)
-    return causal_examples(texts, tokenizer, context)
+    if has_store:
+        store = TokenStore(data_dir, split)
+        packed = split == "train" and config.packing
+        examples = PackedWindows(store, context) if packed else piece_windows(store, context)
+    else:
+        examples = causal_examples(read_split(data_dir, split), tokenizer, context)
+    markers = fim_ids(tokenizer.get_vocab())
+    if split == "train" and config.fim_rate > 0 and markers is not None:
+        return FimWindows(examples, markers, config.fim_rate, config.seed)
+    return examples
 
 
 def cpu_has_bf16() -> bool:
@@ -430,10 +440,13 @@ def finetune(base_dir: Path, data_dir: Path, out_dir: Path, config: TrainConfig,
                           f"{base_grid}; rebuild the dataset with `mozart dataset --grid {base_grid}`")
     base, arch = load_base(base_dir)
     config = replace(config, arch=arch)
+    if base.config.vocab_size < load_tokenizer(data_dir).get_vocab_size():
+        # a model from before the control specials: fine-tune left to right only
+        if base.config.vocab_size < music_token_count(data_grid):
+            raise MozartError(f"{base_dir}: vocabulary of {base.config.vocab_size} tokens is smaller than the "
+                              f"dataset's {music_token_count(data_grid)} music tokens")
+        config = replace(config, fim_rate=0.0)
     hf_tokenizer, ids, train_set, valid_set, _ = _prepare(data_dir, out_dir, config, resume)
-    if base.config.vocab_size != ids.vocab_size:
-        raise MozartError(f"{base_dir}: vocabulary of {base.config.vocab_size} tokens does not match the "
-                          f"dataset's {ids.vocab_size}")
     lora = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.05, target_modules=LORA_TARGETS[arch],
                       fan_in_fan_out=arch == "gpt2",
                       task_type=TaskType.SEQ_2_SEQ_LM if is_seq2seq(arch) else TaskType.CAUSAL_LM)

@@ -1,0 +1,126 @@
+"""Infilling: what the bars after a gap are worth to a FIM model, and how long an infill takes.
+
+Two measurements, written to docs/benchmarks.md:
+
+1. **Suffix value** (``--model`` trained with fill-in-the-middle, ``--data`` its dataset): the
+   bits/note of 4-bar gaps of the test split given the 8 bars before *and* the 4 bars after the
+   gap, and given the bars before alone; the same model, the same gaps (lmdata.infill_examples).
+2. **Speed**: ``mozart infill PIECE --bars 13-16`` on a 32-bar piece with the built-in model
+   (or ``--speed-model``), in-process after a warm-up, and the whole command (WAV and PNG
+   included) as a new process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import mozart
+from mozart.events import slice_steps
+from mozart.likelihood import likelihood
+from mozart.lmdata import infill_examples, load_tokenizer, read_split
+from mozart.midi import quantize, read_midi, to_score, write_midi
+from mozart.models import load_model
+from mozart.rewrite import piece_bars
+
+from report import default_corpus, machine, publish
+
+
+def suffix_value(model_dir: Path, data_dir: Path) -> tuple[list[str], dict]:
+    loaded = load_model(model_dir)
+    tokenizer = load_tokenizer(data_dir)
+    texts = read_split(data_dir, "test")
+    context = loaded.model.config.max_position_embeddings
+    pad = tokenizer.token_to_id("<pad>")
+    scores = {}
+    for with_suffix in (True, False):
+        examples = infill_examples(texts, tokenizer, context, with_suffix)
+        scores[with_suffix] = likelihood(loaded.model, examples, pad)
+    a, b = scores[True], scores[False]
+    gain = 1 - a["bits_per_note"] / b["bits_per_note"]
+    lines = [
+        f"Model `{model_dir}`, test split of `{data_dir}` ({len(texts)} pieces): every 4-bar gap with a bar after it "
+        f"whose arrangement fits the context of {context} ({a['notes']:,} notes, {a['tokens']:,} tokens scored in "
+        "both settings).",
+        "",
+        "| the model reads | bits/note of the gap | bits/token |",
+        "|---|---|---|",
+        f"| 8 bars before and 4 bars after (`<fim_prefix> ... <fim_suffix> ... <fim_middle>`) | "
+        f"{a['bits_per_note']:.3f} | {a['bits_per_token']:.3f} |",
+        f"| 8 bars before only (left to right) | {b['bits_per_note']:.3f} | {b['bits_per_token']:.3f} |",
+        "",
+        f"The bars after the gap lower its bits/note by **{100 * gain:.1f}%**.",
+    ]
+    return lines, {"gain": gain}
+
+
+def thirty_two_bars(corpus: Path, out: Path) -> Path:
+    """The first 32 bars of the first corpus piece with at least 32 bars and one instrument."""
+    for path in sorted(corpus.glob("*.mid")):
+        try:
+            piece = quantize(read_midi(path), 24)
+        except mozart.MozartError:
+            continue
+        starts = piece_bars(piece)[0]
+        if starts.size > 33 and len(set(piece.note_stream.tolist())) == 1 and piece.ts_step.size == 1:
+            write_midi(to_score(slice_steps(piece, 0, int(starts[32]))), out)
+            return path
+    raise SystemExit("bench: no 32-bar piece in the corpus")
+
+
+def speed(model: Path | None, corpus: Path, runs: int) -> list[str]:
+    with tempfile.TemporaryDirectory() as tmp:
+        piece = Path(tmp) / "piece.mid"
+        origin = thirty_two_bars(corpus, piece)
+        mozart.infill(piece, "13-16", model=model)  # warm-up: imports, model load, caches
+        inside, walls = [], []
+        for seed in range(runs):
+            started = time.perf_counter()
+            mozart.infill(piece, "13-16", model=model, seed=seed)
+            inside.append(time.perf_counter() - started)
+        for seed in range(runs):
+            cmd = [sys.executable, "-m", "mozart", "infill", str(piece), "--bars", "13-16", "--seed", str(seed),
+                   "-o", str(Path(tmp) / f"out{seed}")] + (["-m", str(model)] if model else [])
+            started = time.perf_counter()
+            subprocess.run(cmd, check=True, capture_output=True)
+            walls.append(time.perf_counter() - started)
+    fmt = ", ".join
+    return [
+        f"Bars 13-16 of the first 32 bars of `{origin.name}` (one instrument), model "
+        f"`{model or 'built-in'}`, seeds 0..{runs - 1}.",
+        "",
+        "| measure | median, s | runs, s |",
+        "|---|---|---|",
+        f"| `mozart.infill` in-process (model load included, after a warm-up) | {statistics.median(inside):.2f} | "
+        f"{fmt(f'{t:.2f}' for t in inside)} |",
+        f"| `mozart infill piece.mid --bars 13-16 -o out` (new process, WAV and PNG included) | "
+        f"{statistics.median(walls):.2f} | {fmt(f'{t:.2f}' for t in walls)} |",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, help="a model trained with fill-in-the-middle")
+    parser.add_argument("--data", type=Path, help="its dataset (the test split is scored)")
+    parser.add_argument("--speed-model", type=Path, default=None, help="default: the built-in model")
+    parser.add_argument("--corpus", type=Path, default=default_corpus())
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    threads = torch.get_num_threads()
+    lines = ["## Infilling", "", f"`python bench/infill.py` ({machine()}, {threads} torch threads).", ""]
+    if args.model and args.data:
+        lines += ["### What the bars after the gap are worth", ""] + suffix_value(args.model, args.data)[0] + [""]
+    lines += ["### Speed", ""] + speed(args.speed_model, args.corpus, args.runs)
+    return publish("infill", "\n".join(lines), write=not args.no_write)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

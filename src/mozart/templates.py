@@ -1,0 +1,274 @@
+"""The mask of regeneration: a span of bars written around a bar layout and notes that must stay.
+
+Infilling and accompaniment (rewrite.py) sample a *span* of bars after a prompt.  Inside it:
+
+- the bar layout is the source's: every bar has the source's length and time signature (a bar
+  the source cuts short before a time-signature change is cut at the same step);
+- tempo and pedal words are never written (the source's tempo map and pedal are kept when the
+  result is put together);
+- the notes that must stay (accompaniment's source notes) are *forced*: a queue in canonical
+  order, and at each step only the words that lead to the next forced note, or to a new note
+  that canonical order lets stand before it, are allowed;
+- new notes only use the requested streams (program + 128 for drum kits).
+
+``SpanConstraint`` has ``masks.Constraint``'s interface (``allowed`` -> mask and "may end",
+``advance``), so ``masks.GrammarLogitsProcessor`` drives it.  Here "may end" means *the span
+is complete*: the sampling loop stops on ``<eos>`` or on the ``Bar`` that would begin the next
+bar, so a model that never learned to end a middle still ends it where the bar ends.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .grammar import GrammarState
+from .masks import CLOSING_MARGIN
+from .tokens import HI_BASE, TYPES
+
+#: Columns of a note table: onset step, stream, pitch, duration, velocity (canonical sort order).
+ONSET, STREAM, PITCH, DURATION, VELOCITY = range(5)
+
+
+def note_words(durations: np.ndarray, lo_base: int) -> np.ndarray:
+    """Most words each note can take: position, program, pitch, velocity, duration digits."""
+    high = np.asarray(durations) // lo_base
+    digits = np.zeros(high.shape, dtype=np.int64)
+    while np.any(high > 0):
+        digits += high > 0
+        high = high // HI_BASE
+    return 5 + digits
+
+
+class SpanConstraint:
+    """The grammar, the bar layout, the forced notes and the allowed new streams, for one span.
+
+    ``state`` has read the prompt (a canonical prefix: header and ``prompt_bars`` bars, whose
+    trailing empty bars may be missing); the span is the next ``span_bars`` bars.
+    ``bar_starts[k]`` is the start step of bar k + 1 (one more entry than bars, the last one
+    the end of the span), ``bar_ts[k]`` the packed time signature of bar k + 1.  ``forced``
+    is a note table (rows sorted canonically) on the same step axis.  ``fill_last``: the span's
+    last bar must get a note (it is the piece's last bar and nothing else starts in it, so the
+    piece keeps its bar count)."""
+
+    def __init__(self, state: GrammarState, prompt_bars: int, span_bars: int, bar_starts: np.ndarray,
+                 bar_ts: np.ndarray, forced: np.ndarray, new_streams, fill_last: bool = False):
+        self.state = state
+        self.prompt_bars, self.target_bars = prompt_bars, prompt_bars + span_bars
+        if bar_starts.size < self.target_bars + 1:
+            raise ValueError("the bar layout must cover the span")
+        self.bar_starts, self.bar_ts = bar_starts, bar_ts
+        order = np.lexsort(forced.T[::-1]) if forced.size else np.zeros(0, dtype=np.int64)
+        self.forced = forced.reshape(-1, 5)[order]
+        v = state.vocab
+        self.new_streams = np.zeros(256, dtype=bool)
+        self.new_streams[list(new_streams)] = True
+        self.type_ids = {t: np.flatnonzero(v.type_of == i) for i, t in enumerate(TYPES)}
+        self.never = np.zeros(len(v), dtype=bool)
+        for t in ("TempoHi", "Tempo", "TempoFrac", "Pedal"):
+            self.never[self.type_ids[t]] = True
+        costs = note_words(self.forced[:, DURATION], v.lo_base)
+        self.cost_after = np.concatenate([np.cumsum(costs[::-1])[::-1], [0]])  # words of forced[i:]
+        self.fill_last = fill_last
+        self.next = 0  # index of the next forced note
+        self.forcing = False  # the note being spelled is forced[next]
+        self.notes: list[tuple[int, int, int, int, int]] = []  # notes written in the span
+
+    # ------------------------------------------------------------------ where we are
+
+    def _pending(self) -> np.ndarray | None:
+        return self.forced[self.next] if self.next < len(self.forced) else None
+
+    def _bar_end(self) -> int:
+        """Start step of the bar after the current one."""
+        return int(self.bar_starts[self.state.bars])
+
+    def _cut_at(self) -> int | None:
+        """Position where the current bar is cut short, or None when it runs its full length."""
+        s = self.state
+        length = self._bar_end() - int(self.bar_starts[s.bars - 1])
+        return length if length < s.bar_len else None
+
+    def _bar_may_end(self) -> bool:
+        """Whether the current bar may close here (the next word being ``Bar``)."""
+        s = self.state
+        if s.bars == 0:
+            return True
+        f = self._pending()
+        if f is not None and f[ONSET] < self._bar_end():
+            return False  # forced notes of this bar are still to come
+        if self._must_fill():
+            return False
+        cut = self._cut_at()
+        if cut is None:
+            return s.prev != "Pos"
+        return s.prev == "Pos" and s.last_pos == cut
+
+    def _must_fill(self) -> bool:
+        """Whether the piece's last bar is current and still needs its note."""
+        s = self.state
+        return self.fill_last and s.bars == self.target_bars and \
+            not any(n[0] >= self.bar_starts[s.bars - 1] for n in self.notes[-1:])
+
+    def _positions(self, allow_new: bool) -> tuple[int, int, int | None]:
+        """(lowest, highest) position new notes may take in this bar, and the one forced
+        position (or the cut) that must come; lowest > highest when none is free."""
+        s = self.state
+        start = int(self.bar_starts[s.bars - 1])
+        f = self._pending()
+        cut = self._cut_at()
+        end = self._bar_end()
+        target = None
+        if f is not None and f[ONSET] < end:
+            target = int(f[ONSET]) - start
+        elif cut is not None:
+            target = cut
+        highest = (target - 1 if target is not None else end - start - 1) if allow_new else -1
+        return s.last_pos + 1, highest, target
+
+    # ------------------------------------------------------------------ the mask
+
+    def closing(self, budget_left: int) -> bool:
+        """Whether the budget only leaves room for the words that must come."""
+        bars_left = self.target_bars - self.state.bars
+        return budget_left <= int(self.cost_after[self.next]) + 3 * bars_left + 6 + CLOSING_MARGIN
+
+    def allowed(self, budget_left: int) -> tuple[np.ndarray, bool]:
+        """(mask over the vocabulary, whether the span is complete here)."""
+        s, ids = self.state, self.type_ids
+        closing = self.closing(budget_left)
+        # closing: no new notes, but one already begun (a position or program written) is finished
+        f = self._pending()
+        here = f is not None and s.now >= 0 and f[ONSET] == s.now
+        begun = s.prev in ("PosHi", "Prog", "Drums") or (s.prev == "Pos" and not here)
+        allow_new = s.bars > self.prompt_bars and (not closing or begun or self._must_fill())
+        mask = s.allowed() & ~self.never
+        bar_ok = self._bar_may_end()
+        done = bool(s.bars == self.target_bars and bar_ok and mask[ids["Bar"]].any())
+        mask[ids["Bar"]] &= bar_ok
+        self._mask_time_signature(mask)
+        if s.bars >= 1 and s.header_done:
+            self._mask_positions(mask, allow_new)
+        self._mask_streams(mask, allow_new)
+        self._mask_note(mask)
+        if closing:
+            mask = self._closing_mask(mask, done)
+        return mask, done
+
+    def _mask_time_signature(self, mask: np.ndarray) -> None:
+        s, v, ts_ids = self.state, self.state.vocab, self.type_ids["TS"]
+        keep = np.zeros(ts_ids.size, dtype=bool)
+        if s.header_done and (s.prev == "Bar" or s.cut) and s.bars >= 2:
+            wanted = int(self.bar_ts[s.bars - 1])
+            if wanted != s.ts or s.cut:
+                keep = v.value_of[ts_ids] == wanted
+        mask[ts_ids] &= keep
+
+    def _mask_positions(self, mask: np.ndarray, allow_new: bool) -> None:
+        s, v = self.state, self.state.vocab
+        pos, hi = self.type_ids["Pos"], self.type_ids["PosHi"]
+        f = self._pending()
+        if f is not None and s.now >= 0 and f[ONSET] == s.now:  # forced notes here come first
+            mask[pos] = mask[hi] = False
+            return
+        lowest, highest, target = self._positions(allow_new)
+        high = (s.number.high or 0) if s.number_kind == "Pos" else 0
+        values = high * v.lo_base + (v.value_of[pos] - v.first_value["Pos"])
+        ok = (values >= lowest) & (values <= highest)
+        if target is not None:
+            ok |= values == target
+        mask[pos] &= ok
+        digits = high * HI_BASE + (v.value_of[hi] - v.first_value["PosHi"])
+        first, last = digits * v.lo_base, digits * v.lo_base + v.lo_base - 1  # positions one Pos word away
+        reach = (last >= lowest) & (first <= highest)
+        if target is not None:
+            reach |= (first <= target) & (target <= last)
+        mask[hi] &= reach
+        cut = self._cut_at()
+        if s.prev == "Pos" and cut is not None and s.last_pos == cut:  # the cut: only Bar may follow
+            only = mask[self.type_ids["Bar"]].copy()
+            mask[:] = False
+            mask[self.type_ids["Bar"]] = only
+
+    def _mask_streams(self, mask: np.ndarray, allow_new: bool) -> None:
+        s, v = self.state, self.state.vocab
+        f = self._pending()
+        here = f is not None and s.now >= 0 and f[ONSET] == s.now
+        for t in ("Prog", "Drums"):
+            t_ids = self.type_ids[t]
+            streams = v.value_of[t_ids]
+            ok = self.new_streams[streams] & allow_new
+            if here:
+                ok = (ok & (streams < f[STREAM])) | (streams == f[STREAM])
+            mask[t_ids] &= ok
+        pitch_ids = self.type_ids["Pitch"]
+        if not mask[pitch_ids].any():
+            return
+        g = s.stream
+        pitches = v.value_of[pitch_ids]
+        if here and g == f[STREAM]:
+            ok = pitches == f[PITCH]
+            if allow_new and self.new_streams[g]:
+                ok |= pitches < f[PITCH]
+        elif here and g > f[STREAM]:
+            ok = np.zeros(pitches.size, dtype=bool)  # a higher stream here would pass the forced one
+        else:
+            ok = np.full(pitches.size, bool(allow_new and g >= 0 and self.new_streams[g]))
+        mask[pitch_ids] &= ok
+
+    def _mask_note(self, mask: np.ndarray) -> None:
+        """The forced note's velocity and duration digits; otherwise at most one duration digit."""
+        s, v, ids = self.state, self.state.vocab, self.type_ids
+        if not self.forcing:
+            if s.prev == "DurHi" and mask[ids["Dur"]].any():
+                mask[ids["DurHi"]] = False  # as in masks.Constraint: a new note lasts under 32 whole notes
+            return
+        f = self.forced[self.next]
+        if s.prev == "Pitch":
+            mask[ids["Vel"]] &= v.value_of[ids["Vel"]] == f[VELOCITY]
+            return
+        high, low = divmod(int(f[DURATION]), v.lo_base)
+        digits = []
+        while high:
+            high, d = divmod(high, HI_BASE)
+            digits.insert(0, d)
+        spelled = s.number.digits if s.number_kind == "Dur" else 0
+        mask[ids["DurHi"]] &= (v.value_of[ids["DurHi"]] == digits[spelled]) if spelled < len(digits) else False
+        mask[ids["Dur"]] &= (v.value_of[ids["Dur"]] == low) if spelled == len(digits) else False
+
+    def _closing_mask(self, mask: np.ndarray, done: bool) -> np.ndarray:
+        """One word: the shortest way through what must still come."""
+        out = np.zeros_like(mask)
+        if done:
+            return out  # only the end
+        v = self.state.vocab
+        for t in ("Dur", "DurHi", "Vel", "TS", "Bar", "Pos", "PosHi", "Prog", "Drums", "Pitch"):
+            ids = self.type_ids[t][mask[self.type_ids[t]]]
+            if ids.size:
+                pick = ids[np.argmin(np.abs(v.value_of[ids] - 64))] if t == "Vel" else ids[0]
+                out[pick] = True
+                return out
+        return mask
+
+    # ------------------------------------------------------------------ transitions
+
+    def advance(self, vocab_id: int) -> None:
+        s = self.state
+        type_name = TYPES[int(s.vocab.type_of[vocab_id])]
+        f = self._pending()
+        if type_name == "Pitch" and f is not None and s.now == f[ONSET] and s.stream == f[STREAM] \
+                and int(s.vocab.value_of[vocab_id]) == f[PITCH]:
+            self.forcing = True
+        s.advance(vocab_id)
+        if type_name == "Dur" and not s.in_pedal and s.last_note is not None and s.prev == "Dur":
+            pitch, duration, velocity = s.last_note
+            self.notes.append((s.now, s.stream, pitch, duration, velocity))
+            if self.forcing:
+                self.next += 1
+                self.forcing = False
+
+    def complete(self) -> bool:
+        """Whether every forced note was written and the span has all its bars."""
+        return self.next == len(self.forced) and self.state.bars == self.target_bars
+
+
+__all__ = ["SpanConstraint", "note_words"]

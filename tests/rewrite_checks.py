@@ -1,0 +1,36 @@
+"""What every infill and accompaniment must satisfy (shared by the library, CLI and studio tests)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+import mozart
+from mozart.events import Piece
+from mozart.rewrite import note_table, piece_bars
+from mozart.tokens import decode_piece
+
+
+def assert_rewrite(source: Piece, text: str, first: int, last: int, streams, keep: bool) -> None:
+    """The text is valid, has the source's bars, tempo map, meter and pedal, keeps every note
+    outside bars first..last (and, with ``keep``, every note inside), and its new notes lie in
+    those bars and streams."""
+    mozart.check(text)
+    out = decode_piece(text)
+    starts = piece_bars(source)[0]
+    assert np.array_equal(piece_bars(out)[0], starts)
+    for field in ("tempo_step", "tempo_centi", "ts_step", "ts_numerator", "ts_denominator", "pedal_onset",
+                  "pedal_duration", "pedal_stream"):
+        assert np.array_equal(getattr(out, field), getattr(source, field)), field
+    lo, hi = starts[first], starts[last + 1]
+    before, after = note_table(source), note_table(out)
+    span_before = (before[:, 0] >= lo) & (before[:, 0] < hi)
+    span_after = (after[:, 0] >= lo) & (after[:, 0] < hi)
+    assert Counter(map(tuple, before[~span_before])) == Counter(map(tuple, after[~span_after]))
+    new = Counter(map(tuple, after[span_after]))
+    if keep:
+        kept = Counter(map(tuple, before[span_before]))
+        assert not kept - new, "a kept note is missing"
+        new -= kept
+    assert {row[1] for row in new} <= set(streams)

@@ -1,0 +1,154 @@
+"""Infilling and accompaniment: valid by construction, exact bars, every kept note kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rewrite_checks import assert_rewrite
+from transformers import AutoTokenizer
+
+import mozart
+from mozart.controls import SamplingSettings
+from mozart.dataset import DatasetConfig, build_dataset
+from mozart.events import DRUM_OFFSET, Piece
+from mozart.lmdata import FimIds, fim_rearrange
+from mozart.midi import quantize, read_midi
+from mozart.models import build_model, load_model
+from mozart.rewrite import parse_bars, piece_bars, rewrite
+from mozart.tokens import decode_piece
+from mozart.train import load_config, special_ids, train
+
+from conftest import DATA, corpus_files, link_all
+
+BACH = DATA / "music21_bach_bwv66.6.mid"
+SETTINGS = [SamplingSettings(temperature=t) for t in (0.8, 1.0, 2.0, 3.0)] + [
+    SamplingSettings(top_k=1), SamplingSettings(temperature=1.5, top_p=0.9), SamplingSettings(temperature=3.0,
+                                                                                             top_k=20)]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    """A tiny LLaMA trained here with fill-in-the-middle, and random-weight GPT-2 and BART."""
+    root = tmp_path_factory.mktemp("infill")
+    midi = link_all(corpus_files()[:20], root / "midi")
+    data = root / "data"
+    build_dataset(midi, data, DatasetConfig(max_tokens=256, workers=1, valid=0.2, test=0.1), progress=False)
+    out = {"trained_llama": root / "trained"}
+    train(data, out["trained_llama"], load_config(None, max_steps=20, eval_every=20, context=256, batch_size=4,
+                                                  lr=2e-3, validity_samples=0, fim_rate=0.5))
+    tokenizer = AutoTokenizer.from_pretrained(str(data))
+    for arch in ("gpt2", "bart"):
+        folder = root / f"random_{arch}"
+        build_model(arch, "tiny", special_ids(tokenizer), 512).save_pretrained(str(folder))
+        tokenizer.save_pretrained(str(folder))
+        out[f"random_{arch}"] = folder
+    return out
+
+
+def _sources() -> list[Piece]:
+    """The Bach chorale and corpus pieces with what makes a layout hard: time-signature changes
+    (bars cut short), tempo maps, pedal, drums, many instruments."""
+    wanted = {"ts": 2, "tempo": 2, "pedal": 1, "drums": 1}
+    out = [quantize(read_midi(BACH), 24)]
+    for path in corpus_files():
+        try:
+            piece = quantize(read_midi(path), 24)
+        except mozart.MozartError:
+            continue
+        if not 200 <= piece.n_notes <= 4000:
+            continue
+        has = {"ts": piece.ts_step.size > 1, "tempo": piece.tempo_step.size > 1, "pedal": piece.pedal_onset.size > 0,
+               "drums": bool((piece.note_stream >= DRUM_OFFSET).any())}
+        if any(has[k] and wanted[k] > 0 for k in wanted):
+            for k in wanted:
+                wanted[k] -= has[k]
+            out.append(piece)
+        if all(v <= 0 for v in wanted.values()):
+            break
+    return out
+
+
+SOURCES = _sources()
+
+
+#: Infills per source and setting for each model.
+PER_SETTING = {"trained_llama": 3, "random_gpt2": 2, "random_bart": 1}
+
+
+@pytest.mark.parametrize("name", ["trained_llama", "random_gpt2", "random_bart"])
+def test_every_infill_is_valid_and_keeps_the_rest(models, name):
+    loaded = load_model(models[name])
+    rng = np.random.default_rng(0)
+    count = 0
+    for source in SOURCES:
+        n_bars = piece_bars(source)[0].size - 1
+        streams = sorted({int(s) for s in source.note_stream})
+        for settings in SETTINGS:
+            for _ in range(PER_SETTING[name]):
+                first = int(rng.integers(n_bars))
+                last = min(n_bars - 1, first + int(rng.integers(3)))
+                if rng.random() < 0.2:
+                    first, last = n_bars - 1 - (last - first), n_bars - 1  # the piece's end
+                out = rewrite(loaded, source, first, last, streams, False, settings,
+                              torch.Generator().manual_seed(count))
+                assert_rewrite(source, mozart.encode_piece(out), first, last, streams, keep=False)
+                count += 1
+    assert count == len(SOURCES) * len(SETTINGS) * PER_SETTING[name]  # 5 x 7 x (3 + 2 + 1) = 210 in all
+
+
+@pytest.mark.parametrize("name", ["trained_llama", "random_gpt2", "random_bart"])
+def test_every_accompaniment_is_valid_and_keeps_every_note(models, name):
+    loaded = load_model(models[name])
+    rng = np.random.default_rng(1)
+    count = 0
+    for source in SOURCES:
+        n_bars = piece_bars(source)[0].size - 1
+        for settings in SETTINGS:
+            streams = sorted({int(rng.integers(128)), 33} | ({DRUM_OFFSET} if rng.random() < 0.3 else set()))
+            if rng.random() < 0.3:
+                streams.append(int(source.note_stream[0]))  # a part the source already has
+            first = int(rng.integers(n_bars))
+            last = min(n_bars - 1, first + int(rng.integers(2)))
+            out = rewrite(loaded, source, first, last, streams, True, settings, torch.Generator().manual_seed(count))
+            assert_rewrite(source, mozart.encode_piece(out), first, last, streams, keep=True)
+            count += 1
+    assert count == len(SOURCES) * len(SETTINGS)  # 5 x 7 = 35 per model, 105 in all
+
+
+def test_api_infills_a_midi_file_with_the_same_seed_the_same_way(models):
+    a = mozart.infill(BACH, "2-3", model=models["trained_llama"], n=2, seed=5)
+    b = mozart.infill(BACH, "2-3", model=models["trained_llama"], n=1, seed=6)
+    assert a[1] == b[0] and len(a) == 2
+    source = quantize(read_midi(BACH), 24)
+    for text in a:
+        assert_rewrite(source, text, 1, 2, sorted(set(source.note_stream.tolist())), keep=False)
+
+
+def test_api_accompanies_every_bar_with_the_asked_programs(models):
+    source = quantize(read_midi(BACH), 24)
+    [text] = mozart.accompany(BACH, programs=(33,), model=models["random_gpt2"], temperature=0.8)
+    n_bars = piece_bars(source)[0].size - 1
+    assert_rewrite(source, text, 0, n_bars - 1, [33], keep=True)
+    assert (decode_piece(text).note_stream == 33).any()
+
+
+@pytest.mark.parametrize("text, message", [("9-3", "expected 1 <= A <= B"), ("0-2", "expected 1 <= A"),
+                                           ("x", "expected A-B"), ("1-99", "has bars 1-")])
+def test_bad_bar_ranges_are_one_line_errors(text, message):
+    with pytest.raises(mozart.MozartError, match=message):
+        parse_bars(text, 10)
+
+
+def test_fim_rearrangement_moves_whole_bars_of_one_piece():
+    ids = FimIds(prefix=900, suffix=901, middle=902, bar=7, bos=1, eos=2)
+    window = [5, 5, 1, 3, 3, 7, 10, 11, 7, 12, 7, 13, 2, 1, 3, 7, 14, 7, 15]
+    for seed in range(200):
+        out = fim_rearrange(window, ids, np.random.default_rng(seed))
+        assert len(out) == len(window) and out[0] == 900 and out.count(901) == out.count(902) == 1
+        middle = out[out.index(902) + 1:]
+        assert middle[0] == 7 and 1 not in middle and 2 not in middle  # whole bars, inside one piece
+        prefix, suffix = out[1:out.index(901)], out[out.index(901) + 1:out.index(902)]
+        assert prefix + middle + suffix == window[3:]  # the window less its first three tokens, reordered
