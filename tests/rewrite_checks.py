@@ -8,6 +8,7 @@ import numpy as np
 
 import mozart
 from mozart.events import Piece
+from mozart.instruments import pitch_range
 from mozart.rewrite import note_table, piece_bars
 from mozart.tokens import decode_piece
 
@@ -15,7 +16,7 @@ from mozart.tokens import decode_piece
 def assert_rewrite(source: Piece, text: str, first: int, last: int, streams, keep: bool) -> None:
     """The text is valid, has the source's bars, tempo map, meter and pedal, keeps every note
     outside bars first..last (and, with ``keep``, every note inside), and its new notes lie in
-    those bars and streams."""
+    those bars and streams, within each instrument's range."""
     mozart.check(text)
     out = decode_piece(text)
     starts = piece_bars(source)[0]
@@ -34,3 +35,6 @@ def assert_rewrite(source: Piece, text: str, first: int, last: int, streams, kee
         assert not kept - new, "a kept note is missing"
         new -= kept
     assert {row[1] for row in new} <= set(streams)
+    for _onset, stream, pitch, *_ in new:  # new notes keep to their instrument's range
+        low, high = pitch_range(stream)
+        assert low <= pitch <= high, (stream, pitch)

@@ -53,6 +53,13 @@ TABLE: dict[str, tuple[list[str], dict[str, list[str]]]] = {
         "--time-signature": ["3/5", "abc", "0/4", "4/0"], "--temperature": ["0", "-1", "nan", "inf"],
         "--top-p": ["0", "1.5", "nan"], "--top-k": ["-1", "abc"], "--seed": ["-1", str(2**64), "abc"],
         "-n": ["0", "-1", HUGE], "--adapter": ["MISSING", "FOLDER"]}),
+    "infill": (["MIDI", "--bars", "2-3", "-m", "MODEL", "-o", "OUT"], {
+        "MIDI": PATHS, "--bars": ["0-2", "3-2", "1-999", "abc", "-1", ""], "-m": ["MISSING", "FOLDER", "MIDI"],
+        "--program": ["200", "-1", "abc"], "--temperature": ["0", "nan", "inf"], "--top-p": ["0", "1.5"],
+        "--top-k": ["-1"], "--seed": ["-1", str(2**64)], "-n": ["0", HUGE], "--adapter": ["MISSING", "FOLDER"]}),
+    "accompany": (["MIDI", "--program", "33", "-m", "MODEL", "-o", "OUT"], {
+        "MIDI": PATHS, "--program": ["200", "-1", "abc"], "--bars": ["0-2", "9-99", "abc"],
+        "-m": ["MISSING", "FOLDER"], "--temperature": ["nan", "-1"], "--seed": [str(2**64)], "-n": ["0"]}),
     "evaluate": (["-m", "MODEL", "DATA_DIR", "-o", "OUT", "-q"], {
         "DATA_DIR": ["MISSING", "MIDI", "FOLDER"], "-m": ["MISSING", "FOLDER"], "--samples": ["0", "nan", HUGE],
         "--seed": ["-1", "abc"], "--bars": ["0", "-2"], "--stride": ["0", "-1"], "--max-test-pieces": ["0"]}),

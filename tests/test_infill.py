@@ -14,7 +14,7 @@ import mozart
 from mozart.controls import SamplingSettings
 from mozart.dataset import DatasetConfig, build_dataset
 from mozart.events import DRUM_OFFSET, Piece
-from mozart.lmdata import FimIds, fim_rearrange
+from mozart.lmdata import FimIds, FimWindows, fim_rearrange
 from mozart.midi import quantize, read_midi
 from mozart.models import build_model, load_model
 from mozart.rewrite import parse_bars, piece_bars, rewrite
@@ -152,3 +152,58 @@ def test_fim_rearrangement_moves_whole_bars_of_one_piece():
         assert middle[0] == 7 and 1 not in middle and 2 not in middle  # whole bars, inside one piece
         prefix, suffix = out[1:out.index(901)], out[out.index(901) + 1:out.index(902)]
         assert prefix + middle + suffix == window[3:]  # the window less its first three tokens, reordered
+
+
+def test_cli_infill_and_accompany_write_every_file(models, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    source = quantize(read_midi(BACH), 24)
+    for command, extra in (("infill", ["--bars", "2-3", "-n", "2"]), ("accompany", ["--program", "33"])):
+        out = tmp_path / command
+        run = subprocess.run([sys.executable, "-m", "mozart", command, str(BACH), *extra, "-m",
+                              str(models["trained_llama"]), "-o", str(out)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        summary = json.loads((out / "samples.json").read_text())
+        assert summary["command"] == command and all(s["valid"] for s in summary["samples"])
+        assert (out / "source.png").stat().st_size > 1000
+        for record in summary["samples"]:
+            for suffix in (".txt", ".mid", ".png", ".wav"):
+                assert (out / (record["file"] + suffix)).stat().st_size > 0
+            text = (out / (record["file"] + ".txt")).read_text().strip()
+            if command == "infill":
+                assert_rewrite(source, text, 1, 2, sorted(set(source.note_stream.tolist())), keep=False)
+            else:
+                assert_rewrite(source, text, 0, piece_bars(source)[0].size - 2, [33], keep=True)
+
+
+def test_fim_windows_share_and_fresh_draws_every_epoch():
+    ids = FimIds(prefix=900, suffix=901, middle=902, bar=7, bos=1, eos=2)
+    windows = [{"input_ids": [1, 3, 3, 7, 4, 7, 5, 7, 6, 7, 8, 2], "labels": None}] * 400
+    none = FimWindows(windows, ids, rate=0.0)
+    assert all(none[i]["input_ids"] == windows[i]["input_ids"] for i in range(400))
+    half = FimWindows(windows, ids, rate=0.5, seed=3)
+    first = [half[i]["input_ids"] for i in range(400)]
+    share = sum(902 in w for w in first) / 400
+    assert 0.4 < share < 0.6
+    second = [half[i]["input_ids"] for i in range(400)]  # the next epoch draws again
+    assert first != second
+    again = FimWindows(windows, ids, rate=0.5, seed=3)  # a rerun draws the same
+    assert [again[i]["input_ids"] for i in range(400)] == first
+
+
+def test_infill_examples_score_the_same_gap_with_and_without_the_bars_after(models):
+    from mozart.lmdata import IGNORE, infill_examples, load_tokenizer
+
+    tokenizer = load_tokenizer(models["trained_llama"])
+    text = mozart.encode(BACH)
+    with_after = infill_examples([text], tokenizer, 1024, True, span_bars=2)
+    before_only = infill_examples([text], tokenizer, 1024, False, span_bars=2)
+    assert len(with_after) == len(before_only) >= 3 and with_after.notes == before_only.notes > 0
+    for a, b in zip(with_after.examples, before_only.examples):
+        gap_a = [t for t in a.labels if t != IGNORE]
+        assert gap_a == [t for t in b.labels if t != IGNORE] and a.input_ids[-len(gap_a):] == gap_a
+        assert tokenizer.id_to_token(gap_a[0]) == "Bar" and "<fim_middle>" not in tokenizer.decode(gap_a)
+        assert a.input_ids[0] == tokenizer.token_to_id("<fim_prefix>")
+        assert b.input_ids[0] == tokenizer.token_to_id("<bos>")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from rewrite_checks import assert_rewrite
 from studio_driver import Server, browser, generate_in_page, have_chromium
 from transformers import AutoTokenizer
 
@@ -21,7 +22,6 @@ from mozart.serve import Studio, StudioBusy
 from mozart.train import special_ids
 
 from conftest import DATA, corpus_files, link_all
-from rewrite_checks import assert_rewrite
 
 BACH = DATA / "music21_bach_bwv66.6.mid"
 

@@ -40,3 +40,39 @@ def stream_name(stream: int) -> str:
     if stream >= DRUM_OFFSET:
         return f"Drums (kit {stream - DRUM_OFFSET})"
     return f"{GM_PROGRAMS[stream]} ({stream})"
+
+
+#: Usual sounding ranges (MIDI pitches, inclusive) by General MIDI program, from orchestration
+#: references (written ranges transposed to sounding pitch, rounded outwards).  New notes that
+#: infilling or accompaniment write for a program stay inside its range, so a bass line stays
+#: low and a flute line high; notes read from a file are never checked against it.
+_RANGES = (
+    (range(0, 8), (21, 108)),      # pianos, harpsichord, clavinet
+    (range(8, 16), (48, 108)),     # chromatic percussion
+    (range(16, 24), (36, 96)),     # organs, accordion, harmonica
+    (range(24, 32), (40, 88)),     # guitars
+    (range(32, 40), (28, 67)),     # basses
+    (40, (55, 103)), (41, (48, 91)), (42, (36, 76)), (43, (28, 67)),  # violin, viola, cello, contrabass
+    (range(44, 47), (28, 103)), (47, (36, 57)),  # tremolo/pizzicato strings, harp; timpani
+    (range(48, 56), (28, 96)),     # ensembles, choirs, orchestra hit
+    (56, (54, 86)), (57, (40, 77)), (58, (28, 58)), (59, (54, 86)), (60, (34, 77)),  # trumpet .. French horn
+    (range(61, 64), (34, 86)),     # brass sections
+    (64, (56, 88)), (65, (49, 81)), (66, (44, 76)), (67, (36, 69)),  # soprano .. baritone sax
+    (68, (58, 93)), (69, (52, 81)), (70, (34, 75)), (71, (50, 94)),  # oboe, English horn, bassoon, clarinet
+    (72, (74, 108)), (range(73, 80), (60, 98)),  # piccolo; flutes and the like
+    (range(80, 104), (36, 96)),    # synth leads, pads, effects
+    (range(104, 112), (48, 91)),   # ethnic (sitar .. shanai)
+    (range(112, 128), (36, 96)),   # percussive and sound effects
+)
+#: Keys of the General MIDI percussion map (drum streams): Acoustic Bass Drum .. Open Triangle.
+DRUM_KEYS = (35, 81)
+
+
+def pitch_range(stream: int) -> tuple[int, int]:
+    """The usual (lowest, highest) MIDI pitch of a stream: a program's range, or the GM drum keys."""
+    if stream >= DRUM_OFFSET:
+        return DRUM_KEYS
+    for programs, bounds in _RANGES:
+        if stream in (programs if isinstance(programs, range) else (programs,)):
+            return bounds
+    raise ValueError(f"program {stream}: expected 0..127")

@@ -9,7 +9,8 @@ Infilling and accompaniment (rewrite.py) sample a *span* of bars after a prompt.
 - the notes that must stay (accompaniment's source notes) are *forced*: a queue in canonical
   order, and at each step only the words that lead to the next forced note, or to a new note
   that canonical order lets stand before it, are allowed;
-- new notes only use the requested streams (program + 128 for drum kits).
+- new notes only use the requested streams (program + 128 for drum kits), each within its
+  instrument's usual range (``instruments.pitch_range``).
 
 ``SpanConstraint`` has ``masks.Constraint``'s interface (``allowed`` -> mask and "may end",
 ``advance``), so ``masks.GrammarLogitsProcessor`` drives it.  Here "may end" means *the span
@@ -22,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from .grammar import GrammarState
+from .instruments import pitch_range
 from .masks import CLOSING_MARGIN
 from .tokens import HI_BASE, TYPES
 
@@ -205,14 +207,16 @@ class SpanConstraint:
             return
         g = s.stream
         pitches = v.value_of[pitch_ids]
+        new_ok = np.zeros(pitches.size, dtype=bool)
+        if allow_new and g >= 0 and self.new_streams[g]:
+            low, high = pitch_range(g)  # new notes keep to the instrument's range
+            new_ok = (pitches >= low) & (pitches <= high)
         if here and g == f[STREAM]:
-            ok = pitches == f[PITCH]
-            if allow_new and self.new_streams[g]:
-                ok |= pitches < f[PITCH]
+            ok = (pitches == f[PITCH]) | (new_ok & (pitches < f[PITCH]))
         elif here and g > f[STREAM]:
             ok = np.zeros(pitches.size, dtype=bool)  # a higher stream here would pass the forced one
         else:
-            ok = np.full(pitches.size, bool(allow_new and g >= 0 and self.new_streams[g]))
+            ok = new_ok
         mask[pitch_ids] &= ok
 
     def _mask_note(self, mask: np.ndarray) -> None:
