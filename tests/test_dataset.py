@@ -302,3 +302,38 @@ def test_dataset_bad_input(tmp_path, case):
         assert (out / "precious.txt").read_text() == "keep me"
     else:
         assert not out.exists()
+
+
+def test_styles_from_corpus_tsv_reach_records_and_the_token_store(tmp_path):
+    from mozart.dataset import STYLE_FREE_SHARE
+    from mozart.tokenizer import control_id, style_token
+    from mozart.tokenstore import TokenStore
+
+    files = corpus_files()[:24]
+    midi = link_all(files, tmp_path / "midi")
+    styles = ["folk", "chorale", "baroque"]
+    rows = "".join(f"{f.name}\t{styles[i % 3]}\n" for i, f in enumerate(files))
+    (midi / "corpus.tsv").write_text("midi_file\tstyle\n" + rows)
+    stats = build_dataset(midi, tmp_path / "data", DatasetConfig(workers=1, max_tokens=256), progress=False)
+    assert sum(stats["styles"].values()) == stats["records"] and set(stats["styles"]) <= set(styles)
+    labelled = styled = 0
+    for split in ("train", "valid", "test"):
+        store = TokenStore(tmp_path / "data", split)
+        for i, r in enumerate(records(tmp_path / "data", split)):
+            expected = styles[[f.name for f in files].index(r["source"]) % 3]
+            assert r["style"] == expected
+            ids = store.record(i)
+            labelled += 1
+            if ids[1] == control_id(style_token(expected), 24):  # <bos> <style_S> words <eos>
+                styled += 1
+                assert len(ids) == len(r["tokens"].split()) + 3
+            else:
+                assert len(ids) == len(r["tokens"].split()) + 2
+    assert abs((labelled - styled) / labelled - STYLE_FREE_SHARE) < 0.12  # some left without: "any style"
+
+
+def test_unknown_style_in_corpus_tsv_is_a_clean_error(tmp_path):
+    midi = link_all(corpus_files()[:2], tmp_path / "midi")
+    (midi / "corpus.tsv").write_text(f"midi_file\tstyle\n{corpus_files()[0].name}\tjazz\n")
+    with pytest.raises(mozart.MozartError, match="corpus.tsv:2: style 'jazz': expected one of chorale"):
+        build_dataset(midi, tmp_path / "data", DatasetConfig(workers=1), progress=False)

@@ -190,3 +190,47 @@ def test_built_in_model_generates_valid_controlled_music():
 def test_python_api_shares_the_validator(option, value):
     with pytest.raises(mozart.MozartError, match=option.split("_")[0].replace("programs", "program")[:4]):
         mozart.generate(**{option: value})
+
+
+def test_style_token_follows_bos_and_unknown_styles_are_refused(models):
+    from mozart.errors import MozartError
+
+    loaded = load_model(models["random_gpt2"])
+    texts = generate_pieces(loaded, Controls(bars=2, style="folk"), SamplingSettings(), n=2, seed=0)
+    for text in texts:
+        mozart.check(text)
+        assert bars_of(text) == 2
+    with pytest.raises(MozartError, match="--style 'jazz': expected one of"):
+        generate_pieces(loaded, Controls(bars=2, style="jazz"), SamplingSettings())
+    with pytest.raises(MozartError, match="BART models learn continuation without styles"):
+        generate_pieces(load_model(models["random_bart"]), Controls(bars=2, style="folk"), SamplingSettings())
+
+
+def test_the_model_reads_bos_then_the_style_token(models, monkeypatch):
+    import mozart.sampling
+    from mozart.tokenizer import style_token
+
+    loaded = load_model(models["random_gpt2"])
+    first_steps = []
+    real = mozart.sampling.step_decoder
+
+    def recording(model, *args):
+        decoder = real(model, *args)
+        step = decoder.step
+        decoder.step = lambda ids: (first_steps.append(list(ids)) if not first_steps else None) or step(ids)
+        return decoder
+
+    monkeypatch.setattr(mozart.sampling, "step_decoder", recording)
+    generate_pieces(loaded, Controls(bars=2, style="folk"), SamplingSettings(), n=1, seed=3)
+    vocab = loaded.tokenizer.get_vocab()
+    assert first_steps[0][:2] == [vocab["<bos>"], vocab[style_token("folk")]]
+
+
+def test_a_model_trained_without_styles_refuses_one():
+    from mozart.errors import MozartError
+    from mozart.models import default_model_dir
+
+    if default_model_dir() is None:
+        pytest.skip("no built-in model")
+    with pytest.raises(MozartError, match="trained without style tokens"):
+        mozart.generate(bars=1, style="folk")

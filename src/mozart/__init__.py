@@ -135,12 +135,13 @@ def generate(
     prompt_bars: int = 4,
     adapter: str | os.PathLike | None = None,
     constrained: bool = True,
+    style: str | None = None,
 ) -> list[str]:
     """Sample ``n`` pieces as token texts, valid by construction unless ``constrained`` is
     False (see `mozart generate`).  ``model`` defaults to the built-in model; the pieces (and
     a ``prompt`` MIDI file, quantized) are at the model's grid.  Raises MozartError for an
     option out of range (the same checks as the CLI and the studio)."""
-    from .controls import Controls, SamplingSettings, check_options, check_time_signature
+    from .controls import Controls, SamplingSettings, check_options, check_style, check_time_signature
     from .models import default_model_dir, load_model
     from .prompts import prompt_from_midi
     from .sampling import generate_pieces
@@ -149,12 +150,13 @@ def generate(
                   prompt_bars=prompt_bars, programs=programs)
     if time_signature is not None:
         check_time_signature(*time_signature)
+    check_style(style)
     folder = model or default_model_dir()
     if folder is None:
         raise MozartError("no built-in model in this installation: pass a model folder (made by `mozart train`), "
                           "or build it with `make default-model`")
     loaded = load_model(folder, adapter)
-    controls = Controls(bars, tuple(programs) if programs else None, drums, tempo, time_signature)
+    controls = Controls(bars, tuple(programs) if programs else None, drums, tempo, time_signature, style)
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, constrained=constrained)
     prompt_words = prompt_from_midi(prompt, prompt_bars, loaded.grid) if prompt else None
     return generate_pieces(loaded, controls, settings, n, seed, prompt_words)

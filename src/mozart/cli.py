@@ -305,6 +305,8 @@ def generate_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the first sample (sample i uses seed + i).")] = 0,
     n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 1,
     no_constraints: Annotated[bool, typer.Option("--no-constraints", help="Sample the raw model.")] = False,
+    style: Annotated[str | None, typer.Option(help="Style control token: chorale, renaissance, baroque, classical, "
+                                                   "romantic or folk (models trained with styles).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder not made by generate.")]
     = False,
 ) -> None:
@@ -320,7 +322,7 @@ def generate_cmd(
     texts = generate(model=model_dir, bars=bars, programs=tuple(program) if program else None, drums=drums,
                      tempo=tempo, time_signature=parse_time_signature(time_signature), temperature=temperature,
                      top_k=top_k, top_p=top_p, n=n, seed=seed, prompt=prompt, prompt_bars=prompt_bars,
-                     adapter=adapter, constrained=not no_constraints)
+                     adapter=adapter, constrained=not no_constraints, style=style)
     output.mkdir(parents=True, exist_ok=True)
     records = []
     for i, text in enumerate(texts):
@@ -330,7 +332,8 @@ def generate_cmd(
                      "prompt": str(prompt) if prompt else None, "prompt_bars": prompt_bars if prompt else 0,
                      "bars": bars, "programs": program, "drums": drums, "tempo": tempo,
                      "time_signature": time_signature, "temperature": temperature, "top_p": top_p,
-                     "top_k": top_k, "seed": seed, "n": n, "constrained": not no_constraints, "samples": records}
+                     "top_k": top_k, "seed": seed, "n": n, "constrained": not no_constraints, "style": style,
+                     "samples": records}
     write_atomic(output / "samples.json", json.dumps(settings_json, indent=1) + "\n")
     valid = sum(r["valid"] for r in records)
     typer.echo(f"{output}: {n} samples ({valid} valid), .txt .mid .wav .png each; settings in samples.json")

@@ -33,6 +33,7 @@ class Controls:
     drums: bool = True  # whether drum kits may play
     tempo: float | None = None  # fixed tempo in qpm (header only, no changes)
     time_signature: tuple[int, int] | None = None  # fixed time signature (no changes)
+    style: str | None = None  # a style the model was trained on (tokenizer.STYLES); None: any
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,19 @@ def check_options(bars: int = 1, n: int = 1, temperature: float = 1.0, top_p: fl
     check_range("--prompt-bars", prompt_bars, 1, MAX_BARS, integer=True)
     for program in programs or ():
         check_range("--program", program, 0, 127, integer=True)
+
+
+def check_style(style: str | None, vocab: dict[str, int] | None = None, model_size: int | None = None) -> None:
+    """Raise MozartError unless ``style`` is None or a known style that the model (its tokenizer
+    ``vocab`` and number of outputs ``model_size``, when given) was trained with."""
+    from .tokenizer import STYLES, style_token
+
+    if style is None:
+        return
+    if style not in STYLES:
+        raise MozartError(f"--style {style!r}: expected one of {', '.join(STYLES)}")
+    if vocab is not None and (style_token(style) not in vocab or vocab[style_token(style)] >= (model_size or 0)):
+        raise MozartError(f"--style {style}: this model was trained without style tokens")
 
 
 def parse_time_signature(text: str | None) -> tuple[int, int] | None:

@@ -40,6 +40,16 @@ CLASSICAL = (
     "schumann_clara", "schumann_robert", "trecento", "verdi", "weber",
 )
 SUBSETS = {"chorales": CHORALES, "folk": FOLK, "all": CHORALES + FOLK + CLASSICAL}
+#: The style label of each collection (tokenizer.STYLES), written to corpus.tsv for the dataset.
+#: Bach's folder is his chorales; medieval polyphony (Ciconia, the trecento) counts as renaissance.
+STYLE_OF_COLLECTION = {
+    "bach": "chorale", **{folk: "folk" for folk in FOLK},
+    **{c: "renaissance" for c in ("ciconia", "josquin", "luca", "lusitano", "monteverdi", "palestrina", "trecento")},
+    **{c: "baroque" for c in ("corelli", "cpebach", "handel")},
+    **{c: "classical" for c in ("beethoven", "haydn", "mozart")},
+    **{c: "romantic" for c in ("beach", "chopin", "johnson_j_r", "joplin", "liliuokalani", "schubert",
+                               "schumann_clara", "schumann_robert", "verdi", "weber")},
+}
 SCORE_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn", ".abc", ".mei", ".mid")
 #: Seconds one piece (a score, or one tune of an ABC book) may take to convert.
 DEFAULT_TIMEOUT = 120.0
@@ -131,7 +141,7 @@ def export_music21(out_dir: Path, subset: str = "chorales", limit: int | None = 
                    timeout: float = DEFAULT_TIMEOUT, progress: bool = True) -> dict:
     """Export ``subset`` of music21's corpus to ``out_dir`` as MIDI files; return a summary.
 
-    Writes ``corpus.tsv`` (MIDI file, corpus source) and ``errors.tsv`` (MIDI file that
+    Writes ``corpus.tsv`` (MIDI file, corpus source, style) and ``errors.tsv`` (MIDI file that
     could not be made, reason) beside the MIDI files.  Pieces whose MIDI file exists are
     skipped.
     """
@@ -160,7 +170,8 @@ def export_music21(out_dir: Path, subset: str = "chorales", limit: int | None = 
             else:
                 errors.append((piece.midi_name, outcome.reason))
     rows.sort()
-    write_atomic(out_dir / "corpus.tsv", "midi_file\tmusic21_source\n" + "".join(f"{a}\t{b}\n" for a, b in rows))
+    table = "".join(f"{a}\t{b}\t{STYLE_OF_COLLECTION[b.split('/')[0]]}\n" for a, b in rows)
+    write_atomic(out_dir / "corpus.tsv", "midi_file\tmusic21_source\tstyle\n" + table)
     write_atomic(out_dir / "errors.tsv", "midi_file\treason\n" + "".join(f"{a}\t{b}\n" for a, b in sorted(errors)))
     return {"subset": subset, "pieces": len(pieces), "midi_files": len(rows), "failed": len(errors),
             "skipped_existing": len(pieces) - len(todo)}

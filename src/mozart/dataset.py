@@ -32,7 +32,7 @@ from .errors import MozartError, check_range
 from .events import Piece, bar_layout, content_digest, slice_steps, transpose, validate_grid
 from .files import check_output_dir, interrupts_deferred, make_parents, write_atomic
 from .fingerprint import SHINGLE, THRESHOLD, group_near_duplicates, signature
-from .tokenizer import piece_ids, save_tokenizer
+from .tokenizer import STYLES, piece_ids, save_tokenizer
 from .tokens import FORMAT_VERSION, bar_indices, count_notes, encode_piece, vocabulary
 from .tokenstore import StoreWriter
 from .workers import MAX_TIMEOUT, MAX_WORKERS, run_tasks
@@ -170,8 +170,41 @@ def find_midi_files(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _record(record_id: str, source: str, text: str) -> str:
-    return json.dumps({"id": record_id, "source": source, "tokens": text}, ensure_ascii=False) + "\n"
+def _record(record_id: str, source: str, text: str, style: str | None = None) -> str:
+    record = {"id": record_id, "source": source, "tokens": text} | ({"style": style} if style else {})
+    return json.dumps(record, ensure_ascii=False) + "\n"
+
+
+#: Share of labelled records whose token store entry leaves the style token out, so that a
+#: model also learns to write without one ("any style").
+STYLE_FREE_SHARE = 0.2
+
+
+def corpus_styles(midi_dir: Path) -> dict[str, str]:
+    """Style of each MIDI file, from ``corpus.tsv`` beside them (columns ``midi_file`` and
+    ``style``, as ``mozart corpus`` writes it); empty when there is no such file or column."""
+    path = Path(midi_dir) / "corpus.tsv"
+    if not path.is_file():
+        return {}
+    lines = path.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split("\t") if lines else []
+    if "midi_file" not in header or "style" not in header:
+        return {}
+    name, column = header.index("midi_file"), header.index("style")
+    styles = {}
+    for number, line in enumerate(lines[1:], start=2):
+        cells = line.split("\t")
+        if len(cells) <= max(name, column) or not cells[column]:
+            continue
+        if cells[column] not in STYLES:
+            raise MozartError(f"{path}:{number}: style {cells[column]!r}: expected one of {', '.join(STYLES)}")
+        styles[cells[name]] = cells[column]
+    return styles
+
+
+def _style_free(record_id: str) -> bool:
+    """Whether a labelled record is stored without its style token (a fixed share, by id)."""
+    return int(hashlib.sha1(record_id.encode()).hexdigest()[:8], 16) < STYLE_FREE_SHARE * 2**32
 
 
 def _prepare_output(out_dir: Path) -> Path:
@@ -255,6 +288,7 @@ def build_dataset(midi_dir: Path, out_dir: Path, config: DatasetConfig, progress
 def _build(files: list[Path], midi_dir: Path, staging: Path, config: DatasetConfig, progress: bool) -> dict:
     """Read every file (in workers), keep distinct pieces, group near-duplicates, write the splits."""
     sources = [p.relative_to(midi_dir).as_posix() for p in files]
+    styles = corpus_styles(midi_dir)
     tasks = [(str(p), s, config) for p, s in zip(files, sources)]
     errors: list[tuple[str, str]] = []
     seen: dict[bytes, str] = {}  # digest prefix -> first source with that content
@@ -284,10 +318,10 @@ def _build(files: list[Path], midi_dir: Path, staging: Path, config: DatasetConf
             piece = len(kept)
             kept.append((source, result.digest, result.signature))
             for i, text in enumerate(result.segments):
-                out.write(f"{piece}\t0\t" + _record(f"{source}#{i}", source, text))
+                out.write(f"{piece}\t0\t" + _record(f"{source}#{i}", source, text, styles.get(source)))
             for k, texts in result.augmented:
                 for i, text in enumerate(texts):
-                    out.write(f"{piece}\t1\t" + _record(f"{source}#{i}@t{k:+d}", source, text))
+                    out.write(f"{piece}\t1\t" + _record(f"{source}#{i}@t{k:+d}", source, text, styles.get(source)))
     groups = group_near_duplicates([sig for _, _, sig in kept])
     split_of_piece, moved = assign_splits([digest for _, digest, _ in kept], groups, config)
     with open(pool, encoding="utf-8") as records:
@@ -346,6 +380,7 @@ def _finish(staging, config, n_files, errors, duplicates, dropped_bars, moved, n
     """Count what was written and write each split's token store (one streaming pass), then write
     vocab, tokenizer, errors, stats."""
     vocab: Counter = Counter()
+    styles: Counter = Counter()
     per_split = {}
     for split in SPLITS:
         pieces, records, notes, tokens = set(), 0, 0, 0
@@ -359,7 +394,10 @@ def _finish(staging, config, n_files, errors, duplicates, dropped_bars, moved, n
                 tokens += len(words)
                 record_notes = count_notes(words)
                 notes += record_notes
-                store.add(piece_ids(words, config.grid), record_notes)
+                style = record.get("style")
+                styles[style or "none"] += 1
+                stored_style = style if style and not _style_free(record["id"]) else None
+                store.add(piece_ids(words, config.grid, stored_style), record_notes)
         per_split[split] = {"pieces": len(pieces), "records": records, "notes": notes, "tokens": tokens}
     order = vocabulary(config.grid).index  # vocabulary order, for a stable vocab.json
     counts = {w: vocab[w] for w in sorted(vocab, key=order.__getitem__)}
@@ -380,6 +418,7 @@ def _finish(staging, config, n_files, errors, duplicates, dropped_bars, moved, n
         "bars_dropped_over_max_tokens": dropped_bars,
         "moved_to_fill_splits": moved,
         "near_duplicates": near_duplicates,
+        "styles": dict(sorted(styles.items())),
         "splits": per_split,
         "config": {k: v for k, v in asdict(config).items() if k not in ("workers", "timeout")},
     }

@@ -23,7 +23,7 @@ import torch
 from tokenizers import Tokenizer
 
 from .errors import MozartError
-from .tokenizer import BOS, EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
+from .tokenizer import BOS, CONTROL_TOKENS, EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 from .tokens import BAR, bar_indices, note_word_ids
 from .tokenstore import TokenStore
 
@@ -199,8 +199,10 @@ def store_texts(store: TokenStore) -> Iterator[str]:
     words = np.empty(max(vocab.values()) + 1, dtype=object)
     for word, i in vocab.items():
         words[i] = word
+    controls = np.array([vocab[t] for t in CONTROL_TOKENS if t in vocab])
     for i in range(len(store)):
-        yield " ".join(words[store.record(i)[1:-1].astype(np.int64)])
+        ids = store.record(i)[1:-1].astype(np.int64)
+        yield " ".join(words[ids[~np.isin(ids, controls)]])  # a style token is not a word of the text
 
 
 def _store_vocab(store: TokenStore) -> dict[str, int]:

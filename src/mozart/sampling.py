@@ -12,12 +12,12 @@ from collections.abc import Callable
 
 import torch
 
-from .controls import Controls, SamplingSettings
+from .controls import Controls, SamplingSettings, check_style
 from .decoding import step_decoder
 from .errors import MozartError
 from .masks import GrammarLogitsProcessor, new_constraint
 from .models import LoadedModel
-from .tokenizer import BOS, EOS, PAD
+from .tokenizer import BOS, EOS, PAD, style_token
 from .tokens import BAR, bar_indices, format_of_words, header_words
 
 
@@ -54,7 +54,11 @@ def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, 
     eos, bos, pad = vocab_words[EOS], vocab_words[BOS], vocab_words[PAD]
     budget = settings.max_new_tokens or 64 * controls.bars + 64
     device = next(model.parameters()).device
-    prefix = [bos] + [vocab_words[w] for w in prompt_words]
+    check_style(controls.style, vocab_words, n_model)
+    if controls.style and model.config.is_encoder_decoder:
+        raise MozartError("--style: BART models learn continuation without styles; use a decoder")
+    style = [vocab_words[style_token(controls.style)]] if controls.style else []
+    prefix = [bos] + style + [vocab_words[w] for w in prompt_words]
     words = list(prompt_words)
     if model.config.is_encoder_decoder:
         encoder_ids = torch.tensor([_encoder_context(prefix, prompt_words, vocab_words, bos)], device=device)

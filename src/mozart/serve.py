@@ -40,6 +40,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.datastructures import UploadFile
 
+from .controls import check_style
 from .errors import MozartError
 from .tokens import BAR, count_notes
 
@@ -140,7 +141,7 @@ class Studio:
         try:
             controls = Controls(bars=s["bars"], programs=tuple(s["programs"]) or None, drums=s["drums"],
                                 tempo=s["tempo"], time_signature=tuple(s["time_signature"]) if s["time_signature"]
-                                else None)
+                                else None, style=s.get("style"))
             settings = SamplingSettings(temperature=s["temperature"], top_p=s["top_p"])
             progress = lambda share: setattr(job, "progress", share)  # noqa: E731
             if rewrite is not None:
@@ -204,6 +205,8 @@ def _form_settings(form: dict, upload_name: str | None) -> dict:
                 "tempo": number("tempo", float, None), "time_signature": None,
                 "temperature": number("temperature", float, 1.0), "top_p": number("top_p", float, 1.0),
                 "seed": number("seed", int, 0), "prompt": upload_name, "prompt_bars": number("prompt_bars", int, 4)}
+    settings["style"] = form.get("style") or None
+    check_style(settings["style"])
     settings["mode"] = form.get("mode") or "generate"
     if settings["mode"] not in MODES:
         raise MozartError(f"mode {settings['mode']!r}: expected one of {', '.join(MODES)}")
@@ -257,6 +260,8 @@ def create_app(model_dir: Path | None = None, workdir: Path | None = None, max_p
         try:
             settings = _form_settings(fields, upload.filename if upload else None)
             prompt = rewrite = None
+            loaded = studio.loaded
+            check_style(settings["style"], loaded.tokenizer.get_vocab(), loaded.model.config.vocab_size)
             if settings["mode"] != "generate":
                 rewrite = await _rewrite_request(studio, settings, fields, upload)
             elif upload is not None:

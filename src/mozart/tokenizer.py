@@ -22,9 +22,20 @@ PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 #: Special tokens, in id order (0..3).
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
 FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE = "<fim_prefix>", "<fim_suffix>", "<fim_middle>"
+#: Style labels a piece may carry (``corpus.STYLE_OF_COLLECTION`` labels music21's collections;
+#: any corpus can label its files in a ``corpus.tsv``, docs/datasets.md).
+STYLES = ("chorale", "renaissance", "baroque", "classical", "romantic", "folk")
+
+
+def style_token(style: str) -> str:
+    """The control token of a style: ``<style_folk>``."""
+    return f"<style_{style}>"
+
+
 #: Control specials, after the music words: a fill-in-the-middle example reads
-#: ``<fim_prefix> <bos> before <fim_suffix> after <fim_middle> middle`` (lmdata.FimWindows).
-CONTROL_TOKENS = (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
+#: ``<fim_prefix> <bos> before <fim_suffix> after <fim_middle> middle`` (lmdata.FimWindows); a
+#: piece with a style reads ``<bos> <style_folk> words <eos>``.
+CONTROL_TOKENS = (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE) + tuple(style_token(s) for s in STYLES)
 
 
 def build_tokenizer(grid: int = 24) -> Tokenizer:
@@ -63,10 +74,16 @@ def save_tokenizer(folder: Path, grid: int = 24) -> None:
     write_atomic(folder / "special_tokens_map.json", json.dumps(special, indent=2) + "\n")
 
 
-def piece_ids(words: list[str], grid: int) -> np.ndarray:
-    """``<bos> words <eos>`` as the ids ``build_tokenizer(grid)`` gives them (specials first, then
-    the vocabulary in order), without going through the tokenizer: an array lookup per word.
-    Raises KeyError for a word outside the vocabulary."""
+def control_id(token: str, grid: int) -> int:
+    """The id ``build_tokenizer(grid)`` gives a control special."""
+    return music_token_count(grid) + CONTROL_TOKENS.index(token)
+
+
+def piece_ids(words: list[str], grid: int, style: str | None = None) -> np.ndarray:
+    """``<bos> [<style_S>] words <eos>`` as the ids ``build_tokenizer(grid)`` gives them (specials
+    first, then the vocabulary in order, then the controls), without going through the tokenizer:
+    an array lookup per word.  Raises KeyError for a word outside the vocabulary."""
     index = vocabulary(grid).index
     ids = np.fromiter((index[w] for w in words), dtype=np.int64, count=len(words)) + len(SPECIAL_TOKENS)
-    return np.concatenate([[SPECIAL_TOKENS.index(BOS)], ids, [SPECIAL_TOKENS.index(EOS)]])
+    head = [SPECIAL_TOKENS.index(BOS)] + ([control_id(style_token(style), grid)] if style else [])
+    return np.concatenate([head, ids, [SPECIAL_TOKENS.index(EOS)]])
