@@ -136,3 +136,26 @@ def test_feature_table_shapes():
         assert table[f.name].shape[0] == 2
         if f.histogram:
             assert table[f.name].shape[1] == len(f.labels)
+
+
+def test_bar_repetition_counts_exact_and_transposed_repeats():
+    from mozart.metrics import bar_repetition
+
+    bar = 4 * Q
+    motif = [(0, Q, 60), (Q, Q, 64), (2 * Q, 2 * Q, 67)]
+    other = [(0, 2 * Q, 62), (2 * Q, 2 * Q, 65)]
+
+    def at(b, notes, shift=0):
+        return [(b * bar + o, d, p + shift) for o, d, p in notes]
+
+    # A A' B A(+2): bars 2 (exact) and 4 (transposed) repeat an earlier bar -> 2 of 4
+    assert bar_repetition(piece(at(0, motif) + at(1, motif) + at(2, other) + at(3, motif, 2))) == 0.5
+    # all different (another rhythm, another interval): nothing repeats
+    assert bar_repetition(piece(at(0, motif) + at(1, other) + at(2, [(0, Q, 60)]))) == 0.0
+    # an empty bar between repeats is not counted; a changed duration is not a repeat
+    assert bar_repetition(piece(at(0, motif) + at(2, motif) + at(3, [(0, Q, 60), (Q, Q, 64), (2 * Q, Q, 67)]))) \
+        == pytest.approx(1 / 3)
+    assert math.isnan(bar_repetition(piece(at(0, motif))))  # one bar: undefined
+    # drums are not transposed: the same hit on another drum is another bar
+    drums = piece([(0, Q, 36), (bar, Q, 38)], stream=DRUM_OFFSET)
+    assert bar_repetition(drums) == 0.0

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .events import Piece, bar_layout
+from .events import Piece, bar_layout, bar_steps
 
 #: Major-scale pitch classes from the tonic; minor is the natural minor.
 MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
@@ -146,6 +146,37 @@ def groove_consistency(piece: Piece) -> float:
     return float(1.0 - distances.mean() / length)
 
 
+def bar_repetition(piece: Piece) -> float:
+    """Share of the bars with notes that repeat an earlier bar of the piece, exactly or transposed.
+
+    A bar's content is its length and its notes as (stream, onset in the bar, duration,
+    pitch): pitched notes relative to the bar's lowest pitched note (so a transposed copy
+    has the same content), drums as they are; velocities are ignored.
+    ``R = #{bars whose content appeared in an earlier bar} / #{bars with notes}`` — a
+    measure of repetition structure (motifs, refrains, sequences); NaN with fewer than two
+    bars with notes.
+    """
+    starts, which = bar_layout(piece)
+    if starts.size == 0 or not piece.n_notes:
+        return float("nan")
+    full = bar_steps(piece.ts_numerator[which], piece.ts_denominator[which], piece.grid)
+    lengths = np.minimum(np.append(starts[1:], np.iinfo(np.int64).max) - starts, full)  # cut bars are shorter
+    bar = np.searchsorted(starts, piece.note_onset, side="right") - 1
+    pitched = _pitched(piece)
+    seen, repeats, filled = set(), 0, 0
+    for b in np.unique(bar):
+        notes = bar == b
+        low = piece.note_pitch[notes & pitched].min(initial=128)  # 128: a bar of drums alone
+        pitch = np.where(pitched, piece.note_pitch - low, piece.note_pitch)[notes]
+        rows = zip(piece.note_stream[notes].tolist(), (piece.note_onset[notes] - starts[b]).tolist(),
+                   piece.note_duration[notes].tolist(), pitch.tolist())
+        content = (int(lengths[b]), tuple(sorted(rows)))
+        repeats += content in seen
+        seen.add(content)
+        filled += 1
+    return repeats / filled if filled >= 2 else float("nan")
+
+
 def note_length_histogram(piece: Piece) -> np.ndarray:
     """Share of notes in each of Yang & Lerch's 12 note-length classes (sums to 1).
 
@@ -184,6 +215,7 @@ FEATURES = (
     Feature("empty_beat_rate", empty_beat_rate),
     Feature("scale_consistency", scale_consistency),
     Feature("groove_consistency", groove_consistency),
+    Feature("bar_repetition", bar_repetition),
     Feature("pitch_class_histogram", pitch_class_histogram, True,
             ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")),
     Feature("note_length_histogram", note_length_histogram, True, NOTE_LENGTH_NAMES),
