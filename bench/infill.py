@@ -3,7 +3,7 @@
 Two measurements, written to docs/benchmarks.md:
 
 1. **Suffix value** (``--model`` trained with fill-in-the-middle, ``--data`` its dataset): the
-   bits/note of 4-bar gaps of the test split given the 8 bars before *and* the 4 bars after the
+   bits/note of 4-bar gaps of the test split given the 4 bars before *and* the 4 bars after the
    gap, and given the bars before alone; the same model, the same gaps (lmdata.infill_examples).
 2. **Speed**: ``mozart infill PIECE --bars 13-16`` on a 32-bar piece with the built-in model
    (or ``--speed-model``), in-process after a warm-up, and the whole command (WAV and PNG
@@ -41,7 +41,7 @@ def suffix_value(model_dir: Path, data_dir: Path) -> tuple[list[str], dict]:
     pad = tokenizer.token_to_id("<pad>")
     scores = {}
     for with_suffix in (True, False):
-        examples = infill_examples(texts, tokenizer, context, with_suffix)
+        examples = infill_examples(texts, tokenizer, context, with_suffix, span_bars=4, prev_bars=4, next_bars=4)
         scores[with_suffix] = likelihood(loaded.model, examples, pad)
     a, b = scores[True], scores[False]
     gain = 1 - a["bits_per_note"] / b["bits_per_note"]
@@ -52,9 +52,9 @@ def suffix_value(model_dir: Path, data_dir: Path) -> tuple[list[str], dict]:
         "",
         "| the model reads | bits/note of the gap | bits/token |",
         "|---|---|---|",
-        f"| 8 bars before and 4 bars after (`<fim_prefix> ... <fim_suffix> ... <fim_middle>`) | "
+        f"| 4 bars before and 4 bars after (`<fim_prefix> ... <fim_suffix> ... <fim_middle>`) | "
         f"{a['bits_per_note']:.3f} | {a['bits_per_token']:.3f} |",
-        f"| 8 bars before only (left to right) | {b['bits_per_note']:.3f} | {b['bits_per_token']:.3f} |",
+        f"| 4 bars before only (left to right) | {b['bits_per_note']:.3f} | {b['bits_per_token']:.3f} |",
         "",
         f"The bars after the gap lower its bits/note by **{100 * gain:.1f}%**.",
     ]

@@ -246,3 +246,92 @@ def test_page_in_headless_chromium(server, tmp_path):
         assert (tmp_path / "studio.png").stat().st_size > 10_000
     finally:
         driver.quit()
+
+
+def _raw(port: int, data: bytes, wait: float = 10.0) -> bytes:
+    """Send raw bytes to the studio; what it answers (until it closes or ``wait`` passes)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as s:
+        s.sendall(data)
+        answer = b""
+        try:
+            while chunk := s.recv(65536):
+                answer += chunk
+                if b"\r\n\r\n" in answer and b'"error"' in answer:
+                    break
+        except TimeoutError:
+            pass
+    return answer
+
+
+def test_other_sites_cannot_drive_or_read_the_studio(server):
+    before = len(requests.get(server.url + "/api/history", timeout=10).json())
+    evil = requests.post(server.url + "/api/generate", data={"bars": 1}, headers={"Origin": "http://evil.example"},
+                         timeout=10)
+    assert evil.status_code == 403 and "evil.example" in evil.json()["error"]
+    referer = requests.post(server.url + "/api/generate", data={"bars": 1},
+                            headers={"Referer": "http://evil.example/page.html"}, timeout=10)
+    assert referer.status_code == 403
+    rebinding = requests.get(server.url + "/api/history", headers={"Host": "evil.example"}, timeout=10)
+    assert rebinding.status_code == 403 and "not this studio's address" in rebinding.json()["error"]
+    assert len(requests.get(server.url + "/api/history", timeout=10).json()) == before  # nothing was queued
+    own = requests.post(server.url + "/api/generate", data={"bars": 1}, headers={"Origin": server.url}, timeout=10)
+    assert own.status_code == 202
+    assert _wait(server.url, own.json()["id"])["status"] == "done"
+
+
+def test_uploads_are_limited_while_streaming_and_truncated_bodies_refused(server):
+    def chunks():  # 8 MB, chunked: no Content-Length to refuse up front
+        for _ in range(128):
+            yield b"x" * 65536
+
+    try:
+        big = requests.post(server.url + "/api/generate", data=chunks(), timeout=30,
+                            headers={"Content-Type": "multipart/form-data; boundary=zz"})
+        assert big.status_code == 413
+    except requests.ConnectionError:  # the server may close the socket before the client stops sending
+        pass
+    body = b"--zz\r\nContent-Disposition: form-data; name=\"bars\"\r\n\r\n1\r\n--zz--\r\n" + b"x" * 3000
+    head = (f"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+            "Content-Type: multipart/form-data; boundary=zz\r\nContent-Length: 40\r\n\r\n").encode()
+    answer = _raw(server.port, head + body)
+    assert b" 400 " in answer.split(b"\r\n")[0] and b"truncated" in answer
+
+
+def test_a_stalled_body_is_dropped(tiny_model):
+    running = Server(tiny_model, ["--request-timeout", "2"])
+    try:
+        head = (f"POST /api/generate HTTP/1.1\r\nHost: 127.0.0.1:{running.port}\r\n"
+                "Content-Type: multipart/form-data; boundary=zz\r\nContent-Length: 1000\r\n\r\n--zz").encode()
+        answer = _raw(running.port, head, wait=15)
+        assert b" 408 " in answer.split(b"\r\n")[0] and b"did not arrive within 2 s" in answer
+    finally:
+        running.stop()
+
+
+def test_audio_longer_than_the_cap_is_refused_before_sampling(server):
+    answer = requests.post(server.url + "/api/generate",
+                           data={"bars": 8, "tempo": 30, "time_signature": "32/1"}, timeout=10)
+    assert answer.status_code == 422 and "34.1 minutes" in answer.json()["error"]
+
+
+def test_remote_hosts_need_allow_remote_and_a_busy_port_is_one_line(tiny_model):
+    import socket
+    import subprocess
+    import sys
+
+    from studio_driver import free_port
+
+    remote = subprocess.run([sys.executable, "-m", "mozart", "serve", "--host", "0.0.0.0", "-m", str(tiny_model)],
+                            capture_output=True, text=True, timeout=60)
+    assert remote.returncode == 1 and "--allow-remote" in remote.stderr and "Traceback" not in remote.stderr
+    port = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        run = subprocess.run([sys.executable, "-m", "mozart", "serve", "--port", str(port), "-m", str(tiny_model)],
+                             capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1 and run.stdout == ""  # no banner
+    assert run.stderr.strip().splitlines() == [f"mozart: error: cannot listen on 127.0.0.1:{port}: "
+                                               "Address already in use"]

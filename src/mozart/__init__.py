@@ -215,11 +215,11 @@ def accompany(source: str | os.PathLike, programs: tuple[int, ...] = (), drums: 
                     seed)
 
 
-def write_sample(text: str, stem: str | os.PathLike) -> dict:
+def write_sample(text: str, stem: str | os.PathLike, max_audio_seconds: float | None = None) -> dict:
     """Write a generated piece as ``stem``.txt, .mid, .png and .wav; return what became of it:
     ``{"valid": bool}``, plus ``"error"`` for text that does not decode (possible only
     without constraints) or ``"audio": "skipped: <why>"`` when FluidSynth or a SoundFont
-    is missing."""
+    is missing, or the piece lasts longer than ``max_audio_seconds``."""
     from pathlib import Path
 
     from .files import write_atomic
@@ -233,6 +233,11 @@ def write_sample(text: str, stem: str | os.PathLike) -> dict:
         return {"valid": False, "error": str(e)}
     write_midi(score, stem.with_suffix(".mid"))
     plot(score, stem.with_suffix(".png"))
+    if max_audio_seconds is not None:
+        seconds = score.to("second").end()
+        if seconds > max_audio_seconds:
+            return {"valid": True, "audio": f"skipped: {seconds / 60:.1f} minutes, longer than the "
+                                            f"{max_audio_seconds / 60:g} minutes allowed"}
     try:
         render(score, stem.with_suffix(".wav"))
     except MozartError as e:

@@ -515,6 +515,10 @@ def serve_cmd(
     = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 7860,
     model_dir: Annotated[Path | None, typer.Option("-m", "--model", help="Model folder (default: built-in).")] = None,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a --host other than this machine.")]
+    = False,
+    max_audio_minutes: Annotated[float, typer.Option(help="Longest audio a result may have, minutes.")] = 10.0,
+    request_timeout: Annotated[float, typer.Option(help="Seconds a request body may take to arrive.")] = 30.0,
 ) -> None:
     """Mozart studio: a local web page to generate, listen, look and download.
 
@@ -523,7 +527,9 @@ def serve_cmd(
     from .serve import serve
 
     check_range("--port", port, 1, 65535, integer=True)
-    serve(host, port, model_dir)
+    check_range("--max-audio-minutes", max_audio_minutes, 0, 240, low_open=True)
+    check_range("--request-timeout", request_timeout, 0, 3600, low_open=True)
+    serve(host, port, model_dir, allow_remote, max_audio_minutes * 60, request_timeout)
 
 
 @app.command("demo")

@@ -56,6 +56,13 @@ MAX_PENDING = 8
 HISTORY = 8
 #: Most bars one request may ask for.
 MAX_BARS = 64
+#: Longest audio the studio renders per result; longer requests are refused before sampling
+#: when their tempo and meter are fixed, and rendered without audio otherwise.
+MAX_AUDIO_SECONDS = 600.0
+#: Seconds a request body may take to arrive (a stalled upload is dropped with 408).
+BODY_TIMEOUT_S = 30.0
+#: Addresses that only this machine can reach.
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: What a job may do (the form's ``mode``).
 MODES = ("generate", "infill", "accompany")
 #: The files a result may have, and their media types.
@@ -105,6 +112,7 @@ class Studio:
         self.order: list[str] = []
         self.lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mozart-generate")
+        self.max_audio_seconds = MAX_AUDIO_SECONDS
 
     def pending(self) -> list[str]:
         return [i for i in self.order if self.jobs[i].status in ("queued", "running")]
@@ -151,7 +159,7 @@ class Studio:
             else:
                 text = generate_pieces(self.loaded, controls, settings, n=1, seed=s["seed"], prompt=prompt,
                                        progress=progress)[0]
-            result = write_sample(text, self.workdir / job.id / "sample")
+            result = write_sample(text, self.workdir / job.id / "sample", max_audio_seconds=self.max_audio_seconds)
             words = text.split()
             files = sorted(name for name in RESULT_FILES if (self.workdir / job.id / name).is_file())
             job.summary = {"bars": words.count(BAR), "notes": count_notes(words),
@@ -220,9 +228,21 @@ def _form_settings(form: dict, upload_name: str | None) -> dict:
     return settings
 
 
-def create_app(model_dir: Path | None = None, workdir: Path | None = None, max_pending: int = MAX_PENDING):
-    """The studio's FastAPI application (the model is loaded here, once)."""
+def allowed_hosts(host: str, port: int) -> set[str]:
+    """The Host header values (``name:port``) the studio answers: its bound address and, for a
+    loopback address, every loopback name.  Anything else (``Host: evil.example``) is a DNS
+    rebinding attempt or a misconfigured proxy."""
+    names = {host} | (set(LOOPBACK) if host in LOOPBACK or host in ("0.0.0.0", "::") else set())
+    return {f"[{n}]:{port}" if ":" in n else f"{n}:{port}" for n in names}
+
+
+def create_app(model_dir: Path | None = None, workdir: Path | None = None, max_pending: int = MAX_PENDING,
+               hosts: set[str] | None = None, max_audio_seconds: float = MAX_AUDIO_SECONDS,
+               body_timeout: float = BODY_TIMEOUT_S):
+    """The studio's FastAPI application (the model is loaded here, once).  ``hosts``: the Host
+    header values it answers (``allowed_hosts``); None answers any (in-process tests)."""
     studio = Studio(model_dir, workdir, max_pending)
+    studio.max_audio_seconds = max_audio_seconds
 
     @asynccontextmanager
     async def lifespan(app):
@@ -235,6 +255,21 @@ def create_app(model_dir: Path | None = None, workdir: Path | None = None, max_p
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
+
+    @app.middleware("http")
+    async def same_origin_only(request: Request, call_next):
+        """Answer only requests addressed to the studio (Host) and, for requests that change
+        state, sent by its own page (Origin, else Referer, when the browser gives one): another
+        web site the user visits can neither queue jobs nor read results."""
+        if hosts is not None:
+            host = request.headers.get("host", "")
+            if host not in hosts:
+                return error(403, f"Host {host!r} is not this studio's address")
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
+                origin = request.headers.get("origin") or _origin_of(request.headers.get("referer"))
+                if origin is not None and origin not in {f"http://{h}" for h in hosts}:
+                    return error(403, f"requests from {origin} are not accepted: use the studio's own page")
+        return await call_next(request)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
@@ -250,6 +285,15 @@ def create_app(model_dir: Path | None = None, workdir: Path | None = None, max_p
         if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES + FORM_OVERHEAD_BYTES:  # refuse before reading
             return error(413, f"request larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
         try:
+            body = await _read_body(request, MAX_UPLOAD_BYTES + FORM_OVERHEAD_BYTES, body_timeout)
+        except UploadTooLarge as e:
+            return error(413, str(e))
+        except TimeoutError:
+            return error(408, f"the request body did not arrive within {body_timeout:g} s")
+        except MozartError as e:
+            return error(400, str(e))
+        request._body = body  # the form parser reads the checked bytes, never the socket again
+        try:
             form = await request.form(max_files=1, max_fields=64)
         except Exception as e:  # malformed multipart bodies
             return error(422, f"unreadable form: {e}")
@@ -262,6 +306,7 @@ def create_app(model_dir: Path | None = None, workdir: Path | None = None, max_p
             prompt = rewrite = None
             loaded = studio.loaded
             check_style(settings["style"], loaded.tokenizer.get_vocab(), loaded.model.config.vocab_size)
+            _check_duration(settings, studio.max_audio_seconds)
             if settings["mode"] != "generate":
                 rewrite = await _rewrite_request(studio, settings, fields, upload)
             elif upload is not None:
@@ -300,6 +345,56 @@ def create_app(model_dir: Path | None = None, workdir: Path | None = None, max_p
 
 class UploadTooLarge(MozartError):
     """An upload over MAX_UPLOAD_BYTES."""
+
+
+def _check_duration(settings: dict, limit: float) -> None:
+    """Refuse, before sampling, new bars whose fixed tempo and meter already last longer than the
+    studio renders (``bars=8 tempo=30 time_signature=32/1`` would be 34 minutes)."""
+    if settings["mode"] != "generate" or not settings["tempo"] or not settings["time_signature"]:
+        return
+    numerator, denominator = settings["time_signature"]
+    seconds = settings["bars"] * numerator * 4 / denominator * 60 / settings["tempo"]
+    if seconds > limit:
+        raise MozartError(f"{settings['bars']} bars of {numerator}/{denominator} at {settings['tempo']:g} qpm last "
+                          f"{seconds / 60:.1f} minutes; the studio renders at most {limit / 60:g}")
+
+
+def _origin_of(referer: str | None) -> str | None:
+    """``scheme://host:port`` of a Referer header (None without one)."""
+    if not referer:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(referer)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The whole request body, counted while it streams: more than ``limit`` bytes raises
+    UploadTooLarge at once (a chunked upload without Content-Length included), a body that takes
+    longer than ``timeout`` seconds raises TimeoutError, and a body shorter than its
+    Content-Length, or a multipart body without its closing boundary, is a MozartError."""
+    import asyncio
+
+    async def collect() -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise UploadTooLarge(f"request larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    body = await asyncio.wait_for(collect(), timeout)
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) != len(body):
+        raise MozartError(f"truncated request: {len(body)} of {declared} bytes arrived")
+    kind = request.headers.get("content-type", "")
+    if kind.startswith("multipart/form-data") and "boundary=" in kind:
+        boundary = kind.split("boundary=", 1)[1].split(";")[0].strip().strip('"')
+        if f"--{boundary}--".encode() not in body:
+            raise MozartError("truncated upload: the form ends before its closing boundary")
+    return body
 
 
 async def _rewrite_request(studio: Studio, settings: dict, fields: dict, upload) -> tuple:
@@ -366,14 +461,34 @@ async def _read_prompt(upload, bars: int, workdir: Path, grid: int) -> tuple[lis
     return words, kept
 
 
-def serve(host: str = "127.0.0.1", port: int = 7860, model_dir: Path | None = None) -> None:
-    """Run the studio until interrupted (Ctrl-C); results are deleted on exit."""
+def serve(host: str = "127.0.0.1", port: int = 7860, model_dir: Path | None = None, allow_remote: bool = False,
+          max_audio_seconds: float = MAX_AUDIO_SECONDS, body_timeout: float = BODY_TIMEOUT_S) -> None:
+    """Run the studio until interrupted (Ctrl-C); results are deleted on exit.  A host other
+    than a loopback address needs ``allow_remote``; a port in use is one clean error, before
+    the model loads."""
+    import socket
+
     import uvicorn
 
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("serving on %s: anyone who can reach this machine can use the studio", host)
-    app = create_app(model_dir)
-    address = host if ":" not in host else f"[{host}]"
-    print(f"Mozart studio on http://{address}:{port}/ (Ctrl-C to stop); results in {app.state.studio.workdir} "
-          "(deleted on exit)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    if host not in LOOPBACK and not allow_remote:
+        raise MozartError(f"--host {host}: anyone who can reach this machine could use the studio; "
+                          "pass --allow-remote to serve beyond this machine")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise MozartError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    try:
+        if host not in LOOPBACK:
+            log.warning("serving on %s: anyone who can reach this machine can use the studio", host)
+        app = create_app(model_dir, hosts=allowed_hosts(host, port), max_audio_seconds=max_audio_seconds,
+                         body_timeout=body_timeout)
+        address = host if ":" not in host else f"[{host}]"
+        print(f"Mozart studio on http://{address}:{port}/ (Ctrl-C to stop); results in {app.state.studio.workdir} "
+              "(deleted on exit)", flush=True)
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()
