@@ -188,3 +188,13 @@ def test_ctrl_c_in_a_long_command_exits_130_quickly(command, tmp_path):
         assert not (out / "corpus.tsv").exists()
     if command == "train":
         assert not (out / "model.safetensors").exists() and not (out / "metrics.json").exists()
+
+
+def test_a_fifo_is_refused_not_read_forever(tmp_path):
+    import os
+
+    fifo = tmp_path / "song.mid"
+    os.mkfifo(fifo)
+    for command in (["encode", str(fifo)], ["check", str(fifo)], ["plot", str(fifo), "-o", str(tmp_path / "x.png")]):
+        run = subprocess.run([sys.executable, "-m", "mozart", *command], capture_output=True, text=True, timeout=60)
+        assert run.returncode == 1 and run.stderr.strip() == f"mozart: error: {fifo}: not a regular file"

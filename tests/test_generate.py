@@ -234,3 +234,17 @@ def test_a_model_trained_without_styles_refuses_one():
         pytest.skip("no built-in model")
     with pytest.raises(MozartError, match="trained without style tokens"):
         mozart.generate(bars=1, style="folk")
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bart"])
+def test_more_bars_than_the_context_holds_stay_valid(models, tmp_path, arch):
+    """A 64-token context cannot hold 40 bars: the window slides and the piece is still exact."""
+    tokenizer = AutoTokenizer.from_pretrained(str(models["random_gpt2"]))
+    folder = tmp_path / arch
+    build_model(arch, "tiny", special_ids(tokenizer), 64).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    loaded = load_model(folder)
+    for seed, settings in enumerate([SamplingSettings(temperature=1.0), SamplingSettings(temperature=3.0)]):
+        [text] = generate_pieces(loaded, Controls(bars=40, programs=(0,), drums=False), settings, n=1, seed=seed)
+        mozart.check(text)
+        assert bars_of(text) == 40

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import symusic
 from hypothesis import HealthCheck, given, settings
@@ -203,3 +204,38 @@ def test_property_accepted_text_is_canonical(data, score):
     except TokenError:
         return
     assert encode_piece(piece) == mutated
+
+
+@pytest.mark.parametrize("tempo", ["Tempo_1", "Tempo_0 TempoFrac_50", "Tempo_3 TempoFrac_57", "Tempo_2 TempoFrac_99"])
+def test_tempos_midi_cannot_hold_are_refused(tempo):
+    text = f"Format_1 Grid_24 TS_4/4 {tempo} Bar Pos_0 Prog_0 Pitch_60 Vel_80 Dur_24"
+    with pytest.raises(mozart.TokenError, match="at least 3.58 qpm"):
+        mozart.check(text)
+
+
+def test_the_slowest_midi_tempo_round_trips():
+    text = "Format_1 Grid_24 TS_4/4 Tempo_3 TempoFrac_58 Bar Pos_0 Prog_0 Pitch_60 Vel_80 Dur_24"
+    mozart.check(text)
+    assert mozart.encode(mozart.decode(text)) == text
+
+
+def test_the_grammar_never_offers_a_tempo_midi_cannot_hold():
+    from mozart.grammar import new_state
+
+    state = new_state(24)
+    for word in ("Format_1", "Grid_24", "TS_4/4"):
+        state.advance(state.vocab.index[word])
+    allowed = {state.vocab.words[i] for i in np.flatnonzero(state.allowed())}
+    assert {"Tempo_0", "Tempo_1", "Tempo_2"}.isdisjoint(allowed) and {"Tempo_3", "Tempo_4"} <= allowed
+    state.advance(state.vocab.index["Tempo_3"])
+    fracs = {state.vocab.words[i] for i in np.flatnonzero(state.allowed()) if "TempoFrac" in state.vocab.words[i]}
+    assert fracs == {f"TempoFrac_{f}" for f in range(58, 100)}
+
+
+def test_a_piece_beyond_midis_largest_time_is_refused():
+    # 150,000 bars of 4/4 at grid 24 end at step 14.4M: 288M ticks at 480 per quarter, past 2^28 - 1
+    text = ("Format_1 Grid_24 TS_4/4 Tempo_120 Bar Pos_0 Prog_0 Pitch_60 Vel_80 Dur_24" + " Bar" * 150_000
+            + " Pos_0 Pitch_60 Vel_80 Dur_24")
+    mozart.check(text)  # a valid text ...
+    with pytest.raises(mozart.MozartError, match="beyond the 268,435,455 a MIDI file can hold"):
+        mozart.decode(text)  # ... that no MIDI file can hold

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .errors import MozartError, check_range
 from .events import DENOMINATORS, MAX_NUMERATOR
-from .tokens import MAX_PLAIN_TEMPO_QPM
+from .tokens import MAX_PLAIN_TEMPO_QPM, MIN_TEMPO_CENTI
 
 #: Most bars one request may ask for (the studio asks for fewer: serve.MAX_BARS).
 MAX_BARS = 1024
@@ -55,7 +55,7 @@ def check_options(bars: int = 1, n: int = 1, temperature: float = 1.0, top_p: fl
     check_range("--top-p", top_p, 0, 1, low_open=True)
     check_range("--top-k", top_k, 0, 2**31 - 1, integer=True)
     if tempo is not None:
-        check_range("--tempo", tempo, 1, MAX_PLAIN_TEMPO_QPM)
+        check_range("--tempo", tempo, MIN_TEMPO_CENTI / 100, MAX_PLAIN_TEMPO_QPM)
     check_range("--seed", seed, 0, MAX_SEED, integer=True)
     check_range("--prompt-bars", prompt_bars, 1, MAX_BARS, integer=True)
     for program in programs or ():

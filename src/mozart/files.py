@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -64,12 +65,24 @@ def _umask() -> int:
     return mask
 
 
+def check_regular_file(path: Path, kind: str) -> None:
+    """Raise MozartError unless ``path`` is a regular file: missing, a folder, a FIFO or device
+    (whose read would block or never end), or a path we may not look at, each in one line."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise MozartError(f"{path}: no such file") from None
+    except OSError as e:  # e.g. permission denied on a folder above it
+        raise MozartError(f"{path}: cannot read: {e.strerror or e}") from None
+    if stat.S_ISDIR(mode):
+        raise MozartError(f"{path}: is a directory, not {kind}")
+    if not stat.S_ISREG(mode):
+        raise MozartError(f"{path}: not a regular file")
+
+
 def read_text(path: Path) -> str:
     """Read a token file, turning I/O and encoding problems into MozartError."""
-    if not path.exists():
-        raise MozartError(f"{path}: no such file")
-    if path.is_dir():
-        raise MozartError(f"{path}: is a directory, not a token file")
+    check_regular_file(path, "a token file")
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

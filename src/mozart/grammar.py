@@ -11,6 +11,7 @@ built only from allowed words, and ended only where ``can_end()`` holds, passes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from .tokens import (
     HI_BASE,
     MAX_HI_DIGITS,
     MAX_PLAIN_TEMPO_QPM,
+    MIN_TEMPO_CENTI,
     TEMPO_BASE,
     TS_PACK,
     TYPES,
@@ -40,10 +42,19 @@ del _m
 
 def _some_tempo_between(lo_whole: int, hi_whole: int) -> bool:
     """Whether some representable tempo has its whole part in [lo_whole, hi_whole)."""
+    lo_whole = max(lo_whole, MIN_TEMPO_CENTI // 100)  # slower tempos do not fit MIDI's 24 bits
     if lo_whole < _ALL_REPRESENTABLE_BELOW:
         return hi_whole > lo_whole
     i = np.searchsorted(_HIGH_WHOLES, lo_whole)
     return bool(i < _HIGH_WHOLES.size and _HIGH_WHOLES[i] < hi_whole)
+
+
+@cache
+def _wholes_that_fit(high: int) -> np.ndarray:
+    """For a tempo whose high digits are ``high``: which of the TEMPO_BASE whole parts (qpm)
+    some hundredths turn into a tempo MIDI can hold."""
+    wholes = high * TEMPO_BASE + np.arange(TEMPO_BASE)
+    return tempo_representable(np.maximum(1, wholes[:, None] * 100 + np.arange(100)[None, :])).any(axis=1)
 
 
 @dataclass
@@ -125,11 +136,8 @@ class GrammarState:
                     mask[first + same - start] = False
             if type_name == "Tempo":
                 high = (self.number.high or 0) if self.number_kind == "Tempo" else 0
-                if high * TEMPO_BASE + TEMPO_BASE > MAX_PLAIN_TEMPO_QPM:
-                    # large tempi: keep whole parts some hundredths fit
-                    wholes = high * TEMPO_BASE + np.arange(TEMPO_BASE)
-                    fits = tempo_representable(np.maximum(1, wholes[:, None] * 100 + np.arange(100)[None, :]))
-                    mask[first: first + TEMPO_BASE] &= fits.any(axis=1)
+                # keep whole parts some hundredths fit (not below 3.58 qpm, nor the gaps of large tempi)
+                mask[first: first + TEMPO_BASE] &= _wholes_that_fit(high)
             if type_name in ("Prog", "Drums") and self.stream >= 0 and first <= first + self.stream - start:
                 if 0 <= self.stream - start < count:
                     mask[first + self.stream - start] = False  # Prog/Drums only when it changes

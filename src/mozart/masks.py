@@ -98,7 +98,8 @@ class Constraint:
         if can_end:
             return out  # only the end may come
         s, v = self.state, self.state.vocab
-        order = ["Dur", "DurHi", "Vel", "TempoFrac", "Tempo", "TempoHi", "TS"]
+        # a time signature only where one must come (after a cut bar): otherwise each bar would cost two words
+        order = ["Dur", "DurHi", "Vel", "TempoFrac", "Tempo", "TempoHi"] + (["TS"] if s.cut else [])
         if s.bars < self.target_bars and s.prev != "Pos":
             order.append("Bar")
         order += ["Pos", "PosHi", "Prog", "Drums", "Pitch", "Bar"]

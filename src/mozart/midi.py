@@ -24,7 +24,7 @@ from .events import (
     Piece,
     validate_grid,
 )
-from .files import write_atomic
+from .files import check_regular_file, write_atomic
 
 #: Sustain-pedal controller number.
 SUSTAIN_CC = 64
@@ -33,10 +33,7 @@ SUSTAIN_CC = 64
 def read_midi(path: str | os.PathLike) -> symusic.Score:
     """Read a MIDI file with symusic, turning every failure into a one-line MozartError."""
     p = Path(path)
-    if not p.exists():
-        raise MozartError(f"{p}: no such file")
-    if p.is_dir():
-        raise MozartError(f"{p}: is a directory, not a MIDI file")
+    check_regular_file(p, "a MIDI file")
     try:
         size = p.stat().st_size
         with open(p, "rb") as f:
@@ -241,6 +238,10 @@ def default_ticks_per_quarter(grid: int) -> int:
     return grid * max(1, 480 // grid)
 
 
+#: The largest time a MIDI event can sit at: a delta time is at most 0x0FFFFFFF ticks.
+MAX_MIDI_TICKS = 0x0FFFFFFF
+
+
 def to_score(piece: Piece, ticks_per_quarter: int | None = None) -> symusic.Score:
     """Build a symusic Score from a Piece: one track per stream, in stream order.
 
@@ -251,6 +252,11 @@ def to_score(piece: Piece, ticks_per_quarter: int | None = None) -> symusic.Scor
     if tpq % piece.grid:
         raise MozartError(f"ticks per quarter {tpq} is not a multiple of the grid {piece.grid}")
     scale = tpq // piece.grid
+    last = max(int((piece.note_onset + piece.note_duration).max(initial=0)),
+               int((piece.pedal_onset + piece.pedal_duration).max(initial=0)), piece.last_step())
+    if last * scale > MAX_MIDI_TICKS:
+        raise MozartError(f"the piece ends at tick {last * scale:,}, beyond the {MAX_MIDI_TICKS:,} a MIDI file can "
+                          f"hold (its largest delta time) at {tpq} ticks per quarter")
     score = symusic.Score(tpq)
     streams = np.union1d(piece.note_stream, piece.pedal_stream).astype(np.int64)
     for stream in streams.tolist():

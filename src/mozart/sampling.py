@@ -60,19 +60,10 @@ def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, 
     style = [vocab_words[style_token(controls.style)]] if controls.style else []
     prefix = [bos] + style + [vocab_words[w] for w in prompt_words]
     words = list(prompt_words)
-    if model.config.is_encoder_decoder:
-        encoder_ids = torch.tensor([_encoder_context(prefix, prompt_words, vocab_words, bos)], device=device)
-        decoder = step_decoder(model, model.get_encoder()(input_ids=encoder_ids))
-        first = [model.config.decoder_start_token_id]
-    else:
-        context = model.config.max_position_embeddings
-        budget = min(budget, context - len(prefix))
-        if budget <= 0:
-            raise MozartError(f"the prompt ({len(prefix)} tokens) fills the model's context of {context}")
-        decoder = step_decoder(model)
-        first = prefix
-    processor = GrammarLogitsProcessor([constraint], tokenizer, budget, start=len(first))
-    logits = decoder.step(first)[:n_model]
+    encoder_ids = _encoder_context(prefix, prompt_words, vocab_words, bos) if model.config.is_encoder_decoder else None
+    window = _Window(model, prefix, encoder_ids)
+    processor = GrammarLogitsProcessor([constraint], tokenizer, budget, start=len(window.history))
+    logits = window.logits[:n_model]
     new_tokens: list[int] = []
     for used in range(budget + 1):
         if settings.constrained:
@@ -90,8 +81,41 @@ def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, 
             done = (constraint.state.bars - constraint.prompt_bars) / controls.bars if settings.constrained \
                 else (used + 1) / budget
             progress(min(1.0, max(0.0, done)))
-        logits = decoder.step(new_tokens)[:n_model]
+        logits = window.feed(token)[:n_model]
     return words
+
+
+class _Window:
+    """The model reading a growing sequence through its KV cache; when the context is full the
+    window slides: a fresh cache reads the last half again (training windows start anywhere too,
+    so the model knows such windows), and sampling goes on, so any number of bars fits."""
+
+    def __init__(self, model, prompt_ids: list[int], encoder_ids: list[int] | None = None):
+        self.model, self.context = model, model.config.max_position_embeddings
+        if encoder_ids is not None:  # BART: the decoder starts empty, reading the encoder's outputs
+            device = next(model.parameters()).device
+            encoded = model.get_encoder()(input_ids=torch.tensor([encoder_ids], device=device))
+            self.start = [model.config.decoder_start_token_id]
+            self.new_decoder = lambda: step_decoder(model, encoded)
+            self.history = list(self.start)
+        else:
+            self.start, self.new_decoder = [], lambda: step_decoder(model)
+            self.history = list(prompt_ids)
+            if len(self.history) >= self.context:  # a prompt longer than the context: its end
+                self.history = self.history[-(self.context // 2):]
+        self.decoder = self.new_decoder()
+        self.logits = self.decoder.step(self.history)
+
+    def feed(self, token: int) -> torch.Tensor:
+        """Read one more token; the logits of the next."""
+        self.history.append(token)
+        if len(self.history) < self.context:
+            self.logits = self.decoder.step([token])
+        else:
+            self.history = self.start + self.history[-(self.context // 2):]
+            self.decoder = self.new_decoder()
+            self.logits = self.decoder.step(self.history)
+        return self.logits
 
 
 @torch.no_grad()
@@ -107,17 +131,9 @@ def sample_span(model, tokenizer, prompt_ids: list[int], constraint, settings: S
     n_model = model.config.vocab_size
     eos, bar = vocab_words[EOS], vocab_words[BAR]
     device = next(model.parameters()).device
-    context = model.config.max_position_embeddings
-    if model.config.is_encoder_decoder:
-        encoded = model.get_encoder()(input_ids=torch.tensor([encoder_ids], device=device))
-        start = [model.config.decoder_start_token_id]
-        new_decoder = lambda: step_decoder(model, encoded)  # noqa: E731
-    else:
-        start, new_decoder = [], lambda: step_decoder(model)  # noqa: E731
-    history = start or list(prompt_ids)  # what the decoder has read
-    decoder = new_decoder()
-    processor = GrammarLogitsProcessor([constraint], tokenizer, budget, start=len(history))
-    logits = decoder.step(history)[:n_model]
+    window = _Window(model, prompt_ids, encoder_ids if model.config.is_encoder_decoder else None)
+    processor = GrammarLogitsProcessor([constraint], tokenizer, budget, start=len(window.history))
+    logits = window.logits[:n_model]
     new_tokens: list[int] = []
     for used in range(budget + 1):
         allowed = processor.row_mask(0, new_tokens, used, n_model).to(device)
@@ -126,13 +142,7 @@ def sample_span(model, tokenizer, prompt_ids: list[int], constraint, settings: S
         if token == eos or used == budget or (token == bar and constraint.state.bars == constraint.target_bars):
             break
         new_tokens = [token]
-        history.append(token)
-        if len(history) < context:
-            logits = decoder.step(new_tokens)[:n_model]
-        else:  # the context is full: slide, reading the last half again (training windows start anywhere too)
-            history = start + history[-(context // 2):]
-            decoder = new_decoder()
-            logits = decoder.step(history)[:n_model]
+        logits = window.feed(token)[:n_model]
     if not constraint.complete():
         raise MozartError("the span ran out of tokens before its last bar (the model's context is too short)")
 

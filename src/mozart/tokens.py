@@ -42,6 +42,10 @@ MAX_HI_DIGITS = {"Pos": 4, "Dur": 4, "Tempo": 5}
 #: Every tempo below this many qpm, to the hundredth, is a whole number of microseconds per quarter
 #: (above it only some are: ``tempo_representable``); generation controls accept tempos up to it.
 MAX_PLAIN_TEMPO_QPM = 774
+#: MIDI's tempo is microseconds per quarter in 24 bits; the slowest tempo that fits, in
+#: hundredths of qpm (3.58 qpm: 16,759,777 us per quarter).
+MAX_MIDI_MSPQ = 2**24 - 1
+MIN_TEMPO_CENTI = 358
 
 # Token types, in vocabulary order.  A word is ``Type_value`` (``Bar`` and ``Pedal`` bare).
 TYPES = (
@@ -78,7 +82,8 @@ HEADER_TYPES = ("Format", "Grid", "TS")
 #: Value rules of the grammar, checked after the type table (docs/format.md explains each).
 RULES = (
     "a high digit run does not start with 0",
-    "a duration is at least one step; a tempo at least 0.01 qpm and a whole number of microseconds per quarter",
+    "a duration is at least one step; a tempo at least 3.58 qpm (MIDI's 24 bits) and a whole number of "
+    "microseconds per quarter",
     "positions in a bar strictly increase and stay inside the bar",
     "'Pos_p Bar' (a bar cut short at p) is followed by a time signature",
     "a time signature or tempo differs from the one in force; at the start, the header's are used",
@@ -179,11 +184,13 @@ def _ts_ids(vocab: Vocabulary, num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 def tempo_representable(centi: np.ndarray | int) -> np.ndarray | bool:
     """Whether a tempo in hundredths of qpm survives MIDI's integer microseconds per quarter
-    (rounded half-up both ways).  Every tempo below 774.6 qpm does, and so does every
-    tempo read from a MIDI file; canonical text holds only such tempos."""
-    c = np.asarray(centi, dtype=np.int64)
+    (rounded half-up both ways) in its 24 bits.  Every tempo from 3.58 (``MIN_TEMPO_CENTI``)
+    to 774.6 qpm does, and so does every tempo read from a MIDI file; canonical text holds
+    only such tempos.  Below 3.58 qpm a quarter lasts more than 2^24 - 1 microseconds, which
+    a MIDI file cannot hold (it would wrap to a fast tempo)."""
+    c = np.maximum(np.asarray(centi, dtype=np.int64), 1)
     mspq = (2 * CENTI_MINUTE_US + c) // (2 * c)
-    return (mspq > 0) & ((2 * CENTI_MINUTE_US + mspq) // (2 * np.maximum(mspq, 1)) == c)
+    return (mspq > 0) & (mspq <= MAX_MIDI_MSPQ) & ((2 * CENTI_MINUTE_US + mspq) // (2 * np.maximum(mspq, 1)) == c)
 
 
 def _allowed_matrix() -> np.ndarray:
@@ -502,7 +509,8 @@ def decode_piece(text: str) -> Piece:
     frac_at = np.minimum(tempo_idx + 1, n - 1)
     has_frac = (tempo_idx + 1 < n) & (types[frac_at] == T["TempoFrac"])
     tempo_centi = tempo_whole * 100 + np.where(has_frac, values[frac_at], 0)
-    ck.flag(tempo_centi < 1, tempo_idx, "a tempo is at least 0.01 qpm")
+    ck.flag(tempo_centi < MIN_TEMPO_CENTI, tempo_idx,
+            f"a tempo is at least {MIN_TEMPO_CENTI / 100} qpm (MIDI holds no slower one: 2^24 - 1 us per quarter)")
     ck.flag(~tempo_representable(np.maximum(tempo_centi, 1)), tempo_idx,
             "this tempo is not a whole number of microseconds per quarter note (only possible above 774 qpm)")
 
