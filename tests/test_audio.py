@@ -163,3 +163,19 @@ def test_broken_inputs_give_clean_errors(tmp_path):
         assert result.returncode == 1, result.stderr
         assert result.stderr.startswith("mozart: error: ") and len(result.stderr.strip().splitlines()) == 1
         assert not (tmp_path / out).exists()
+
+
+def test_audio_that_would_not_fit_in_memory_is_refused_before_allocating(tmp_path):
+    """The slowest tempo MIDI holds (3.58 qpm) and a two-bar piece: 2.2 minutes of audio, more than
+    this test's pretend 100 MB of free memory; the CLI says so in one line instead of crashing."""
+    slow = ("Format_1 Grid_24 TS_4/4 Tempo_3 TempoFrac_58 Bar Pos_0 Prog_0 Pitch_60 Vel_80 Dur_96 "
+            "Bar Pos_0 Pitch_62 Vel_80 Dur_96")
+    (tmp_path / "slow.txt").write_text(slow + "\n")
+    code = ("import sys; from mozart import audio; audio.available_memory = lambda: 100 * 2**20; "
+            "from mozart.__main__ import run; sys.argv = ['mozart'] + sys.argv[1:]; run()")
+    run = subprocess.run([sys.executable, "-c", code, "render", str(tmp_path / "slow.txt"), "-o",
+                          str(tmp_path / "slow.wav")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1, run.stderr
+    assert run.stderr.startswith("mozart: error: 2 minutes of audio need about") and "available" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and not (tmp_path / "slow.wav").exists()
+    assert audio.check_memory(44100 * 60, 44100) is None  # a minute fits the real machine

@@ -57,3 +57,22 @@ def test_plot_bad_input(tmp_path):
 def test_empty_piece_plots(tmp_path):
     mozart.plot(symusic.Score(480), tmp_path / "empty.png")
     assert np.asarray(matplotlib.image.imread(str(tmp_path / "empty.png"))).shape[:2] == (700, 1800)
+
+
+def test_a_piece_of_350000_bars_draws_few_bar_lines():
+    """One line object per bar made such a file take minutes and gigabytes: the lines are one
+    collection of at most MAX_BAR_LINES, whatever the length."""
+    import numpy as np
+    from matplotlib.collections import LineCollection
+
+    from mozart.events import Piece
+    from mozart.pianoroll import MAX_BAR_LINES, piano_roll
+
+    far = 350_000 * 96
+    piece = Piece(grid=24, note_onset=np.array([0, far]), note_duration=np.array([24, 24]),
+                  note_pitch=np.array([60, 62]), note_velocity=np.array([80, 80]), note_stream=np.array([0, 0]))
+    figure = piano_roll(piece)
+    ax = figure.axes[0]
+    assert not ax.lines  # no per-bar Line2D
+    [bar_lines] = [c for c in ax.collections if isinstance(c, LineCollection)]
+    assert 0 < len(bar_lines.get_segments()) <= MAX_BAR_LINES

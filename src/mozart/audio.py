@@ -149,6 +149,7 @@ def synthesize(streams: list[PlaybackStream], soundfont: Path, settings: RenderS
             raise MozartError(f"the audio would last {last / settings.sample_rate / 3600:.1f} hours, more than the "
                               f"{settings.max_seconds / 3600:g}-hour limit")
         capacity = last + int(MAX_RELEASE_S * settings.sample_rate) + RENDER_BLOCK
+        check_memory(capacity, settings.sample_rate)
         left = np.zeros(capacity, np.float32)
         right = np.zeros(capacity, np.float32)
         write = _write_float(fs)
@@ -209,6 +210,31 @@ def normalise(audio: np.ndarray, settings: RenderSettings) -> np.ndarray:
         if np.isfinite(loudness):
             gain = min(gain, 10 ** ((settings.loudness - loudness) / 20))
     return (audio * gain).astype(np.float32)
+
+
+#: Peak memory of a render, in bytes per stereo float32 sample: the two channels, the stereo
+#: copy, loudness measurement and the file writer's conversion (60 minutes peaked at 7.6 GB).
+PEAK_BYTES_PER_SAMPLE = 2 * 4 * 6
+
+
+def available_memory() -> int:
+    """Bytes the kernel says a new allocation can get without swapping (MemAvailable)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_memory(samples: int, sample_rate: int) -> None:
+    """Refuse, before allocating, audio whose render would need more memory than is available."""
+    need, have = samples * PEAK_BYTES_PER_SAMPLE, available_memory()
+    if need > have:
+        raise MozartError(f"{samples / sample_rate / 60:.0f} minutes of audio need about {need / 2**30:.1f} GB to "
+                          f"render; {have / 2**30:.1f} GB is available (render a shorter piece or a lower "
+                          "--sample-rate)")
 
 
 def render_score(score, soundfont: str | os.PathLike | None = None,
