@@ -32,6 +32,14 @@ app = typer.Typer(
 )
 
 GridOption = Annotated[int, typer.Option("--grid", help="Steps per quarter note (multiple of 4, 4..96).")]
+# Options generate, infill and accompany share (same names, same help).
+ModelOption = Annotated[Path | None, typer.Option("-m", "--model", help="Model folder (default: built-in).")]
+AdapterOption = Annotated[Path | None, typer.Option(help="LoRA adapter folder (mozart finetune).")]
+TemperatureOption = Annotated[float, typer.Option(help="Sampling temperature.")]
+TopPOption = Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off).")]
+TopKOption = Annotated[int, typer.Option(help="Keep the k likeliest tokens (0 = off).")]
+SeedOption = Annotated[int, typer.Option(help="Seed of the first sample (sample i uses seed + i).")]
+SamplesOption = Annotated[int, typer.Option("-n", help="Number of samples.")]
 
 
 def _in_file(path: Path, error: MozartError) -> MozartError:
@@ -299,11 +307,11 @@ def generate_cmd(
     drums: Annotated[bool, typer.Option(help="Allow drums.")] = True,
     tempo: Annotated[float | None, typer.Option(help="Fixed tempo, qpm.")] = None,
     time_signature: Annotated[str | None, typer.Option(help="Fixed time signature, e.g. 3/4.")] = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off).")] = 1.0,
-    top_k: Annotated[int, typer.Option(help="Keep the k likeliest tokens (0 = off).")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed of the first sample (sample i uses seed + i).")] = 0,
-    n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 1,
+    temperature: TemperatureOption = 1.0,
+    top_p: TopPOption = 1.0,
+    top_k: TopKOption = 0,
+    seed: SeedOption = 0,
+    n: SamplesOption = 1,
     no_constraints: Annotated[bool, typer.Option("--no-constraints", help="Sample the raw model.")] = False,
     style: Annotated[str | None, typer.Option(help="Style control token: chorale, renaissance, baroque, classical, "
                                                    "romantic or folk (models trained with styles).")] = None,
@@ -339,10 +347,13 @@ def generate_cmd(
     typer.echo(f"{output}: {n} samples ({valid} valid), .txt .mid .wav .png each; settings in samples.json")
 
 
-def _write_rewrites(texts: list[str], output: Path, source: Path, settings: dict, command: str) -> None:
-    """Write rewrites as generate writes samples (plus the source's piano roll, for before/after)."""
+def _write_rewrites(texts: list[str], output: Path, source: Path, command: str, **options) -> None:
+    """Write rewrites as generate writes samples (plus the source's piano roll, for before/after);
+    ``options`` (the command's settings) go to samples.json."""
     import json
 
+    settings = {"command": command, "source": str(source), **options,
+                "adapter": str(options["adapter"]) if options.get("adapter") else None}
     output.mkdir(parents=True, exist_ok=True)
     plot(source, output / "source.png")
     records = []
@@ -361,17 +372,17 @@ def infill_cmd(
     source: Annotated[Path, typer.Argument(help="MIDI or token file to rewrite.", show_default=False)],
     bars: Annotated[str, typer.Option(help="Bars to rewrite, A-B (1-based, inclusive).", show_default=False)],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the samples.", show_default=False)],
-    model_dir: Annotated[Path | None, typer.Option("-m", "--model", help="Model folder (default: built-in).")] = None,
-    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder (mozart finetune).")] = None,
+    model_dir: ModelOption = None,
+    adapter: AdapterOption = None,
     program: Annotated[list[int] | None, typer.Option(help="GM program the new bars may use (repeat; default: "
                                                            "the source's instruments).")] = None,
     drums: Annotated[bool | None, typer.Option("--drums/--no-drums", help="Add / leave out drums (default: as "
                                                                          "the source).", show_default=False)] = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off).")] = 1.0,
-    top_k: Annotated[int, typer.Option(help="Keep the k likeliest tokens (0 = off).")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed of the first sample (sample i uses seed + i).")] = 0,
-    n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 1,
+    temperature: TemperatureOption = 1.0,
+    top_p: TopPOption = 1.0,
+    top_k: TopKOption = 0,
+    seed: SeedOption = 0,
+    n: SamplesOption = 1,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder not made by infill.")]
     = False,
 ) -> None:
@@ -384,10 +395,8 @@ def infill_cmd(
     check_output_dir(output, "samples.json", force)
     texts = infill(source, bars, model=model_dir, programs=tuple(program) if program else None, drums=drums,
                    temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter)
-    settings = {"command": "infill", "source": str(source), "bars": bars, "model": str(model_dir or "built-in"),
-                "adapter": str(adapter) if adapter else None, "programs": program, "drums": drums,
-                "temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed, "n": n}
-    _write_rewrites(texts, output, source, settings, "infill")
+    _write_rewrites(texts, output, source, "infill", model=str(model_dir or "built-in"), adapter=adapter, bars=bars,
+                    programs=program, drums=drums, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, n=n)
 
 
 @app.command("accompany")
@@ -397,13 +406,13 @@ def accompany_cmd(
     program: Annotated[list[int] | None, typer.Option(help="GM program of a new part (repeat the option).")] = None,
     drums: Annotated[bool, typer.Option("--drums", help="Add a drum part.")] = False,
     bars: Annotated[str | None, typer.Option(help="Only these bars, A-B (default: every bar).")] = None,
-    model_dir: Annotated[Path | None, typer.Option("-m", "--model", help="Model folder (default: built-in).")] = None,
-    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder (mozart finetune).")] = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off).")] = 1.0,
-    top_k: Annotated[int, typer.Option(help="Keep the k likeliest tokens (0 = off).")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed of the first sample (sample i uses seed + i).")] = 0,
-    n: Annotated[int, typer.Option("-n", help="Number of samples.")] = 1,
+    model_dir: ModelOption = None,
+    adapter: AdapterOption = None,
+    temperature: TemperatureOption = 1.0,
+    top_p: TopPOption = 1.0,
+    top_k: TopKOption = 0,
+    seed: SeedOption = 0,
+    n: SamplesOption = 1,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder not made by accompany.")]
     = False,
 ) -> None:
@@ -416,10 +425,9 @@ def accompany_cmd(
     check_output_dir(output, "samples.json", force)
     texts = accompany(source, programs=tuple(program or ()), drums=drums, bars=bars, model=model_dir,
                       temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter)
-    settings = {"command": "accompany", "source": str(source), "bars": bars, "model": str(model_dir or "built-in"),
-                "adapter": str(adapter) if adapter else None, "programs": program, "drums": drums,
-                "temperature": temperature, "top_p": top_p, "top_k": top_k, "seed": seed, "n": n}
-    _write_rewrites(texts, output, source, settings, "accompany")
+    _write_rewrites(texts, output, source, "accompany", model=str(model_dir or "built-in"), adapter=adapter,
+                    bars=bars, programs=program, drums=drums, temperature=temperature, top_p=top_p, top_k=top_k,
+                    seed=seed, n=n)
 
 
 @app.command("evaluate")
