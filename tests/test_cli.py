@@ -198,3 +198,27 @@ def test_a_fifo_is_refused_not_read_forever(tmp_path):
     for command in (["encode", str(fifo)], ["check", str(fifo)], ["plot", str(fifo), "-o", str(tmp_path / "x.png")]):
         run = subprocess.run([sys.executable, "-m", "mozart", *command], capture_output=True, text=True, timeout=60)
         assert run.returncode == 1 and run.stderr.strip() == f"mozart: error: {fifo}: not a regular file"
+
+
+def test_a_file_we_may_not_read_is_one_line(tmp_path, monkeypatch, capsys):
+    """As root every file is readable, so the kernel's answer for a file behind a folder we may not
+    enter is played by Path.stat; encode, check and render must say it in one line (exit 1)."""
+    from pathlib import Path
+
+    from mozart.cli import main
+
+    locked = tmp_path / "locked" / "song.mid"
+    real_stat = Path.stat
+
+    def stat(self, *args, **kwargs):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    commands = (["encode", str(locked)], ["check", str(locked)], ["render", str(locked), "-o", str(tmp_path / "x.wav")])
+    for command in commands:
+        with pytest.raises(SystemExit) as exit_:
+            main(command)
+        assert exit_.value.code == 1
+        assert capsys.readouterr().err.strip() == f"mozart: error: {locked}: cannot read: Permission denied"
