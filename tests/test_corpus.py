@@ -12,10 +12,10 @@ def test_chorales_export_and_resume(tmp_path):
     summary = export_music21(tmp_path, "chorales", limit=3, workers=1, progress=False)
     assert summary == {"subset": "chorales", "pieces": 3, "midi_files": 3, "failed": 0, "skipped_existing": 0}
     rows = (tmp_path / "corpus.tsv").read_text().splitlines()
-    assert rows[0] == "midi_file\tmusic21_source" and len(rows) == 4
+    assert rows[0] == "midi_file\tmusic21_source\tstyle" and len(rows) == 4
     for row in rows[1:]:
-        midi, source = row.split("\t")
-        assert source.startswith("bach/")
+        midi, source, style = row.split("\t")
+        assert source.startswith("bach/") and style == "chorale"
         score = symusic.Score(str(tmp_path / midi))
         assert score.note_num() > 50  # a four-part chorale
         mozart.check(mozart.encode(score))

@@ -137,7 +137,7 @@ def test_cli_with_a_missing_model_fails_cleanly(tmp_path):
 @pytest.mark.parametrize("option, value, message", [
     ("--time-signature", "3/5", "numerators 1..32 over 1, 2, 4, 8, 16"),
     ("--time-signature", "three", "expected N/D"),
-    ("--tempo", "0", "expected 1..774"),
+    ("--tempo", "0", "expected 3.58..774"),
     ("--bars", "0", "--bars 0"),
     ("--top-p", "1.5", "--top-p"),
 ])
