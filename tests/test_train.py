@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from mozart.dataset import DatasetConfig, build_dataset
+from mozart.errors import MozartError
 from mozart.likelihood import likelihood
 from mozart.models import build_model
 from mozart.train import finetune, latest_complete_checkpoint, load_config, special_ids, train
@@ -232,3 +233,17 @@ def test_training_side_does_not_load_symusic():
     code = "import sys, mozart.cli, mozart.train, mozart.lmdata; assert 'symusic' not in sys.modules, 'symusic'"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-1000:]
+
+
+def test_a_model_without_style_tokens_refuses_a_styled_dataset(tmp_path):
+    from mozart.models import default_model_dir
+
+    if default_model_dir() is None:
+        pytest.skip("no built-in model")
+    files = corpus_files()[:6]
+    midi = link_all(files, tmp_path / "midi")
+    (midi / "corpus.tsv").write_text("midi_file\tstyle\n" + "".join(f"{f.name}\tfolk\n" for f in files))
+    build_dataset(midi, tmp_path / "data", DatasetConfig(workers=1, valid=0.2, test=0.2), progress=False)
+    with pytest.raises(MozartError, match="carry style tokens the model .* was trained without"):
+        finetune(default_model_dir(), tmp_path / "data", tmp_path / "adapter", load_config(None, max_steps=1))
+    assert not (tmp_path / "adapter").exists()

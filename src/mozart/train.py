@@ -445,6 +445,11 @@ def finetune(base_dir: Path, data_dir: Path, out_dir: Path, config: TrainConfig,
         if base.config.vocab_size < music_token_count(data_grid):
             raise MozartError(f"{base_dir}: vocabulary of {base.config.vocab_size} tokens is smaller than the "
                               f"dataset's {music_token_count(data_grid)} music tokens")
+        stats = Path(data_dir) / "stats.json"
+        styles = json.loads(stats.read_text()).get("styles", {}) if stats.is_file() else {}
+        if set(styles) - {"none"}:
+            raise MozartError(f"{data_dir}: its pieces carry style tokens the model {base_dir} was trained without; "
+                              "rebuild the dataset without a style column in corpus.tsv to fine-tune it")
         config = replace(config, fim_rate=0.0)
     hf_tokenizer, ids, train_set, valid_set, _ = _prepare(data_dir, out_dir, config, resume)
     lora = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.05, target_modules=LORA_TARGETS[arch],
