@@ -99,15 +99,32 @@ class _Chunk:
     budget: int
 
 
-def _chunk(loaded: LoadedModel, piece: Piece, bars: tuple[np.ndarray, np.ndarray], x: int, y: int, lo: int,
-           after: int, streams: frozenset[int], keep: bool, roomy: bool, slide: bool = False) -> _Chunk | None:
+@dataclass
+class _Request:
+    """What every candidate chunk of one planning step reads: computed once, not per candidate."""
+
+    loaded: LoadedModel
+    piece: Piece
+    bars: tuple[np.ndarray, np.ndarray]  # piece_bars(piece)
+    streams: frozenset[int]
+    keep: bool
+    vocab: dict[str, int]  # the tokenizer's
+    notes: np.ndarray  # note_table(piece)
+    lo_base: int  # low-digit words of positions and durations at the model's grid
+
+    @classmethod
+    def of(cls, loaded: LoadedModel, piece: Piece, bars, streams, keep: bool) -> _Request:
+        return cls(loaded, piece, bars, frozenset(streams), keep, loaded.tokenizer.get_vocab(), note_table(piece),
+                   new_state(loaded.grid).vocab.lo_base)
+
+
+def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide: bool = False) -> _Chunk | None:
     """The model call for bars [x, y) reading from bar ``lo`` (and ``after`` bars after the span,
     FIM only), or None when it does not fit the model's context with room for the new notes
     (``roomy``: as many as the source had there, else a few per bar).  With ``slide`` it never
     refuses: the span may outgrow the context, and sampling slides its window."""
-    starts, ts = bars
-    vocab = loaded.tokenizer.get_vocab()
-    notes = note_table(piece)
+    loaded, piece, keep, streams, vocab, notes = r.loaded, r.piece, r.keep, r.streams, r.vocab, r.notes
+    starts, ts = r.bars
     in_span = (notes[:, 0] >= starts[x]) & (notes[:, 0] < starts[y])
     seen = piece if keep else with_notes(piece, notes[~in_span])
     stop = int(starts[min(y + after, starts.size - 1)]) if y + after < starts.size - 1 else None
@@ -122,7 +139,7 @@ def _chunk(loaded: LoadedModel, piece: Piece, bars: tuple[np.ndarray, np.ndarray
         free = ACCOMPANY_TOKENS_PER_BAR * len(streams) * span
     else:
         free = max(INFILL_TOKENS_PER_BAR * span, 7 * int(in_span.sum()))
-    forced_words = int(note_words(forced[:, 3], new_state(loaded.grid).vocab.lo_base).sum())
+    forced_words = int(note_words(forced[:, 3], r.lo_base).sum())
     need = forced_words + free + 3 * span + 6 + CLOSING_MARGIN
     context = loaded.model.config.max_position_embeddings
     ids = [vocab[w] for w in prompt]
@@ -130,7 +147,7 @@ def _chunk(loaded: LoadedModel, piece: Piece, bars: tuple[np.ndarray, np.ndarray
     suffix = words[bar_at[y - lo]:] if after and len(bar_at) > y - lo else []
     encoder_input = None
     if loaded.model.config.is_encoder_decoder:
-        encoder_input = _encoder_context([], prompt, vocab, vocab[BOS])
+        encoder_input = _encoder_context(prompt, vocab, vocab[BOS])
         if (len(encoder_input) > context or need > context) and not slide:
             return None
         model_input, budget = [], need
@@ -154,11 +171,11 @@ def _chunk(loaded: LoadedModel, piece: Piece, bars: tuple[np.ndarray, np.ndarray
     return _Chunk(x, y, lo, prompt, model_input, encoder_input, constraint, budget)
 
 
-def _plan(loaded: LoadedModel, piece: Piece, bars, x: int, last: int, streams, keep: bool) -> _Chunk:
+def _plan(r: _Request, x: int, last: int) -> _Chunk:
     """The largest chunk from bar x that fits, with as much of the music around it as fits."""
-    has_fim = not keep and fim_ids(loaded.tokenizer.get_vocab()) is not None \
-        and fim_ids(loaded.tokenizer.get_vocab()).middle < loaded.model.config.vocab_size
-    n_bars = bars[0].size - 1
+    markers = fim_ids(r.vocab)
+    has_fim = not r.keep and markers is not None and markers.middle < r.loaded.model.config.vocab_size
+    n_bars = r.bars[0].size - 1
     for roomy in (True, False):
         size = last + 1 - x
         while size >= 1:
@@ -168,12 +185,12 @@ def _plan(loaded: LoadedModel, piece: Piece, bars, x: int, last: int, streams, k
                 afters.insert(0, n_bars - y)  # the rest of the piece, with its end
             for prev in (PREV_BARS, 4, 2, 1, 0):
                 for after in afters:
-                    chunk = _chunk(loaded, piece, bars, x, y, max(0, x - prev), after, streams, keep, roomy)
+                    chunk = _chunk(r, x, y, max(0, x - prev), after, roomy)
                     if chunk is not None:
                         return chunk
             size //= 2
     # a bar fuller than the context: one bar at a time, from its header, the window sliding
-    return _chunk(loaded, piece, bars, x, x + 1, x, 0, streams, keep, roomy=False, slide=True)
+    return _chunk(r, x, x + 1, x, 0, roomy=False, slide=True)
 
 
 def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, keep: bool,
@@ -188,12 +205,13 @@ def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, k
         raise MozartError(f"bars {first + 1}-{last + 1}: the piece has bars 1-{starts.size - 1}")
     x = first
     while x <= last:
-        chunk = _plan(loaded, piece, bars, x, last, frozenset(streams), keep)
+        request = _Request.of(loaded, piece, bars, streams, keep)
+        chunk = _plan(request, x, last)
         sample_span(loaded.model, loaded.tokenizer, chunk.model_input, chunk.constraint, settings,
                     budget=chunk.budget, encoder_ids=chunk.encoder_input, generator=generator)
         written = np.array(chunk.constraint.notes, dtype=np.int64).reshape(-1, 5) \
             + np.array([starts[chunk.lo], 0, 0, 0, 0])
-        notes = note_table(piece)
+        notes = request.notes
         if keep:
             kept = Counter(map(tuple, notes[(notes[:, 0] >= starts[chunk.x]) & (notes[:, 0] < starts[chunk.y])]))
             new = []
@@ -215,8 +233,6 @@ def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, k
 def source_streams(piece: Piece) -> tuple[int, ...]:
     """The streams the piece's notes use, in order."""
     return tuple(int(s) for s in np.unique(piece.note_stream))
-
-
 
 
 def rewrite_pieces(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, keep: bool,

@@ -60,7 +60,7 @@ def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, 
     style = [vocab_words[style_token(controls.style)]] if controls.style else []
     prefix = [bos] + style + [vocab_words[w] for w in prompt_words]
     words = list(prompt_words)
-    encoder_ids = _encoder_context(prefix, prompt_words, vocab_words, bos) if model.config.is_encoder_decoder else None
+    encoder_ids = _encoder_context(prompt_words, vocab_words, bos) if model.config.is_encoder_decoder else None
     window = _Window(model, prefix, encoder_ids)
     processor = GrammarLogitsProcessor([constraint], tokenizer, budget, start=len(window.history))
     logits = window.logits[:n_model]
@@ -91,7 +91,7 @@ class _Window:
     so the model knows such windows), and sampling goes on, so any number of bars fits."""
 
     def __init__(self, model, prompt_ids: list[int], encoder_ids: list[int] | None = None):
-        self.model, self.context = model, model.config.max_position_embeddings
+        self.context = model.config.max_position_embeddings
         if encoder_ids is not None:  # BART: the decoder starts empty, reading the encoder's outputs
             device = next(model.parameters()).device
             encoded = model.get_encoder()(input_ids=torch.tensor([encoder_ids], device=device))
@@ -144,10 +144,10 @@ def sample_span(model, tokenizer, prompt_ids: list[int], constraint, settings: S
         new_tokens = [token]
         logits = window.feed(token)[:n_model]
     if not constraint.complete():
-        raise MozartError("the span ran out of tokens before its last bar (the model's context is too short)")
+        raise MozartError("the span ran out of tokens before its last bar")
 
 
-def _encoder_context(prefix_ids: list[int], prompt_words: list[str], vocab_words: dict, bos: int,
+def _encoder_context(prompt_words: list[str], vocab_words: dict, bos: int,
                      bars_in: int = 4) -> list[int]:
     """BART's encoder input: <bos>, the header and the prompt's last ``bars_in`` bars."""
     bar_at = bar_indices(prompt_words)
