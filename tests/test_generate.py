@@ -248,3 +248,32 @@ def test_more_bars_than_the_context_holds_stay_valid(models, tmp_path, arch):
         [text] = generate_pieces(loaded, Controls(bars=40, programs=(0,), drums=False), settings, n=1, seed=seed)
         mozart.check(text)
         assert bars_of(text) == 40
+
+
+def test_new_notes_never_need_a_second_duration_digit():
+    """After a note of 32 whole notes less a step, the same pitch at the same step may not drop its
+    velocity: canonical order would then demand a longer note, past one high digit."""
+    from mozart.masks import new_constraint
+
+    words = "Format_1 Grid_24 TS_4/4 Tempo_90 Bar Pos_0 Prog_0 Pitch_60 Vel_80 DurHi_15 Dur_191 Pitch_60".split()
+    constraint = new_constraint(words, Controls(bars=2), 0, 24)
+    mask, _ = constraint.allowed(1000)
+    vocab = constraint.state.vocab
+    velocities = sorted(int(vocab.value_of[i]) for i in np.flatnonzero(mask))
+    assert velocities == list(range(80, 128))
+    # a shorter note before: any velocity, as before
+    shorter = new_constraint(words[:9] + ["DurHi_3", "Dur_0", "Pitch_60"], Controls(bars=2), 0, 24)
+    assert int(np.flatnonzero(shorter.allowed(1000)[0]).size) == 127
+
+
+def test_the_first_duration_digit_is_one_a_dur_can_complete():
+    """A quieter same-pitch note after one of 2,080 steps must last at least 2,081: only DurHi_10..15
+    reach that with one digit (DurHi_3 would need a second, a note of tens of minutes)."""
+    from mozart.masks import new_constraint
+
+    words = ("Format_1 Grid_24 TS_4/4 Tempo_90 Bar Pos_0 Prog_0 Pitch_60 Vel_56 DurHi_10 Dur_160 Pitch_60 "
+             "Vel_12").split()
+    constraint = new_constraint(words, Controls(bars=2), 0, 24)
+    mask, _ = constraint.allowed(1000)
+    vocab = constraint.state.vocab
+    assert sorted(vocab.words[i] for i in np.flatnonzero(mask)) == sorted(f"DurHi_{d}" for d in range(10, 16))

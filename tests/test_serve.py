@@ -94,6 +94,7 @@ def test_concurrent_requests_are_queued_and_all_answered(server, tmp_path):
         text = requests.get(server.url + done["files"]["txt"], timeout=10).text
         mozart.check(text)
         assert requests.get(server.url + done["files"]["png"], timeout=10).content.startswith(b"\x89PNG")
+        assert "wav" in done["files"], done["audio"]
         assert requests.get(server.url + done["files"]["wav"], timeout=10).content.startswith(b"RIFF")
     history = requests.get(server.url + "/api/history", timeout=10).json()
     newest_first = [j["id"] for j in sorted(jobs, key=lambda j: -j["position"])]

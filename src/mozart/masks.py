@@ -26,11 +26,32 @@ from transformers import (
 from .controls import Controls, SamplingSettings
 from .grammar import GrammarState, new_state
 from .tokenizer import EOS, PAD
-from .tokens import TYPES
+from .tokens import HI_BASE, TYPES
 
 #: Tokens kept in reserve per missing bar (and for finishing the current note) before the
 #: sampler starts closing the piece.
 CLOSING_MARGIN = 12
+
+def keep_new_notes_short(state: GrammarState, mask: np.ndarray, type_ids: dict[str, np.ndarray]) -> None:
+    """A new note lasts under 32 whole notes: one high duration digit.  The first DurHi must be one a
+    Dur can complete, and after a DurHi no second one while a Dur can follow; after a note that long,
+    the same pitch at the same step keeps its velocity from dropping, since canonical order would then
+    demand a longer note.  (A random model stacking same-pitch notes, each forced longer than the
+    last, wrote 14 to 18 minutes of audio into 3 bars.)"""
+    lo_base = state.vocab.lo_base
+    if state.prev == "Vel":
+        digits = type_ids["DurHi"]
+        one_digit = (state.vocab.value_of[digits] + 1) * lo_base - 1 >= state._min_duration()
+        if one_digit[mask[digits]].any():  # only when one digit can reach the shortest allowed note
+            mask[digits] &= one_digit
+    if state.prev == "DurHi" and mask[type_ids["Dur"]].any():
+        mask[type_ids["DurHi"]] = False
+    last = state.last_note
+    if state.prev == "Pitch" and last is not None and state.group == (state.now, state.stream) \
+            and state.note[0] == last[0] and last[1] >= HI_BASE * lo_base - 1:
+        velocities = type_ids["Vel"]
+        mask[velocities] &= state.vocab.value_of[velocities] >= last[2]
+
 
 @dataclass
 class Constraint:
@@ -74,10 +95,7 @@ class Constraint:
         if s.bars >= self.target_bars:
             mask[self.type_ids["Bar"]] = False  # exactly the requested bars
         mask &= ~self.never
-        if s.prev == "DurHi" and mask[self.type_ids["Dur"]].any():
-            # one high digit when the grammar allows it (a new note then lasts under 32 whole notes); more
-            # only where canonical order demands it (a longer note of the same pitch at the same step)
-            mask[self.type_ids["DurHi"]] = False
+        keep_new_notes_short(s, mask, self.type_ids)
         if s.header_done:
             mask &= ~self.after_header
             if c.time_signature is not None and s.prev == "Pos":

@@ -24,7 +24,7 @@ import numpy as np
 
 from .grammar import GrammarState
 from .instruments import pitch_range
-from .masks import CLOSING_MARGIN
+from .masks import CLOSING_MARGIN, keep_new_notes_short
 from .tokens import HI_BASE, TYPES
 
 #: Columns of a note table: onset step, stream, pitch, duration, velocity (canonical sort order).
@@ -79,6 +79,11 @@ class SpanConstraint:
 
     def _pending(self) -> np.ndarray | None:
         return self.forced[self.next] if self.next < len(self.forced) else None
+
+    def _forced_here(self) -> bool:
+        """Whether the next forced note sits at the current position (it must come before any move)."""
+        f, s = self._pending(), self.state
+        return f is not None and s.now >= 0 and f[ONSET] == s.now
 
     def _bar_end(self) -> int:
         """Start step of the bar after the current one."""
@@ -139,9 +144,7 @@ class SpanConstraint:
         s, ids = self.state, self.type_ids
         closing = self.closing(budget_left)
         # closing: no new notes, but one already begun (a position or program written) is finished
-        f = self._pending()
-        here = f is not None and s.now >= 0 and f[ONSET] == s.now
-        begun = s.prev in ("PosHi", "Prog", "Drums") or (s.prev == "Pos" and not here)
+        begun = s.prev in ("PosHi", "Prog", "Drums") or (s.prev == "Pos" and not self._forced_here())
         allow_new = s.bars > self.prompt_bars and (not closing or begun or self._must_fill())
         mask = s.allowed() & ~self.never
         bar_ok = self._bar_may_end()
@@ -168,8 +171,7 @@ class SpanConstraint:
     def _mask_positions(self, mask: np.ndarray, allow_new: bool) -> None:
         s, v = self.state, self.state.vocab
         pos, hi = self.type_ids["Pos"], self.type_ids["PosHi"]
-        f = self._pending()
-        if f is not None and s.now >= 0 and f[ONSET] == s.now:  # forced notes here come first
+        if self._forced_here():  # forced notes here come first
             mask[pos] = mask[hi] = False
             return
         lowest, highest, target = self._positions(allow_new)
@@ -193,8 +195,7 @@ class SpanConstraint:
 
     def _mask_streams(self, mask: np.ndarray, allow_new: bool) -> None:
         s, v = self.state, self.state.vocab
-        f = self._pending()
-        here = f is not None and s.now >= 0 and f[ONSET] == s.now
+        f, here = self._pending(), self._forced_here()
         for t in ("Prog", "Drums"):
             t_ids = self.type_ids[t]
             streams = v.value_of[t_ids]
@@ -223,8 +224,7 @@ class SpanConstraint:
         """The forced note's velocity and duration digits; otherwise at most one duration digit."""
         s, v, ids = self.state, self.state.vocab, self.type_ids
         if not self.forcing:
-            if s.prev == "DurHi" and mask[ids["Dur"]].any():
-                mask[ids["DurHi"]] = False  # as in masks.Constraint: a new note lasts under 32 whole notes
+            keep_new_notes_short(s, mask, ids)
             return
         f = self.forced[self.next]
         if s.prev == "Pitch":
