@@ -53,11 +53,9 @@ bench: setup
 
 # The built-in model: public-domain corpus -> dataset -> training (~1 hour on 2 CPU cores) -> package -> evaluation.
 default-model: setup
-	$(VENV)/bin/mozart corpus music21 -o build/corpus/chorales --subset chorales --workers 2
-	$(VENV)/bin/mozart corpus music21 -o build/corpus/folk --subset folk --workers 2
+	$(VENV)/bin/mozart corpus music21 -o build/corpus --subset all --workers 2
 	$(VENV)/bin/mozart dataset build/corpus -o build/data --max-tokens 512 --transpose -3..3 --workers 2
-	rm -rf build/default-run
-	$(VENV)/bin/mozart train build/data -o build/default-run --config configs/default-model.toml
+	$(VENV)/bin/mozart train build/data -o build/default-run --config configs/default-model.toml --resume
 	$(PY) -m mozart.modelcard build/default-run build/data src/mozart/default_model
 	$(VENV)/bin/mozart evaluate build/data -o build/default-report --samples 32 -q
 	$(PY) -m mozart.modelcard build/default-run build/data src/mozart/default_model build/default-report

@@ -19,7 +19,7 @@ from mozart.likelihood import baseline_likelihoods, model_likelihood
 from mozart.lmdata import IGNORE, causal_examples, load_tokenizer, piece_ids, read_split, sliding_examples
 from mozart.metrics import FEATURES
 from mozart.modelcard import evaluation_summary
-from mozart.models import default_model_dir
+from mozart.models import default_model_dir, load_model
 from mozart.train import load_config, train
 
 from conftest import corpus_files, edge_files, link_all
@@ -172,7 +172,7 @@ def test_committed_card_matches_its_weights():
 def test_card_comes_from_the_runs_own_files(trained, tmp_path):
     """publish() writes every figure from metrics.json, config.json and stats.json: change one, the card follows."""
     from mozart.evaluate import EvaluateConfig, evaluate
-    from mozart.modelcard import card_text, publish, stored_check_figure
+    from mozart.modelcard import card_text, dataset_digest, publish, stored_check_figure
 
     data, run = trained
     report = evaluate(run, data, tmp_path / "report", EvaluateConfig(samples=2, bars=2, max_test_pieces=4),
@@ -189,6 +189,14 @@ def test_card_comes_from_the_runs_own_files(trained, tmp_path):
     assert f"{m['notes']:,} notes; sliding window of {m['context']} tokens, stride {m['stride']}" in card
     assert stored_check_figure(card) == pytest.approx(result["check_bits_per_note"], abs=1e-4)
     assert "GPT-2" not in card and "2 CPU cores" not in card  # nothing the run did not record
+    assert f"transformers {metrics['packages']['transformers']}" in card and "torch " in card
+    assert dataset_digest(data)[:16] in card
+    # the package holds float16 weights (half the bytes), loaded back as float32
+    from safetensors.torch import load_file
+
+    assert {t.dtype for t in load_file(dest / "model.safetensors").values()} == {torch.float16}
+    assert (dest / "model.safetensors").stat().st_size < 0.6 * (run / "model.safetensors").stat().st_size
+    assert next(load_model(dest).model.parameters()).dtype == torch.float32
     metrics["steps"], metrics["device"] = 12345, "a test device"
     copy = tmp_path / "run_copy"
     copy.mkdir()

@@ -2,6 +2,7 @@
 
     python -m mozart.modelcard RUN_DIR DATA_DIR DEST_DIR [REPORT_DIR]
     python -m mozart.modelcard --check DEST_DIR
+    python -m mozart.modelcard --digest DATA_DIR
 
 ``make default-model`` runs the first form with DEST_DIR = src/mozart/default_model,
 evaluates the published model (``mozart evaluate``) and runs it again with the report
@@ -16,6 +17,7 @@ suite recomputes it from the committed weights, which ties the card to those wei
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -30,6 +32,7 @@ from .files import write_atomic
 
 FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
          "metrics.csv")
+WEIGHTS = "model.safetensors"
 #: The fixed piece the check figure scores (in the package: src/mozart/examples/).
 CHECK_PIECE = "bach_bwv66.6.mid"
 CHECK_HEADING = "## Check figure"
@@ -90,6 +93,21 @@ def collections(data_dir: Path) -> Counter:
     return Counter(pieces.values())
 
 
+#: The dataset files whose bytes make its digest (the splits' records and the vocabulary).
+DIGEST_FILES = ("train.jsonl", "valid.jsonl", "test.jsonl", "vocab.json")
+
+
+def dataset_digest(data_dir: Path) -> str:
+    """SHA-256 of the dataset's DIGEST_FILES, in that order: a rebuild with the same corpus
+    and settings gives the same digest, so the card says whether a model was trained on it."""
+    digest = hashlib.sha256()
+    for name in DIGEST_FILES:
+        with open(Path(data_dir) / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def card_text(run_dir: Path, data_dir: Path) -> str:
     """The card's description, from the run's and the dataset's own files."""
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -108,6 +126,14 @@ def card_text(run_dir: Path, data_dir: Path) -> str:
     copies = f", train copies transposed by {transpose[0]}..{transpose[1]} semitones" if transpose else ""
     v = metrics["valid"]
     hours = f", {metrics['seconds'] / 3600:.1f} h" if metrics.get("seconds") else ""
+    styles = stats.get("styles") or {}
+    style_line = ("; style labels (pieces): " + ", ".join(f"`{k}` {n}" for k, n in sorted(styles.items()))
+                  + ", each a control token after `<bos>` (`mozart generate --style S`)") if styles else ""
+    fim = c.get("fim_rate", 0) if c["arch"] != "bart" else 0
+    fim_words = f", {fim:.0%} of the windows fill-in-the-middle (`mozart infill`)" if fim else ""
+    precision = f", {metrics['precision']}" if metrics.get("precision") else ""
+    packages = metrics.get("packages")
+    versions = ("\n- **Software**: " + ", ".join(f"{k} {v}" for k, v in packages.items())) if packages else ""
     return f"""# Mozart's built-in model
 
 A {metrics['parameters'] / 1e6:.1f}M-parameter {model.model_type} model ({model.num_hidden_layers} layers,
@@ -115,10 +141,11 @@ width {model.hidden_size}, context {context}) over the Mozart token format v{ver
 {data_config['grid']}. `mozart generate` uses it when `-m` is not given.
 
 - **Data**: {stats['pieces']} distinct pieces{grouping} ({s['train']['pieces']} train, {s['valid']['pieces']}
-  valid, {s['test']['pieces']} test) from {folders}; {cut}{copies}; {stats['tokens']:,} tokens in all.
+  valid, {s['test']['pieces']} test) from {folders}; {cut}{copies}; {stats['tokens']:,} tokens in all{style_line}.
+  Dataset digest (`python -m mozart.modelcard --digest DATA`): `{dataset_digest(data_dir)[:16]}`.
 - **Recipe**: {c['arch']} size `{c['size']}`, {metrics['steps']} optimizer steps of {c['batch_size']} x
   {c['grad_accum']} sequences of {context} tokens, lr {c['lr']}, warmup {c['warmup_ratio']} then cosine, seed
-  {c['seed']}; trained on {metrics.get('device', 'an unrecorded device')}{hours}.
+  {c['seed']}{fim_words}; trained on {metrics.get('device', 'an unrecorded device')}{precision}{hours}.{versions}
 - **Likelihood while training** (exact sums, the valid split's first {c['max_eval_examples']} windows,
   {v['notes']:,} notes): {v['bits_per_note']:.2f} bits/note ({v['bits_per_token']:.3f} bits/token). The
   test figure is the evaluation's, below.
@@ -127,12 +154,27 @@ width {model.hidden_size}, context {context}) over the Mozart token format v{ver
 """
 
 
+def store_half(source: Path, dest: Path) -> None:
+    """Write the weights of ``source`` to ``dest`` as float16: half the bytes in the package
+    (the 25 MB budget), read back as float32 by ``models.load_base``.  The check figure and the
+    evaluation are computed from these stored weights, so the card describes what ships."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    tensors = {name: t.to(torch.float16) if t.is_floating_point() else t for name, t in load_file(source).items()}
+    tmp = dest.with_name(dest.name + ".tmp")
+    save_file(tensors, tmp, metadata={"format": "pt"})
+    tmp.replace(dest)
+
+
 def publish(run_dir: Path, data_dir: Path, dest: Path, report_dir: Path | None = None) -> dict:
     """Copy the model files of ``run_dir`` into ``dest`` and write README.md (the card)."""
     run_dir, data_dir, dest = Path(run_dir), Path(data_dir), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     for name in FILES:
-        if (run_dir / name).exists():
+        if name == WEIGHTS:
+            store_half(run_dir / name, dest / name)
+        elif (run_dir / name).exists():
             shutil.copyfile(run_dir / name, dest / name)
     card = card_text(run_dir, data_dir)
     if report_dir is not None:
@@ -187,8 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) == 2 and args[0] == "--check":
         print(json.dumps({"check_bits_per_note": write_check(Path(args[1]))}))
         return 0
+    if len(args) == 2 and args[0] == "--digest":
+        print(dataset_digest(Path(args[1])))
+        return 0
     if len(args) not in (3, 4):
-        print("\n".join(line.strip() for line in __doc__.strip().splitlines()[2:4]), file=sys.stderr)
+        print("\n".join(line.strip() for line in __doc__.strip().splitlines()[2:5]), file=sys.stderr)
         return 2
     report = Path(args[3]) if len(args) == 4 else None
     print(json.dumps(publish(Path(args[0]), Path(args[1]), Path(args[2]), report), indent=1))

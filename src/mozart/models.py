@@ -124,6 +124,7 @@ class LoadedModel:
 
 def load_base(folder: str | os.PathLike) -> tuple[PreTrainedModel, str]:
     """The model of a trained folder (any family, in training mode) and its family name."""
+    import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
     from transformers.utils import logging as hf_logging
 
@@ -135,7 +136,9 @@ def load_base(folder: str | os.PathLike) -> tuple[PreTrainedModel, str]:
     if model_type not in ARCHS:
         raise MozartError(f"{folder}: unsupported model type {model_type!r}")
     loader = AutoModelForSeq2SeqLM if is_seq2seq(model_type) else AutoModelForCausalLM
-    return loader.from_pretrained(str(folder)), model_type
+    # float32 whatever the file stores: the built-in model ships as float16 (half the bytes),
+    # and float16 arithmetic on CPU is slow and loses the precision sampling needs.
+    return loader.from_pretrained(str(folder), dtype=torch.float32), model_type
 
 
 def load_model(folder: str | os.PathLike, adapter: str | os.PathLike | None = None) -> LoadedModel:

@@ -352,7 +352,26 @@ def train(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool = Fal
                    {"parameters": sum(p.numel() for p in model.parameters()), "data": str(data_dir),
                     "grid": model_format(data_dir), "context": context, "device": device_description(),
                     "precision": precision_used(config), "train_windows": len(train_set),
-                    "seconds": round(time.perf_counter() - started, 1)})
+                    "seconds": round(time.perf_counter() - started, 1), "packages": package_versions()})
+
+
+#: The packages whose versions a run records (metrics.json, then the model card), so a rebuild can
+#: be compared like for like.
+RECORDED_PACKAGES = ("mozart", "torch", "transformers", "accelerate", "tokenizers", "symusic", "numpy")
+
+
+def package_versions() -> dict[str, str]:
+    """Python's and each RECORDED_PACKAGES' installed version ("missing" when not installed)."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": platform.python_version()}
+    for name in RECORDED_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
 
 
 def memory_estimate(model, config: TrainConfig, context: int) -> dict[str, float]:
