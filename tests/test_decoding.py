@@ -7,47 +7,73 @@ import torch
 from transformers import AutoTokenizer
 
 from mozart.controls import Controls, SamplingSettings
-from mozart.decoding import Gpt2StepDecoder, HFStepDecoder, step_decoder
+from mozart.decoding import Gpt2StepDecoder, HFStepDecoder, LlamaStepDecoder, step_decoder
 from mozart.masks import hf_logits_processors
 from mozart.models import SpecialIds, build_model, default_model_dir, load_model
 from mozart.tokens import check
 
 
-def _random_ids(n: int, vocab: int, seed: int) -> list[int]:
-    return torch.randint(4, vocab, (n,), generator=torch.Generator().manual_seed(seed)).tolist()
+def _random_ids(n: int, vocab: int, seed: int, rows: int = 1) -> torch.Tensor:
+    return torch.randint(4, vocab, (rows, n), generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("size", ["tiny", "small"])
-def test_gpt2_step_decoder_matches_transformers(size):
-    torch.manual_seed(0)
-    model = build_model("gpt2", size, SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
-    assert isinstance(step_decoder(model), Gpt2StepDecoder)
-    ids = _random_ids(100, 300, 1)
-    fast, hf = Gpt2StepDecoder(model), HFStepDecoder(model)
-    # a prompt of 20 tokens, then one token at a time, then a block of 5 on top of the cache
-    steps = [ids[:20]] + [[t] for t in ids[20:90]] + [ids[90:95]]
+def _assert_steps_match(fast, hf, ids: torch.Tensor, model) -> None:
+    """A prompt of 20 tokens, then one token at a time, then a block of 5 on top of the cache:
+    the fast decoder's logits equal transformers' (incremental and whole-sequence)."""
+    steps = [ids[:, :20]] + [ids[:, i:i + 1] for i in range(20, 90)] + [ids[:, 90:95]]
     for chunk in steps:
         a, b = fast.step(chunk), hf.step(chunk)
+        assert a.shape == (ids.shape[0], model.config.vocab_size)
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), float((a - b).abs().max())
     with torch.no_grad():
-        full = model(input_ids=torch.tensor([ids[:95]])).logits[0, -1]
+        full = model(input_ids=ids[:, :95]).logits[:, -1]
     assert torch.allclose(a, full, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch, size, rows", [("gpt2", "tiny", 1), ("gpt2", "small", 3), ("llama", "tiny", 1),
+                                              ("llama", "small", 3)])
+def test_step_decoders_match_transformers(arch, size, rows):
+    torch.manual_seed(0)
+    model = build_model(arch, size, SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
+    fast_type = {"gpt2": Gpt2StepDecoder, "llama": LlamaStepDecoder}[arch]
+    assert isinstance(step_decoder(model, batch=rows), fast_type)
+    ids = _random_ids(100, 300, 1, rows)
+    fast = fast_type(model, rows)
+    _assert_steps_match(fast, HFStepDecoder(model), ids, model)
     with pytest.raises(ValueError):
-        fast.step(ids[:40])  # 95 + 40 tokens exceed the context of 128
+        fast.step(ids[:, :40])  # 95 + 40 tokens exceed the context of 128
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_dropping_rows_keeps_the_others_exact(arch):
+    """keep(rows): the rows kept go on exactly as they would alone (a finished row stops costing compute)."""
+    torch.manual_seed(1)
+    model = build_model(arch, "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
+    ids = _random_ids(40, 300, 2, rows=4)
+    batch, alone = step_decoder(model, batch=4), step_decoder(model, batch=1)
+    batch.step(ids[:, :30])
+    alone.step(ids[2:3, :30])
+    batch.keep(torch.tensor([0, 2]))
+    for i in range(30, 40):
+        both = batch.step(ids[[0, 2], i:i + 1])
+        assert both.shape[0] == 2
+        assert torch.allclose(both[1], alone.step(ids[2:3, i:i + 1])[0], atol=1e-5, rtol=1e-5)
 
 
 def test_other_models_use_transformers_forward():
     model = build_model("llama", "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
-    assert isinstance(step_decoder(model), HFStepDecoder)
+    model.config.rope_parameters = {**model.config.rope_parameters, "rope_type": "linear", "factor": 2.0}
+    assert isinstance(step_decoder(model), HFStepDecoder)  # a rotary scaling it does not reproduce
 
 
 @pytest.mark.skipif(default_model_dir() is None, reason="no built-in model")
 def test_built_in_model_takes_the_fast_path_with_equal_logits():
     model = load_model(default_model_dir()).model
-    assert Gpt2StepDecoder.supports(model)
+    fast = step_decoder(model)
+    assert isinstance(fast, (Gpt2StepDecoder, LlamaStepDecoder))
     ids = _random_ids(60, model.config.vocab_size, 2)
-    fast, hf = Gpt2StepDecoder(model), HFStepDecoder(model)
-    for chunk in [ids[:10]] + [[t] for t in ids[10:]]:
+    hf = HFStepDecoder(model)
+    for chunk in [ids[:, :10]] + [ids[:, i:i + 1] for i in range(10, 60)]:
         assert torch.allclose(fast.step(chunk), hf.step(chunk), atol=1e-4, rtol=1e-4)
 
 

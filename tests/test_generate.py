@@ -214,10 +214,10 @@ def test_the_model_reads_bos_then_the_style_token(models, monkeypatch):
     first_steps = []
     real = mozart.sampling.step_decoder
 
-    def recording(model, *args):
-        decoder = real(model, *args)
+    def recording(model, *args, **kwargs):
+        decoder = real(model, *args, **kwargs)
         step = decoder.step
-        decoder.step = lambda ids: (first_steps.append(list(ids)) if not first_steps else None) or step(ids)
+        decoder.step = lambda ids: (first_steps.append(ids[0].tolist()) if not first_steps else None) or step(ids)
         return decoder
 
     monkeypatch.setattr(mozart.sampling, "step_decoder", recording)
@@ -245,9 +245,27 @@ def test_more_bars_than_the_context_holds_stay_valid(models, tmp_path, arch):
     tokenizer.save_pretrained(str(folder))
     loaded = load_model(folder)
     for seed, settings in enumerate([SamplingSettings(temperature=1.0), SamplingSettings(temperature=3.0)]):
-        [text] = generate_pieces(loaded, Controls(bars=40, programs=(0,), drums=False), settings, n=1, seed=seed)
-        mozart.check(text)
-        assert bars_of(text) == 40
+        # a batch of 3: the rows slide together, and rows that end leave the batch
+        texts = generate_pieces(loaded, Controls(bars=40, programs=(0,), drums=False), settings, n=3, seed=seed)
+        for text in texts:
+            mozart.check(text)
+            assert bars_of(text) == 40
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bart"])
+def test_a_seed_gives_the_same_piece_whatever_the_batch(models, tmp_path, arch):
+    """-n 5 samples its rows as one batch, each row with its own generator: row i is the piece that
+    seed + i gives alone, although rows end at different steps and leave the batch."""
+    tokenizer = AutoTokenizer.from_pretrained(str(models["random_gpt2"]))
+    folder = tmp_path / arch
+    build_model(arch, "tiny", special_ids(tokenizer), 256).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    loaded = load_model(folder)
+    controls, settings = Controls(bars=3), SamplingSettings(temperature=1.5, top_k=50, top_p=0.95)
+    batch = generate_pieces(loaded, controls, settings, n=5, seed=10)
+    assert len({len(t.split()) for t in batch}) > 1  # rows of different lengths: some ended early
+    for i in (0, 3, 4):
+        assert generate_pieces(loaded, controls, settings, n=1, seed=10 + i) == [batch[i]]
 
 
 def test_new_notes_never_need_a_second_duration_digit():

@@ -42,6 +42,7 @@ __all__ = [
     "Vocabulary",
     "check",
     "decode",
+    "decode_ids",
     "decode_piece",
     "encode",
     "encode_piece",
@@ -254,3 +255,13 @@ def decode(text: str, ticks_per_quarter: int | None = None) -> symusic.Score:
     from .tokens import decode_piece
 
     return to_score(decode_piece(text), ticks_per_quarter)
+
+
+def decode_ids(ids, grid: int = 24, ticks_per_quarter: int | None = None) -> symusic.Score:
+    """Decode token ids (those of the grid's Hugging Face tokenizer, e.g. a model's output or a
+    token store's row; specials are skipped) into a symusic Score without building text: the
+    fast path.  Raises TokenError naming the first error, as :func:`decode` does."""
+    from .midi import to_score
+    from .tokenizer import piece_of_ids
+
+    return to_score(piece_of_ids(ids, grid), ticks_per_quarter)

@@ -1,13 +1,16 @@
-"""One-token-at-a-time decoders with a KV cache, for the sampler.
+"""Step decoders with a KV cache, for the sampler: a batch of rows read one token at a time.
 
-``step_decoder(model)`` returns an object whose ``step(ids)`` feeds new token ids and
-returns the logits of the next token.  For the GPT-2 decoders Mozart trains (including
-the built-in model) it is :class:`Gpt2StepDecoder`: the same arithmetic as transformers'
-``GPT2LMHeadModel`` with the cached keys and values in preallocated tensors, which cuts
-the per-token cost on a CPU from ~4.4 ms to ~2.5 ms for the 6-layer built-in model
-(transformers spends most of a single-token step in Python around the matrix products).
-Its logits match transformers' to float precision (tested).  Every other model uses
-:class:`HFStepDecoder`, transformers' forward with its own cache.
+``step_decoder(model, batch)`` returns an object whose ``step(ids)`` feeds new token ids
+(a ``(rows, tokens)`` tensor, every row the same length: the sampler moves its rows in
+lockstep) and returns the logits of each row's next token, ``(rows, vocabulary)``;
+``keep(rows)`` drops the rows that finished, so they stop costing compute.
+
+For the decoders Mozart trains there are hand-written forwards with the cached keys and
+values in preallocated tensors: :class:`Gpt2StepDecoder` and :class:`LlamaStepDecoder`.
+They do the same arithmetic as transformers' ``GPT2LMHeadModel`` / ``LlamaForCausalLM``
+(logits equal to float precision, tested) without the Python around each matrix product,
+which is most of a one-token step on a CPU (GPT-2 small: ~4.4 ms -> ~2.5 ms per step).
+Every other model uses :class:`HFStepDecoder`, transformers' forward with its own cache.
 """
 
 from __future__ import annotations
@@ -29,34 +32,66 @@ class HFStepDecoder:
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
 
     @torch.no_grad()
-    def step(self, ids: list[int]) -> torch.Tensor:
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
         device = next(self.model.parameters()).device
         kwargs = {self.cache_arg: self.past, "use_cache": True}
-        tensor = torch.tensor([ids], device=device)
+        ids = ids.to(device)
         if self.encoder_outputs is not None:
-            out = self.model(encoder_outputs=self.encoder_outputs, decoder_input_ids=tensor, **kwargs)
+            out = self.model(encoder_outputs=self.encoder_outputs, decoder_input_ids=ids, **kwargs)
         else:
-            out = self.model(input_ids=tensor, **kwargs)
+            out = self.model(input_ids=ids, **kwargs)
         self.past = out["cache"] if "cache" in out else out.get("past_key_values")  # 5.x name, else 4.x
-        return out.logits[0, -1].float()
+        return out.logits[:, -1].float()
+
+    def keep(self, rows: torch.Tensor) -> None:
+        if self.past is not None:
+            self.past.reorder_cache(rows.to(next(self.model.parameters()).device))
+        if self.encoder_outputs is not None:
+            self.encoder_outputs.last_hidden_state = self.encoder_outputs.last_hidden_state[rows]
 
 
-class Gpt2StepDecoder:
-    """GPT-2 forward for batch 1 with a preallocated KV cache (see the module docstring)."""
+class _CachedDecoder:
+    """Preallocated keys and values: (layer, row, head, position, dim).  4-D slices per layer
+    take SDPA's fast CPU kernel; 3-D ones do not."""
 
-    def __init__(self, model):
+    def __init__(self, model, batch: int, layers: int, heads: int, head_dim: int, context: int):
+        p = next(model.parameters())
+        self.model, self.context, self.position = model, context, 0
+        self.keys = torch.zeros(layers, batch, heads, context, head_dim, dtype=p.dtype, device=p.device)
+        self.values = torch.zeros_like(self.keys)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        rows = rows.to(self.keys.device)
+        self.keys, self.values = self.keys[:, rows], self.values[:, rows]
+
+    def _span(self, t: int) -> tuple[int, int, torch.Tensor | None]:
+        """(start, end, attention mask) for ``t`` new tokens after the cache."""
+        start, end = self.position, self.position + t
+        if end > self.context:
+            raise ValueError(f"{end} tokens exceed the model's context of {self.context}")
+        mask = None
+        if t > 1 and start > 0:  # new tokens see the whole cache and each other causally
+            mask = torch.ones(t, end, dtype=torch.bool, device=self.keys.device).tril(diagonal=start)
+        return start, end, mask
+
+    def _attend(self, layer: int, q, k, v, start: int, end: int, mask, scale: float) -> torch.Tensor:
+        """Store k, v (rows, heads, t, dim) at start..end and attend q to the cache up to end."""
+        self.keys[layer, :, :, start:end] = k
+        self.values[layer, :, :, start:end] = v
+        t = q.shape[2]
+        return F.scaled_dot_product_attention(q, self.keys[layer, :, :, :end], self.values[layer, :, :, :end],
+                                              attn_mask=mask, is_causal=mask is None and t > 1, scale=scale)
+
+
+class Gpt2StepDecoder(_CachedDecoder):
+    """GPT-2's forward over a preallocated KV cache (see the module docstring)."""
+
+    def __init__(self, model, batch: int = 1):
         cfg = model.config
-        self.model = model
         self.heads, self.width = cfg.n_head, cfg.n_embd
         self.head_dim = self.width // self.heads
         self.eps = cfg.layer_norm_epsilon
-        self.context = cfg.n_positions
-        p = next(model.parameters())
-        # (layer, batch 1, head, position, dim): 4-D slices take SDPA's fast CPU kernel, 3-D ones do not
-        self.keys = torch.zeros(cfg.n_layer, 1, self.heads, self.context, self.head_dim, dtype=p.dtype,
-                                device=p.device)
-        self.values = torch.zeros_like(self.keys)
-        self.position = 0
+        super().__init__(model, batch, cfg.n_layer, self.heads, self.head_dim, cfg.n_positions)
 
     @staticmethod
     def supports(model) -> bool:
@@ -68,37 +103,108 @@ class Gpt2StepDecoder:
                 and getattr(cfg, "_attn_implementation", "sdpa") in ("sdpa", "eager", None))
 
     @torch.no_grad()
-    def step(self, ids: list[int]) -> torch.Tensor:
-        t, start = len(ids), self.position
-        if start + t > self.context:
-            raise ValueError(f"{start + t} tokens exceed the model's context of {self.context}")
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
+        rows, t = ids.shape
+        start, end, mask = self._span(t)
         tr = self.model.transformer
-        x = tr.wte.weight[torch.tensor(ids, device=self.keys.device)] + tr.wpe.weight[start:start + t]
-        end = start + t
-        mask = None
-        if t > 1 and start > 0:  # new tokens see the whole cache and each other causally
-            mask = torch.ones(t, end, dtype=torch.bool, device=x.device).tril(diagonal=start)
+        x = tr.wte.weight[ids.to(self.keys.device)] + tr.wpe.weight[start:end]  # (rows, t, width)
+        scale = 1 / math.sqrt(self.head_dim)
         for layer, block in enumerate(tr.h):
             h = F.layer_norm(x, (self.width,), block.ln_1.weight, block.ln_1.bias, self.eps)
-            qkv = torch.addmm(block.attn.c_attn.bias, h, block.attn.c_attn.weight)
-            q, k, v = qkv.view(t, 3, self.heads, self.head_dim).permute(1, 2, 0, 3)
-            self.keys[layer, 0, :, start:end] = k
-            self.values[layer, 0, :, start:end] = v
-            attn = F.scaled_dot_product_attention(q[None], self.keys[layer, :, :, :end], self.values[layer, :, :, :end],
-                                                  attn_mask=mask, is_causal=mask is None and t > 1,
-                                                  scale=1 / math.sqrt(self.head_dim))[0]
-            x = x + torch.addmm(block.attn.c_proj.bias, attn.permute(1, 0, 2).reshape(t, self.width),
-                                block.attn.c_proj.weight)
-            h = F.layer_norm(x, (self.width,), block.ln_2.weight, block.ln_2.bias, self.eps)
+            qkv = torch.addmm(block.attn.c_attn.bias, h.view(rows * t, self.width), block.attn.c_attn.weight)
+            q, k, v = qkv.view(rows, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            attn = self._attend(layer, q, k, v, start, end, mask, scale)
+            x = x + torch.addmm(block.attn.c_proj.bias, attn.transpose(1, 2).reshape(rows * t, self.width),
+                                block.attn.c_proj.weight).view(rows, t, self.width)
+            h = F.layer_norm(x, (self.width,), block.ln_2.weight, block.ln_2.bias, self.eps).view(rows * t, -1)
             h = F.gelu(torch.addmm(block.mlp.c_fc.bias, h, block.mlp.c_fc.weight), approximate="tanh")
-            x = x + torch.addmm(block.mlp.c_proj.bias, h, block.mlp.c_proj.weight)
+            x = x + torch.addmm(block.mlp.c_proj.bias, h, block.mlp.c_proj.weight).view(rows, t, self.width)
         self.position = end
-        last = F.layer_norm(x[-1], (self.width,), tr.ln_f.weight, tr.ln_f.bias, self.eps)
-        return (self.model.lm_head.weight @ last).float()
+        last = F.layer_norm(x[:, -1], (self.width,), tr.ln_f.weight, tr.ln_f.bias, self.eps)
+        return (last @ self.model.lm_head.weight.T).float()
 
 
-def step_decoder(model, encoder_outputs=None):
-    """The fastest exact step decoder for ``model`` (see the module docstring)."""
-    if encoder_outputs is None and Gpt2StepDecoder.supports(model):
-        return Gpt2StepDecoder(model)
+class LlamaStepDecoder(_CachedDecoder):
+    """Llama's forward (RMSNorm, rotary positions, SwiGLU) over a preallocated KV cache."""
+
+    def __init__(self, model, batch: int = 1):
+        cfg = model.config
+        self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
+        self.eps = cfg.rms_norm_eps
+        super().__init__(model, batch, cfg.num_hidden_layers, self.kv_heads, self.head_dim,
+                         cfg.max_position_embeddings)
+        # the rotary angles of every position, once (transformers recomputes them each forward)
+        theta = _rope_parameters(cfg)["rope_theta"]
+        inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float) / self.head_dim))
+        angles = torch.outer(torch.arange(self.context, dtype=torch.float), inv_freq)
+        angles = torch.cat((angles, angles), dim=-1).to(self.keys.device)
+        self.cos, self.sin = angles.cos().to(self.keys.dtype), angles.sin().to(self.keys.dtype)
+
+    @staticmethod
+    def supports(model) -> bool:
+        """True for plain Llama models whose arithmetic this class reproduces exactly."""
+        cfg = model.config
+        return (cfg.model_type == "llama" and type(model).__name__ == "LlamaForCausalLM"
+                and cfg.hidden_act == "silu" and _rope_parameters(cfg).get("rope_type", "default") == "default"
+                and getattr(cfg, "pretraining_tp", 1) == 1
+                and getattr(cfg, "_attn_implementation", "sdpa") in ("sdpa", "eager", None))
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
+
+    def _rotate(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        half = self.head_dim // 2
+        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return x * self.cos[start:end] + rotated * self.sin[start:end]
+
+    @torch.no_grad()
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
+        rows, t = ids.shape
+        start, end, mask = self._span(t)
+        inner = self.model.model
+        x = inner.embed_tokens.weight[ids.to(self.keys.device)]  # (rows, t, width)
+        scale = 1 / math.sqrt(self.head_dim)
+        gqa = self.kv_heads != self.heads
+        for layer, block in enumerate(inner.layers):
+            a = block.self_attn
+            h = self._norm(x, block.input_layernorm.weight)
+            q = F.linear(h, a.q_proj.weight, a.q_proj.bias).view(rows, t, self.heads, self.head_dim).transpose(1, 2)
+            k = F.linear(h, a.k_proj.weight, a.k_proj.bias).view(rows, t, self.kv_heads, -1).transpose(1, 2)
+            v = F.linear(h, a.v_proj.weight, a.v_proj.bias).view(rows, t, self.kv_heads, -1).transpose(1, 2)
+            q, k = self._rotate(q, start, end), self._rotate(k, start, end)
+            if gqa:
+                self.keys[layer, :, :, start:end], self.values[layer, :, :, start:end] = k, v
+                attn = F.scaled_dot_product_attention(q, self.keys[layer, :, :, :end], self.values[layer, :, :, :end],
+                                                      attn_mask=mask, is_causal=mask is None and t > 1, scale=scale,
+                                                      enable_gqa=True)
+            else:
+                attn = self._attend(layer, q, k, v, start, end, mask, scale)
+            x = x + F.linear(attn.transpose(1, 2).reshape(rows, t, -1), a.o_proj.weight, a.o_proj.bias)
+            h = self._norm(x, block.post_attention_layernorm.weight)
+            m = block.mlp
+            gate = F.silu(F.linear(h, m.gate_proj.weight, m.gate_proj.bias))
+            x = x + F.linear(gate * F.linear(h, m.up_proj.weight, m.up_proj.bias), m.down_proj.weight,
+                             m.down_proj.bias)
+        self.position = end
+        last = self._norm(x[:, -1], inner.norm.weight)
+        return F.linear(last, self.model.lm_head.weight).float()
+
+
+def _rope_parameters(cfg) -> dict:
+    """The rotary settings, under transformers 5's name (rope_parameters) or 4's (rope_theta)."""
+    params = getattr(cfg, "rope_parameters", None) or {}
+    if "rope_theta" not in params:
+        scaling = getattr(cfg, "rope_scaling", None) or {}
+        params = {"rope_theta": getattr(cfg, "rope_theta", 10000.0),
+                  "rope_type": scaling.get("rope_type", scaling.get("type", "default"))}
+    return params
+
+
+def step_decoder(model, encoder_outputs=None, batch: int = 1):
+    """The fastest exact step decoder for ``model`` and ``batch`` rows (see the module docstring)."""
+    if encoder_outputs is None:
+        for decoder in (Gpt2StepDecoder, LlamaStepDecoder):
+            if decoder.supports(model):
+                return decoder(model, batch)
     return HFStepDecoder(model, encoder_outputs)

@@ -1,7 +1,8 @@
-"""The sampling loop: one piece at a time, the grammar mask first, then temperature, top-k, top-p.
+"""The sampling loop: a batch of pieces, one row each, the grammar mask first, then temperature,
+top-k, top-p.
 
 The loop is our own (``decoding.step_decoder``: the model's KV cache, a faster exact path
-for GPT-2) so that the order of masking and warping is guaranteed; the mask is
+for GPT-2 and Llama) so that the order of masking and warping is guaranteed; the mask is
 ``masks.GrammarLogitsProcessor``.  What may be asked is in controls.py, prompts in
 prompts.py; the model (and the grid it speaks) comes from ``models.load_model``.
 """
@@ -20,99 +21,144 @@ from .models import LoadedModel
 from .tokenizer import BOS, EOS, PAD, style_token
 from .tokens import BAR, bar_indices, format_of_words, header_words
 
+#: Rows sampled in one batch at most: each row holds a KV cache (layers x 2 x context x width floats).
+MAX_BATCH = 16
+
 
 def _warp(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
-    """Temperature, then top-k, then top-p, on already-masked logits."""
+    """Temperature, then top-k, then top-p, on already-masked logits (one row per sample)."""
     logits = logits / max(settings.temperature, 1e-6)
     if settings.top_k and settings.top_k > 0:
-        k = min(settings.top_k, int(torch.isfinite(logits).sum()))
-        threshold = torch.topk(logits, k).values[-1]
+        k = min(settings.top_k, logits.shape[-1])
+        threshold = torch.topk(logits, k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < threshold, float("-inf"))
     if settings.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
         probs = torch.softmax(sorted_logits, dim=-1)
         cumulative = torch.cumsum(probs, dim=-1)
         drop = cumulative - probs > settings.top_p  # keep the smallest set reaching top_p
-        logits = logits.masked_fill(torch.zeros_like(drop).scatter(0, order, drop), float("-inf"))
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float("-inf"))
     return logits
 
 
+def _draw(probs: torch.Tensor, generators: list[torch.Generator | None]) -> list[int]:
+    """One token per row, each row from its own generator: a sample does not depend on the
+    rows beside it, so a seed gives the same piece whatever the batch."""
+    return [int(torch.multinomial(row, 1, generator=g)) for row, g in zip(probs, generators)]
+
+
 @torch.no_grad()
-def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, settings: SamplingSettings,
-                 prompt_bars: int = 0, *, grid: int, generator: torch.Generator | None = None,
-                 progress: Callable[[float], None] | None = None) -> list[str]:
-    """Sample one piece; returns its words (the prompt's words first, unchanged).
+def sample_pieces(model, tokenizer, prompt_words: list[str], controls: Controls, settings: SamplingSettings,
+                  prompt_bars: int = 0, *, grid: int, generators: list[torch.Generator | None],
+                  progress: Callable[[float], None] | None = None) -> list[list[str]]:
+    """Sample one piece per generator, as one batch: one forward per step for all rows that
+    are still writing, a grammar state and a mask per row; a row that ends leaves the batch.
+    Returns each piece's words (the prompt's words first, unchanged).
 
     ``prompt_words`` is a canonical prefix (at least a header); ``prompt_bars`` the number
     of bars the prompt stands for (its trailing empty bars are not in its text).
-    ``progress``, when given, is called after every token with the share done (new bars
-    begun / bars asked for; tokens / budget without constraints).
+    ``progress``, when given, is called after every step with the share done (new bars
+    begun / bars asked for, or tokens / budget without constraints; the mean over rows).
     """
     vocab_words = tokenizer.get_vocab()
-    constraint = new_constraint(prompt_words, controls, prompt_bars, grid)
+    rows = len(generators)
+    constraints = [new_constraint(prompt_words, controls, prompt_bars, grid) for _ in range(rows)]
     n_model = model.config.vocab_size
     eos, bos, pad = vocab_words[EOS], vocab_words[BOS], vocab_words[PAD]
     budget = settings.max_new_tokens or 64 * controls.bars + 64
-    device = next(model.parameters()).device
     check_style(controls.style, vocab_words, n_model)
     if controls.style and model.config.is_encoder_decoder:
         raise MozartError("--style: BART models learn continuation without styles; use a decoder")
     style = [vocab_words[style_token(controls.style)]] if controls.style else []
     prefix = [bos] + style + [vocab_words[w] for w in prompt_words]
-    words = list(prompt_words)
+    words = [list(prompt_words) for _ in range(rows)]
     encoder_ids = _encoder_context(prompt_words, vocab_words, bos) if model.config.is_encoder_decoder else None
-    window = _Window(model, prefix, encoder_ids)
-    processor = GrammarLogitsProcessor([constraint], tokenizer, budget, start=len(window.history))
-    logits = window.logits[:n_model]
-    new_tokens: list[int] = []
+    window = _Window(model, prefix, encoder_ids, rows=rows)
+    processor = GrammarLogitsProcessor(constraints, tokenizer, budget, start=window.length)
+    live = list(range(rows))  # the rows still writing, in the window's row order
+    new_tokens: list[list[int]] = [[] for _ in range(rows)]
+    shares = [0.0] * rows
+    logits = window.logits[:, :n_model]
     for used in range(budget + 1):
         if settings.constrained:
-            allowed = processor.row_mask(0, new_tokens, used, n_model).to(device)
-            logits = logits.masked_fill(~allowed, float("-inf"))
+            allowed = torch.stack([processor.row_mask(r, new_tokens[r], used, n_model) for r in live])
+            logits = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
         else:
-            logits[pad] = float("-inf")
-        probs = torch.softmax(_warp(logits, settings), dim=-1)
-        token = int(torch.multinomial(probs, 1, generator=generator))
-        if token == eos or used == budget:
-            break
-        words.append(tokenizer.convert_ids_to_tokens(token))
-        new_tokens = [token]
+            logits[:, pad] = float("-inf")
+        tokens = _draw(torch.softmax(_warp(logits, settings), dim=-1), [generators[r] for r in live])
+        going = [i for i, t in enumerate(tokens) if t != eos and used < budget]
+        for i in going:
+            r = live[i]
+            words[r].append(tokenizer.convert_ids_to_tokens(tokens[i]))
+            new_tokens[r] = [tokens[i]]
+            shares[r] = (constraints[r].state.bars - constraints[r].prompt_bars) / controls.bars \
+                if settings.constrained else (used + 1) / budget
+        for i in set(range(len(live))) - set(going):
+            shares[live[i]] = 1.0
         if progress is not None:
-            done = (constraint.state.bars - constraint.prompt_bars) / controls.bars if settings.constrained \
-                else (used + 1) / budget
-            progress(min(1.0, max(0.0, done)))
-        logits = window.feed(token)[:n_model]
+            progress(min(1.0, max(0.0, sum(shares) / rows)))
+        if not going:
+            break
+        if len(going) < len(live):
+            window.keep(going)
+            live = [live[i] for i in going]
+        logits = window.feed([tokens[i] for i in going])[:, :n_model]
     return words
 
 
-class _Window:
-    """The model reading a growing sequence through its KV cache; when the context is full the
-    window slides: a fresh cache reads the last half again (training windows start anywhere too,
-    so the model knows such windows), and sampling goes on, so any number of bars fits."""
+def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, settings: SamplingSettings,
+                 prompt_bars: int = 0, *, grid: int, generator: torch.Generator | None = None,
+                 progress: Callable[[float], None] | None = None) -> list[str]:
+    """One piece (:func:`sample_pieces` with one row); returns its words."""
+    return sample_pieces(model, tokenizer, prompt_words, controls, settings, prompt_bars, grid=grid,
+                         generators=[generator], progress=progress)[0]
 
-    def __init__(self, model, prompt_ids: list[int], encoder_ids: list[int] | None = None):
+
+class _Window:
+    """The model reading a growing batch of sequences (rows in lockstep) through its KV cache; when
+    the context is full the window slides: a fresh cache reads the last half again (training
+    windows start anywhere too, so the model knows such windows), and sampling goes on, so any
+    number of bars fits.  ``logits``: the next token's, one row per sequence."""
+
+    def __init__(self, model, prompt_ids: list[int], encoder_ids: list[int] | None = None, rows: int = 1):
         self.context = model.config.max_position_embeddings
+        device = next(model.parameters()).device
         if encoder_ids is not None:  # BART: the decoder starts empty, reading the encoder's outputs
-            device = next(model.parameters()).device
-            encoded = model.get_encoder()(input_ids=torch.tensor([encoder_ids], device=device))
+            encoded = model.get_encoder()(input_ids=torch.tensor([encoder_ids] * rows, device=device))
             self.start = [model.config.decoder_start_token_id]
-            self.new_decoder = lambda: step_decoder(model, encoded)
-            self.history = list(self.start)
+            self.new_decoder = lambda: step_decoder(model, encoded, batch=self.history.shape[0])
+            first = list(self.start)
         else:
-            self.start, self.new_decoder = [], lambda: step_decoder(model)
-            self.history = list(prompt_ids)
-            if len(self.history) >= self.context:  # a prompt longer than the context: its end
-                self.history = self.history[-(self.context // 2):]
+            self.start = []
+            self.new_decoder = lambda: step_decoder(model, batch=self.history.shape[0])
+            first = list(prompt_ids)
+            if len(first) >= self.context:  # a prompt longer than the context: its end
+                first = first[-(self.context // 2):]
+        self.history = torch.tensor([first] * rows, dtype=torch.long)
         self.decoder = self.new_decoder()
         self.logits = self.decoder.step(self.history)
 
-    def feed(self, token: int) -> torch.Tensor:
-        """Read one more token; the logits of the next."""
-        self.history.append(token)
-        if len(self.history) < self.context:
-            self.logits = self.decoder.step([token])
+    @property
+    def length(self) -> int:
+        """Tokens each row has read so far (since the last slide)."""
+        return self.history.shape[1]
+
+    def keep(self, rows: list[int]) -> None:
+        """Go on with these rows only (indices into the current rows)."""
+        index = torch.tensor(rows, dtype=torch.long)
+        self.history = self.history[index]
+        self.decoder.keep(index)
+
+    def feed(self, tokens: list[int]) -> torch.Tensor:
+        """Read one more token per row; the logits of the next, one row each."""
+        column = torch.tensor(tokens, dtype=torch.long)[:, None]
+        self.history = torch.cat([self.history, column], dim=1)
+        if self.length < self.context:
+            self.logits = self.decoder.step(column)
         else:
-            self.history = self.start + self.history[-(self.context // 2):]
+            keep = self.history[:, -(self.context // 2):]
+            start = torch.tensor([self.start] * keep.shape[0], dtype=torch.long).view(keep.shape[0], -1)
+            self.history = torch.cat([start, keep], dim=1)
             self.decoder = self.new_decoder()
             self.logits = self.decoder.step(self.history)
         return self.logits
@@ -132,8 +178,8 @@ def sample_span(model, tokenizer, prompt_ids: list[int], constraint, settings: S
     eos, bar = vocab_words[EOS], vocab_words[BAR]
     device = next(model.parameters()).device
     window = _Window(model, prompt_ids, encoder_ids if model.config.is_encoder_decoder else None)
-    processor = GrammarLogitsProcessor([constraint], tokenizer, budget, start=len(window.history))
-    logits = window.logits[:n_model]
+    processor = GrammarLogitsProcessor([constraint], tokenizer, budget, start=window.length)
+    logits = window.logits[0, :n_model]
     new_tokens: list[int] = []
     for used in range(budget + 1):
         allowed = processor.row_mask(0, new_tokens, used, n_model).to(device)
@@ -142,7 +188,7 @@ def sample_span(model, tokenizer, prompt_ids: list[int], constraint, settings: S
         if token == eos or used == budget or (token == bar and constraint.state.bars == constraint.target_bars):
             break
         new_tokens = [token]
-        logits = window.feed(token)[:n_model]
+        logits = window.feed([token])[0, :n_model]
     if not constraint.complete():
         raise MozartError("the span ran out of tokens before its last bar")
 
@@ -168,17 +214,21 @@ def generate_pieces(loaded: LoadedModel, controls: Controls, settings: SamplingS
                     progress: Callable[[float], None] | None = None) -> list[str]:
     """``n`` pieces as token texts at the model's grid; sample i uses seed ``seed + i`` (same
     settings -> same texts).  ``prompt`` is ``prompts.prompt_from_midi``'s (words, bars), made at
-    the same grid.  ``progress`` is called with the share of all ``n`` pieces done."""
+    the same grid.  ``progress`` is called with the share of all ``n`` pieces done.  The pieces
+    are sampled in batches of up to MAX_BATCH rows, each row with its own generator, so a seed
+    gives the same piece whatever ``n``."""
     grid = loaded.grid
     prompt_words, prompt_bars = prompt if prompt else (controls_header(controls, grid) or [], 0)
     prompt_grid = format_of_words(prompt_words[:2])[1]
     if prompt_words and prompt_grid != grid:
         raise MozartError(f"the prompt is at grid {prompt_grid}, the model at grid {grid}")
     texts = []
-    for i in range(n):
-        generator = torch.Generator().manual_seed(seed + i)
-        report = None if progress is None else (lambda share, i=i: progress((i + share) / n))
-        words = sample_piece(loaded.model, loaded.tokenizer, prompt_words, controls, settings, prompt_bars,
-                             grid=grid, generator=generator, progress=report)
-        texts.append(" ".join(words))
+    for first in range(0, n, MAX_BATCH):
+        rows = min(MAX_BATCH, n - first)
+        generators = [torch.Generator().manual_seed(seed + i) for i in range(first, first + rows)]
+        report = None if progress is None else \
+            (lambda share, first=first, rows=rows: progress((first + share * rows) / n))
+        for words in sample_pieces(loaded.model, loaded.tokenizer, prompt_words, controls, settings, prompt_bars,
+                                   grid=grid, generators=generators, progress=report):
+            texts.append(" ".join(words))
     return texts

@@ -16,7 +16,7 @@ import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
 from .files import write_atomic
-from .tokens import FORMAT_VERSION, vocabulary
+from .tokens import FORMAT_VERSION, Piece, decode_piece_ids, vocabulary
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 #: Special tokens, in id order (0..3).
@@ -87,3 +87,12 @@ def piece_ids(words: list[str], grid: int, style: str | None = None) -> np.ndarr
     ids = np.fromiter((index[w] for w in words), dtype=np.int64, count=len(words)) + len(SPECIAL_TOKENS)
     head = [SPECIAL_TOKENS.index(BOS)] + ([control_id(style_token(style), grid)] if style else [])
     return np.concatenate([head, ids, [SPECIAL_TOKENS.index(EOS)]])
+
+
+def piece_of_ids(ids: np.ndarray, grid: int) -> Piece:
+    """The piece that ``build_tokenizer(grid)`` ids spell (as :func:`piece_ids` writes them, or a
+    model samples them): specials and control tokens are dropped, the words decoded straight from
+    the ids (``tokens.decode_piece_ids``), with no text in between."""
+    ids = np.asarray(ids, dtype=np.int64)
+    words = ids[(ids >= len(SPECIAL_TOKENS)) & (ids < music_token_count(grid))]
+    return decode_piece_ids(words - len(SPECIAL_TOKENS), grid)

@@ -9,6 +9,7 @@ checks as whole-array comparisons and reads the events back the same way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -361,8 +362,9 @@ def _words_array(grid: int) -> np.ndarray:
 class TokenError(MozartError):
     """Malformed token text; ``index`` is the offending token's position (0-based)."""
 
-    def __init__(self, text: str, index: int, reason: str):
-        line, column, token = _locate(text, index)
+    def __init__(self, text: str | Callable[[], str], index: int, reason: str):
+        # ``text`` may be a function that spells it: decoding ids builds the text only for an error
+        line, column, token = _locate(text() if callable(text) else text, index)
         self.index, self.line, self.column, self.token = index, line, column, token
         where = f"line {line}, token {column} '{token}'" if token else f"line {line}, end of text"
         super().__init__(f"{where}: {reason}")
@@ -428,7 +430,7 @@ class _Checker:
             raise TokenError(self.text, self.first[0] + self.offset, self.first[1])
 
 
-def _parse_header(text: str, words: list[str]) -> tuple[Vocabulary, int]:
+def _parse_header(text: str | Callable[[], str], words: list[str]) -> tuple[Vocabulary, int]:
     if not words:
         raise TokenError(text, 0, "empty text: a piece starts with 'Format_1 Grid_<g>'")
     if words[0] != f"Format_{FORMAT_VERSION}":
@@ -470,7 +472,36 @@ def decode_piece(text: str) -> Piece:
     """Parse and validate token text into a Piece; raise TokenError at the first error."""
     words = text.split()
     vocab, h = _parse_header(text, words)
-    ids = _lookup(text, words, vocab)
+    return _piece_of_ids(_lookup(text, words, vocab), vocab, h, text)
+
+
+#: The most words a header can have (Format, Grid, TS, the tempo's digits, TempoFrac).
+_MAX_HEADER_WORDS = 5 + MAX_HI_DIGITS["Tempo"]
+
+
+def decode_piece_ids(ids: np.ndarray, grid: int) -> Piece:
+    """As :func:`decode_piece`, from the word ids of ``vocabulary(grid)`` (an array; no text is
+    built unless there is an error to report): the fast path from a model's or a token store's ids."""
+    vocab = vocabulary(grid)
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.ndim != 1:
+        raise MozartError(f"expected a 1-D array of token ids, got shape {ids.shape}")
+    bad = np.flatnonzero((ids < 0) | (ids >= len(vocab)))
+    if bad.size:
+        raise MozartError(f"token id {int(ids[bad[0]])} at index {int(bad[0])} is not a word of grid {grid} "
+                          f"(0..{len(vocab) - 1})")
+
+    def text() -> str:
+        return " ".join(vocab.words[i] for i in ids.tolist())
+
+    head = [vocab.words[i] for i in ids[:_MAX_HEADER_WORDS + 1].tolist()]
+    _, h = _parse_header(text, head)
+    return _piece_of_ids(ids, vocab, h, text)
+
+
+def _piece_of_ids(ids: np.ndarray, vocab: Vocabulary, h: int, text: str | Callable[[], str]) -> Piece:
+    """The body of decoding: ``ids`` (header of ``h`` words included) checked against the
+    grammar, as a Piece; ``text`` spells the ids for error messages."""
     types, values = vocab.type_of[ids], vocab.value_of[ids]
     n = types.size
     ck = _Checker(text, 0)
@@ -482,8 +513,8 @@ def decode_piece(text: str) -> Piece:
     ok = ALLOWED[prev, nxt]
     if not ok.all():
         i = int(np.flatnonzero(~ok)[0])
-        got = words[h + i] if h + i < n else None
-        before = words[h + i - 1] if i > 0 else "the header"
+        got = vocab.words[ids[h + i]] if h + i < n else None
+        before = vocab.words[ids[h + i - 1]] if i > 0 else "the header"
         if got is None:
             reason = f"the piece cannot end after '{before}'"
         else:
