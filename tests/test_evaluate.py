@@ -25,8 +25,11 @@ from mozart.train import load_config, train
 from conftest import corpus_files, edge_files, link_all
 
 
-def _dataset(root: Path, grid: int, files: list[Path], max_tokens: int | None = 256) -> Path:
+def _dataset(root: Path, grid: int, files: list[Path], max_tokens: int | None = 256, styled: bool = False) -> Path:
     midi = link_all(files, root / f"midi_{grid}")
+    if styled:  # alternate two style labels, as corpus.tsv gives them (docs/datasets.md)
+        rows = "".join(f"{f.name}\t{('folk', 'chorale')[i % 2]}\n" for i, f in enumerate(files))
+        (midi / "corpus.tsv").write_text("midi_file\tstyle\n" + rows)
     data = root / f"data_{grid}"
     build_dataset(midi, data, DatasetConfig(max_tokens=max_tokens, workers=1, valid=0.2, test=0.2, grid=grid),
                   progress=False)
@@ -35,9 +38,9 @@ def _dataset(root: Path, grid: int, files: list[Path], max_tokens: int | None = 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Path]:
-    """A dataset of 30 corpus files and a tiny GPT-2 trained on it for 30 steps."""
+    """A dataset of 30 corpus files labelled with two styles and a tiny GPT-2 trained on it for 30 steps."""
     root = tmp_path_factory.mktemp("eval")
-    data = _dataset(root, 24, corpus_files()[:30])
+    data = _dataset(root, 24, corpus_files()[:30], styled=True)
     run = root / "run"
     train(data, run, load_config(None, max_steps=30, eval_every=15, context=256, batch_size=4, lr=2e-3,
                                  validity_samples=0))
@@ -204,6 +207,26 @@ def test_card_comes_from_the_runs_own_files(trained, tmp_path):
     (copy / "metrics.json").write_text(json.dumps(metrics))
     changed = card_text(copy, data)
     assert "12345 optimizer steps" in changed and "a test device" in changed
+
+
+def test_statistics_per_style_compare_each_style_with_its_own_pieces(trained, tmp_path):
+    """Samples asked for style S (its control token after <bos>) against the test pieces labelled S."""
+    from mozart.evaluate import EvaluateConfig, evaluate
+    from mozart.lmdata import read_split_styles
+
+    data, run = trained
+    report = evaluate(run, data, tmp_path / "report", EvaluateConfig(samples=3, bars=2), progress=False)
+    labelled = {s for s in read_split_styles(data, "test") if s}
+    assert labelled and set(report["styles"]) == labelled
+    for style, r in report["styles"].items():
+        assert r["generated_pieces"] == 3 and r["bars"] == 2
+        assert r["reference_pieces"] == read_split_styles(data, "test").count(style)
+        assert all(0.0 <= f["overlapping_area"] <= 1.0 for f in r["features"].values())
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "## Musical statistics per style" in text and "| **lowest OA** |" in text
+    unstyled = evaluate(run, data, tmp_path / "plain", EvaluateConfig(samples=2, bars=2, per_style=False),
+                        progress=False)
+    assert "styles" not in unstyled
 
 
 def test_evaluate_runs_for_an_encoder_decoder(trained, tmp_path):

@@ -7,6 +7,7 @@ import pytest
 import symusic
 
 import mozart
+from mozart.tokenizer import piece_ids
 
 from conftest import corpus_files
 from reference import last_step, note_multiset, pedal_steps, tempo_map, time_signature_map
@@ -34,6 +35,9 @@ def test_round_trip_is_q(path, covered):
 
     assert mozart.encode(decoded, grid=GRID) == text
     mozart.check(text)
+    # the fast path from the token store's ids (<bos> <style> ... <eos>) decodes to the same piece
+    from_ids = mozart.decode_ids(piece_ids(text.split(), GRID, style="folk"), GRID)
+    assert mozart.encode(from_ids, grid=GRID) == text
     covered("corpus fidelity", path)
 
 

@@ -158,6 +158,32 @@ def test_malformed_text_names_the_token(text, token, reason):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("text", [
+    f"{HEADER} Bar Pos_0 Prog_0 Pitch_62 Vel_80 Dur_12 Pitch_60 Vel_80 Dur_12",
+    f"{HEADER} Bar Pos_0 Prog_0 Pitch_60 Dur_5",
+    f"{HEADER} Bar Pos_0 Prog_0 Pitch_60 Vel_80",
+    "Format_1 Grid_24 Tempo_120",
+])
+def test_decoding_ids_reports_errors_as_text_does(text):
+    """mozart.decode_ids builds no text unless it must name an error; then the message is decode's."""
+    from mozart.tokenizer import piece_ids
+
+    with pytest.raises(TokenError) as from_text:
+        mozart.decode(text)
+    with pytest.raises(TokenError) as from_ids:
+        mozart.decode_ids(piece_ids(text.split(), 24), 24)
+    assert str(from_ids.value) == str(from_text.value)
+
+
+def test_decoding_ids_refuses_ids_outside_the_vocabulary():
+    from mozart.tokenizer import piece_ids
+
+    ids = piece_ids(f"{HEADER} Bar Pos_0 Prog_0 Pitch_60 Vel_80 Dur_5".split(), 24)
+    assert mozart.decode_ids(ids, 24).note_num() == 1
+    with pytest.raises(mozart.MozartError, match="not a word of grid 12"):
+        mozart.tokens.decode_piece_ids(ids - 4 + 5000, 12)
+
+
 def test_error_names_line_and_token_number():
     text = f"{HEADER}\nBar Pos_0 Prog_0\nPitch_60 Vel_80 Dur_12 Pitch_59 Vel_80 Dur_12\n"
     with pytest.raises(TokenError) as info:

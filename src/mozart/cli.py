@@ -441,6 +441,9 @@ def evaluate_cmd(
     stride: Annotated[int | None, typer.Option(help="Sliding-window stride, tokens (default: half the context).")]
     = None,
     max_test_pieces: Annotated[int | None, typer.Option(help="Score only the first N test pieces.")] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of the samples.")] = 1.0,
+    per_style: Annotated[bool, typer.Option(help="Also compare samples of each style with its test pieces.")]
+    = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder not made by evaluate.")]
     = False,
@@ -449,7 +452,7 @@ def evaluate_cmd(
 
     Example: mozart evaluate -m runs/small data -o report --samples 32
     """
-    from .controls import MAX_BARS, MAX_SAMPLES, MAX_SEED
+    from .controls import MAX_BARS, MAX_SAMPLES, MAX_SEED, check_options
     from .evaluate import EvaluateConfig, evaluate
 
     check_range("--samples", samples, 1, MAX_SAMPLES, integer=True)
@@ -457,13 +460,18 @@ def evaluate_cmd(
     for name, value in (("--bars", bars), ("--stride", stride), ("--max-test-pieces", max_test_pieces)):
         if value is not None:
             check_range(name, value, 1, MAX_BARS if name == "--bars" else 2**31 - 1, integer=True)
+    check_options(temperature=temperature)
     check_output_dir(output, "report.json", force)
-    config = EvaluateConfig(samples=samples, seed=seed, bars=bars, stride=stride, max_test_pieces=max_test_pieces)
+    config = EvaluateConfig(samples=samples, seed=seed, bars=bars, stride=stride, max_test_pieces=max_test_pieces,
+                            temperature=temperature, per_style=per_style)
     report = evaluate(model_dir, data_dir, output, config, progress=not quiet)
     for name, r in report["likelihood"].items():
         typer.echo(f"{name:>22}: {r['bits_per_note']:7.2f} bits/note  {r['bits_per_token']:.3f} bits/token")
     for mode, v in report["validity"].items():
         typer.echo(f"{mode:>22}: {v['valid']}/{v['samples']} samples valid")
+    for style, r in report.get("styles", {}).items():
+        lowest = min(f["overlapping_area"] for f in r["features"].values())
+        typer.echo(f"{'style ' + style:>22}: lowest OA {lowest:.2f} ({r['generated_pieces']} samples)")
     typer.echo(f"wrote {output / 'report.md'}, report.json and {len(report['plots'])} plots")
 
 

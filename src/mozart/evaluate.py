@@ -32,9 +32,9 @@ from .errors import MozartError
 from .events import Piece, bar_layout
 from .files import write_atomic
 from .likelihood import baseline_likelihoods, model_likelihood
-from .lmdata import load_tokenizer, piece_ids, read_split
+from .lmdata import load_tokenizer, piece_ids, read_split, read_split_styles
 from .metrics import FEATURES, compare_sets, describe, feature_table
-from .tokenizer import music_token_count
+from .tokenizer import music_token_count, style_token
 from .tokens import TokenError, decode_piece
 
 
@@ -49,6 +49,7 @@ class EvaluateConfig:
     stride: int | None = None  # sliding-window stride in tokens; None: half the context
     ngram_order: int = 4  # order of the Kneser-Ney baseline
     max_test_pieces: int | None = None  # score only the first N test pieces (None: all)
+    per_style: bool = True  # also compare, per style label of the test split, samples of that style with its pieces
 
 
 def valid_pieces(texts: list[str]) -> tuple[list[Piece], int]:
@@ -125,10 +126,17 @@ def evaluate(model_dir: Path | None, data_dir: Path, out_dir: Path, config: Eval
     for mode, constrained in (("constrained", True), ("unconstrained", False)):
         bar.set_postfix_str(f"{mode} samples")
         settings = SamplingSettings(temperature=config.temperature, constrained=constrained)
-        texts = []
-        for i in range(config.samples):
-            texts += generate_pieces(loaded, Controls(bars=bars), settings, n=1, seed=config.seed + i)
-            bar.update()
+        # one batched call: sample i still uses seed + i, as it did one by one
+        done = [0]
+
+        def advance(share: float, done=done) -> None:
+            pieces = int(share * config.samples)
+            bar.update(pieces - done[0])
+            done[0] = pieces
+
+        texts = generate_pieces(loaded, Controls(bars=bars), settings, n=config.samples, seed=config.seed,
+                                progress=advance)
+        bar.update(config.samples - done[0])
         pieces, failed = valid_pieces(texts)
         samples[mode] = (texts, pieces)
         report["validity"][mode] = {"samples": len(texts), "valid": len(texts) - failed,
@@ -139,6 +147,9 @@ def evaluate(model_dir: Path | None, data_dir: Path, out_dir: Path, config: Eval
     report["statistics"] = {"generated_pieces": len(generated), "reference_pieces": len(reference),
                             "features": compare_sets(feature_table(generated), feature_table(reference))}
     bar.update()
+    if config.per_style:
+        bar.set_postfix_str("statistics per style")
+        report["styles"] = style_statistics(loaded, data_dir, test_texts, config)
     bar.set_postfix_str("report")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -152,6 +163,34 @@ def evaluate(model_dir: Path | None, data_dir: Path, out_dir: Path, config: Eval
     bar.update()
     bar.close()
     return report
+
+
+def style_statistics(loaded, data_dir: Path, test_texts: list[str], config: EvaluateConfig) -> dict:
+    """Per style S of the test split: ``config.samples`` constrained samples with ``--style S`` (of the
+    median bar count of S's test pieces) against S's test pieces.  Empty when the test split has
+    no style labels, or the model has no style tokens or is BART (it could not be asked for one)."""
+    from .controls import Controls, SamplingSettings
+    from .sampling import generate_pieces
+
+    if loaded.model.config.is_encoder_decoder:
+        return {}
+    styles = read_split_styles(data_dir, "test")[: len(test_texts)]
+    vocab = loaded.tokenizer.get_vocab()
+    out: dict = {}
+    for style in sorted({s for s in styles if s}):
+        if vocab.get(style_token(style), loaded.model.config.vocab_size) >= loaded.model.config.vocab_size:
+            continue
+        reference, _ = valid_pieces([t for t, s in zip(test_texts, styles) if s == style])
+        if not reference:
+            continue
+        bars = config.bars or median_bars(reference)
+        settings = SamplingSettings(temperature=config.temperature)
+        texts = generate_pieces(loaded, Controls(bars=bars, style=style), settings, n=config.samples,
+                                seed=config.seed)
+        generated, _ = valid_pieces(texts)
+        out[style] = {"bars": bars, "generated_pieces": len(generated), "reference_pieces": len(reference),
+                      "features": compare_sets(feature_table(generated), feature_table(reference))}
+    return out
 
 
 def _json_number(value):
@@ -195,9 +234,27 @@ def report_markdown(report: dict) -> str:
             gen = f"{_fmt(r['generated_mean'])} ± {_fmt(r['generated_std'])}"
             ref = f"{_fmt(r['reference_mean'])} ± {_fmt(r['reference_std'])}"
         lines.append(f"| {f.name} | {gen} | {ref} | {_fmt(r['overlapping_area'])} | {_fmt(r['kl_divergence'])} |")
+    if report.get("styles"):
+        lines += ["", "## Musical statistics per style", ""] + style_table(report["styles"])
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in report["plots"]]
     lines += ["", f"Took {report['seconds']} s."]
     return "\n".join(lines) + "\n"
+
+
+def style_table(styles: dict) -> list[str]:
+    """Markdown lines: the overlapping area of every feature (rows) per style (columns), samples of
+    the style against the test pieces of the style, and the smallest OA of each style."""
+    names = sorted(styles)
+    lines = ["| feature | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for f in FEATURES:
+        lines.append(f"| {f.name} | " + " | ".join(_fmt(styles[n]["features"][f.name]["overlapping_area"], 2)
+                                                     for n in names) + " |")
+    lowest = [min(r["overlapping_area"] for r in styles[n]["features"].values()) for n in names]
+    lines.append("| **lowest OA** | " + " | ".join(f"**{_fmt(x, 2)}**" for x in lowest) + " |")
+    lines.append("| samples / test pieces, bars | " + " | ".join(
+        f"{styles[n]['generated_pieces']} / {styles[n]['reference_pieces']}, {styles[n]['bars']}" for n in names)
+        + " |")
+    return lines
 
 
 def write_plots(generated: dict[str, np.ndarray], reference: dict[str, np.ndarray], model_dir: Path,

@@ -42,6 +42,12 @@ def read_split(data_dir: Path, split: str) -> list[str]:
         return [json.loads(line)["tokens"] for line in f if line.strip()]
 
 
+def read_split_styles(data_dir: Path, split: str) -> list[str | None]:
+    """The style label of each record of one split (None where it has none), in read_split's order."""
+    with open(Path(data_dir) / f"{split}.jsonl", encoding="utf-8") as f:
+        return [json.loads(line).get("style") for line in f if line.strip()]
+
+
 def load_tokenizer(data_dir: Path) -> Tokenizer:
     path = Path(data_dir) / "tokenizer.json"
     if not path.is_file():

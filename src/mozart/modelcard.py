@@ -215,7 +215,17 @@ KL: 0 is best; docs/evaluation.md):
 | feature | samples mean ± std | test mean ± std | OA | KL |
 |---|---|---|---|---|
 {stats}
-"""
+""" + _styles_section(report)
+
+
+def _styles_section(report: dict) -> str:
+    """Per style: samples asked for the style against the test pieces of that style (OA)."""
+    from .evaluate import style_table
+
+    if not report.get("styles"):
+        return ""
+    return ("\nPer style (`--style S`; samples of style S against the test pieces of style S; overlapping "
+            "area per feature, 1 is best):\n\n" + "\n".join(style_table(report["styles"])) + "\n")
 
 
 def _pm(mean, std) -> str:
