@@ -268,6 +268,26 @@ def test_a_seed_gives_the_same_piece_whatever_the_batch(models, tmp_path, arch):
         assert generate_pieces(loaded, controls, settings, n=1, seed=10 + i) == [batch[i]]
 
 
+def test_instruments_settle_after_the_first_bars(models):
+    """With programs left free, a piece brings in instruments in its first SETTLE_BARS bars only; a random
+    model at temperature 3 would otherwise switch programs all the time.  Asked-for programs are untouched."""
+    from mozart.masks import SETTLE_BARS
+
+    loaded = load_model(models["random_gpt2"])
+    texts = generate_pieces(loaded, Controls(bars=10), SamplingSettings(temperature=3.0), n=20, seed=0)
+    late_switches = 0
+    for text in texts:
+        mozart.check(text)
+        bar, early, late = 0, set(), set()
+        for word in text.split():
+            bar += word == "Bar"
+            if word.startswith(("Prog_", "Drums_")):
+                (early if bar <= SETTLE_BARS else late).add(word)
+        assert late <= early, (early, late)
+        late_switches += bool(late)
+    assert late_switches > 0  # the rule keeps instruments, it does not stop them switching among themselves
+
+
 def test_new_notes_never_need_a_second_duration_digit():
     """After a note of 32 whole notes less a step, the same pitch at the same step may not drop its
     velocity: canonical order would then demand a longer note, past one high digit."""

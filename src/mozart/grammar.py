@@ -80,6 +80,7 @@ class GrammarState:
     now: int = -1  # absolute step of the current position (-1: none in this bar)
     cut: bool = False  # a bar was just cut ("Pos_p Bar"): a TS must follow
     stream: int = -1  # program in force (-1: none yet)
+    streams_used: set[int] = field(default_factory=set)  # every program / drum kit switched to so far
     group: tuple[int, int] | None = None  # (step, stream) of the current group of notes
     last_note: tuple[int, int, int] | None = None  # (pitch, duration, velocity) last in this group
     note: list[int] = field(default_factory=list)  # pitch, velocity of the note being spelled
@@ -323,6 +324,7 @@ class GrammarState:
 
     def _switch(self, stream: int) -> None:
         self.stream = stream
+        self.streams_used.add(stream)
         self.group = (self.now, stream)
         self.last_note = None
 

@@ -28,6 +28,9 @@ from .grammar import GrammarState, new_state
 from .tokenizer import EOS, PAD
 from .tokens import HI_BASE, TYPES
 
+#: New bars in which a piece may still bring in instruments (programs, drum kits) when the controls
+#: leave them free; after them it keeps the ones it has (no fiddle tune turning into an agogo).
+SETTLE_BARS = 4
 #: Tokens kept in reserve per missing bar (and for finishing the current note) before the
 #: sampler starts closing the piece.
 CLOSING_MARGIN = 12
@@ -65,6 +68,8 @@ class Constraint:
     never: np.ndarray = field(init=False)  # words the controls forbid everywhere
     after_header: np.ndarray = field(init=False)  # words the controls forbid once the header is written
     only_bar: np.ndarray = field(init=False)  # the Bar word alone
+    stream_ids: np.ndarray = field(init=False)  # the Prog and Drums words
+    stream_values: np.ndarray = field(init=False)  # the stream (GrammarState.stream) each one switches to
 
     def __post_init__(self) -> None:
         v, c = self.state.vocab, self.controls
@@ -84,6 +89,8 @@ class Constraint:
             self.after_header[self.type_ids["TS"]] = True
         self.only_bar = np.zeros(len(v), dtype=bool)
         self.only_bar[self.type_ids["Bar"]] = True
+        self.stream_ids = np.concatenate([self.type_ids["Prog"], self.type_ids["Drums"]])
+        self.stream_values = v.value_of[self.stream_ids]
 
     def allowed(self, budget_left: int) -> tuple[np.ndarray, bool]:
         """(mask over the vocabulary, whether the piece may end now)."""
@@ -95,6 +102,9 @@ class Constraint:
         if s.bars >= self.target_bars:
             mask[self.type_ids["Bar"]] = False  # exactly the requested bars
         mask &= ~self.never
+        if c.programs is None and s.streams_used and s.bars > self.prompt_bars + SETTLE_BARS:
+            # the instruments have settled: only those the piece already has
+            mask[self.stream_ids[~np.isin(self.stream_values, list(s.streams_used))]] = False
         keep_new_notes_short(s, mask, self.type_ids)
         if s.header_done:
             mask &= ~self.after_header
