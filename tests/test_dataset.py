@@ -280,6 +280,20 @@ def test_crash_and_hang_are_reported_and_the_build_goes_on(tmp_path):
     assert stats["pieces"] >= 1
 
 
+def test_workers_that_cannot_start_are_one_clear_error(tmp_path):
+    """A worker process that dies before it is ready (it could not start: no file is to blame) stops the
+    build with one line, instead of every file listed as crashed or a silent exit 1."""
+    from mozart.workers import START_FAIL_HOOK
+
+    midi = link_all(corpus_files()[:3], tmp_path / "midi")
+    result = subprocess.run(_build_cmd(midi, tmp_path / "data"), env={**os.environ, START_FAIL_HOOK: "1"},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("mozart: error: cannot start worker processes: one exited with code 3 "
+                                     "before it was ready")
+    assert not (tmp_path / "data").exists()
+
+
 @pytest.mark.parametrize("case", ["missing", "empty", "not_a_dataset", "bad_split"])
 def test_dataset_bad_input(tmp_path, case):
     midi, out = tmp_path / "midi", tmp_path / "out"

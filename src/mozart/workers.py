@@ -8,6 +8,7 @@ consumes them can write deterministic output while it streams.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from .errors import MozartError
 from .files import interrupts_deferred
 
 #: Most worker processes a command may start (each holds a Python interpreter and a task).
@@ -23,6 +25,11 @@ MAX_WORKERS = 256
 MAX_TIMEOUT = 86400.0
 #: How many tasks past the oldest unfinished one may be handed out, per worker.
 LOOKAHEAD_PER_WORKER = 16
+#: A worker's first message: it started and can take tasks.  A process that dies before sending it
+#: could not start at all (no task is to blame), which stops the run with one clear error.
+_READY = "ready"
+#: Set (to anything) to make every worker exit before it is ready: a test of that error.
+START_FAIL_HOOK = "MOZART_TEST_WORKER_START_FAIL"
 
 
 @dataclass
@@ -43,6 +50,9 @@ def _one_line(e: BaseException) -> str:
 def _serve(conn: Connection, fn: Callable[[Any], Any]) -> None:
     """Worker loop: receive (index, task), send back (index, ok, value-or-reason)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops us
+    if os.environ.get(START_FAIL_HOOK):
+        os._exit(3)
+    conn.send(_READY)
     while True:
         try:
             message = conn.recv()
@@ -63,6 +73,7 @@ class _Worker:
         self.process = ctx.Process(target=_serve, args=(self._child, fn), daemon=True)
         self.index: int | None = None
         self.started = 0.0
+        self.ready = False  # the process said it started (_READY)
 
     def start(self) -> _Worker:
         """Start the process; call once the worker is in the pool (so a Ctrl-C right after stops it)."""
@@ -122,15 +133,24 @@ def run_tasks(
                 if w.index is None:
                     continue
                 failure = None
-                if w.conn.poll():
-                    try:
-                        index, ok, value = w.conn.recv()
+                try:
+                    while w.index is not None and w.conn.poll():
+                        message = w.conn.recv()
+                        if message == _READY:
+                            w.ready = True
+                            continue
+                        index, ok, value = message
                         done[index] = (ok, value)
                         w.index = None
-                        continue
-                    except (EOFError, OSError):
-                        failure = f"worker process crashed (exit code {w.process.exitcode})"
-                elif not w.process.is_alive():
+                except (EOFError, OSError):
+                    failure = "crashed"
+                if w.index is None:
+                    continue
+                if failure or not w.process.is_alive():
+                    w.process.join(timeout=5)
+                    if not w.ready:
+                        raise MozartError(f"cannot start worker processes: one exited with code "
+                                          f"{w.process.exitcode} before it was ready")
                     failure = f"worker process crashed (exit code {w.process.exitcode})"
                 elif timeout is not None and time.monotonic() - w.started > timeout:
                     failure = f"timed out after {timeout:g} s"
