@@ -154,6 +154,15 @@ def test_demo_runs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "text identical: True" in result.stdout
     assert (tmp_path / "demo" / "bach_bwv66.6.mid").stat().st_size > 0
+    from mozart.models import default_model_dir
+
+    if default_model_dir() is not None:  # a folk tune and a chorale (a style-less model: one piece)
+        made = sorted(p.name for p in (tmp_path / "demo").glob("generated*.mid"))
+        assert made in (["generated-chorale.mid", "generated-folk.mid"], ["generated.mid"])
+        for midi in made:
+            text = (tmp_path / "demo" / midi).with_suffix(".txt").read_text()
+            mozart.check(text)
+            assert text.split().count("Bar") == 16
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "corpus"])

@@ -591,14 +591,30 @@ def demo_cmd(
     if default_model_dir() is None:
         typer.echo("generation:   skipped (no built-in model in this installation; `make default-model`)")
         return
-    text = generate(bars=16, seed=0)[0]
-    result = write_sample(text, output / "generated")
-    words = text.split()
-    bars, notes = words.count(BAR), count_notes(words)
-    typer.echo(f"generated:    {bars} bars, {notes} notes with the built-in model (seed 0): "
-               + ", ".join(str(output / f"generated.{k}") for k in ("txt", "mid", "wav", "png")
-                           if (output / f"generated.{k}").exists())
-               + (f" ({result['audio']})" if "audio" in result else ""))
+    for name, text in _demo_pieces():
+        stem = output / name
+        result = write_sample(text, stem)
+        words = text.split()
+        bars, notes = words.count(BAR), count_notes(words)
+        typer.echo(f"{name + ':':<13} {bars} bars, {notes} notes with the built-in model (seed 0): "
+                   + ", ".join(str(stem.with_suffix(f".{k}")) for k in ("txt", "mid", "wav", "png")
+                               if stem.with_suffix(f".{k}").exists())
+                   + (f" ({result['audio']})" if "audio" in result else ""))
+
+
+#: The styles `mozart demo` generates a piece in.
+DEMO_STYLES = ("folk", "chorale")
+
+
+def _demo_pieces() -> list[tuple[str, str]]:
+    """(file stem, text): 16 bars in each DEMO_STYLES from a model trained with style tokens; one
+    piece in any style from a model without them."""
+    try:
+        return [(f"generated-{style}", generate(bars=16, seed=0, style=style)[0]) for style in DEMO_STYLES]
+    except MozartError as e:
+        if "style" not in str(e):
+            raise
+        return [("generated", generate(bars=16, seed=0)[0])]
 
 
 def _note_columns(piece):

@@ -179,8 +179,32 @@ def publish(run_dir: Path, data_dir: Path, dest: Path, report_dir: Path | None =
     card = card_text(run_dir, data_dir)
     if report_dir is not None:
         card += evaluation_summary(json.loads((Path(report_dir) / "report.json").read_text()))
+        if (Path(report_dir) / OUT_OF_DOMAIN).is_file():
+            card += out_of_domain_section(json.loads((Path(report_dir) / OUT_OF_DOMAIN).read_text()))
     write_atomic(dest / "README.md", card)
     return {"check_bits_per_note": write_check(dest)}
+
+
+#: Written by ``bench/out_of_domain.py --json REPORT_DIR/out_of_domain.json``; the card quotes it.
+OUT_OF_DOMAIN = "out_of_domain.json"
+
+
+def out_of_domain_section(figures: dict) -> str:
+    """The card's out-of-domain table: bits/note of this and other models on a folder none trained on.
+    Models are named by their check figure (bits/note of the bundled chorale), which identifies weights."""
+    rows = "\n".join(f"| `{m['model']}` (check figure {m['check_bits_per_note']:.4f}) | {m['bits_per_note']:.2f} | "
+                      f"{m['unigram_bits_per_note']:.2f} |" for m in figures["models"])
+    return f"""
+## Out of domain
+
+`python bench/out_of_domain.py` on `{figures['corpus']}/` ({figures['files']} MIDI files of other kinds of music:
+pop multitracks, piano, game music; never trained on), each file scored whole, with a unigram fitted on those
+same files for scale:
+
+| model | bits/note | unigram on the same files |
+|---|---|---|
+{rows}
+"""
 
 
 def evaluation_summary(report: dict) -> str:
