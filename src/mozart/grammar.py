@@ -11,7 +11,7 @@ built only from allowed words, and ended only where ``can_end()`` holds, passes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -55,6 +55,28 @@ def _wholes_that_fit(high: int) -> np.ndarray:
     some hundredths turn into a tempo MIDI can hold."""
     wholes = high * TEMPO_BASE + np.arange(TEMPO_BASE)
     return tempo_representable(np.maximum(1, wholes[:, None] * 100 + np.arange(100)[None, :])).any(axis=1)
+
+
+@lru_cache(maxsize=8192)
+def _digit_mask(kind: str, high: int, digits: int, a: int, b: int, base: int, last_pos: int, bar_len: int,
+                min_duration: int) -> np.ndarray:
+    """For each next high digit d in a..b: whether high part ``high * HI_BASE + d`` (``digits``
+    digits) can be completed, with more digits or none, into a value the rules allow (a position
+    after ``last_pos`` inside a bar of ``bar_len`` steps, a duration of at least ``min_duration``, a
+    tempo MIDI can hold).  Read-only: callers copy it into their mask."""
+    out = np.zeros(b - a + 1, dtype=bool)
+    for i, d in enumerate(range(a, b + 1)):
+        value = high * HI_BASE + d
+        for extra in range(MAX_HI_DIGITS[kind] - digits + 1):
+            scale = HI_BASE**extra * base
+            lo, hi = value * scale, (value + 1) * scale - 1  # values reachable with `extra` more digits
+            if (kind == "Tempo" and _some_tempo_between(lo, hi + 1)) \
+                    or (kind == "Pos" and max(lo, last_pos + 1) <= min(hi, bar_len - 1)) \
+                    or (kind == "Dur" and hi >= min_duration):
+                out[i] = True
+                break
+    out.flags.writeable = False
+    return out
 
 
 @dataclass
@@ -124,11 +146,10 @@ class GrammarState:
             a, b = max(lo, start), min(hi, start + count - 1)
             if a <= b:
                 mask[first + a - start: first + b - start + 1] = True
-            if type_name.endswith("Hi"):  # a digit must leave some allowed value reachable
+            if type_name.endswith("Hi") and a <= b:  # a digit must leave some allowed value reachable
                 kind = type_name[:-2]
                 high = (self.number.high or 0) if self.number_kind == kind else 0
-                for d in range(a, b + 1):
-                    mask[first + d - start] = self._digit_ok(kind, high * HI_BASE + d, self.number.digits + 1)
+                mask[first + a - start: first + b - start + 1] = self._digit_mask(kind, high, a, b)
             if type_name == "TempoFrac":
                 fracs = np.arange(1, 100)
                 mask[first: first + 99] &= tempo_representable(self.tempo_whole * 100 + fracs)
@@ -228,20 +249,15 @@ class GrammarState:
             return (lo, lo_base - 1) if lo <= lo_base - 1 else (None, 0)
         return None, 0
 
-    def _digit_ok(self, kind: str, high: int, digits: int) -> bool:
-        """Whether high part ``high`` (``digits`` digits so far) can still be completed, with
-        more digits or none, into a value the rules allow."""
+    def _digit_mask(self, kind: str, high: int, a: int, b: int) -> np.ndarray:
+        """Which next high digits a..b of a ``kind`` number (high part so far ``high``) can still be
+        completed into a value the rules allow.  Cached on what it depends on: a sampler asks for
+        the same few masks at almost every note."""
         base = TEMPO_BASE if kind == "Tempo" else self.vocab.lo_base
-        for extra in range(MAX_HI_DIGITS[kind] - digits + 1):
-            scale = HI_BASE**extra * base
-            lo, hi = high * scale, (high + 1) * scale - 1  # values reachable with `extra` more digits
-            if kind == "Tempo" and _some_tempo_between(lo, hi + 1):
-                return True
-            if kind == "Pos" and max(lo, self.last_pos + 1) <= min(hi, self.bar_len - 1):
-                return True
-            if kind == "Dur" and hi >= self._min_duration():
-                return True
-        return False
+        # only what the rule of ``kind`` reads: the others stay fixed so the cache is shared
+        last_pos, bar_len = (self.last_pos, self.bar_len) if kind == "Pos" else (0, 0)
+        min_duration = self._min_duration() if kind == "Dur" else 0
+        return _digit_mask(kind, high, self.number.digits + 1, a, b, base, last_pos, bar_len, min_duration)
 
     def _max_value(self) -> int:
         """Largest duration the format spells (MAX_HI_DIGITS high digits)."""

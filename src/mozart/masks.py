@@ -173,18 +173,22 @@ class GrammarLogitsProcessor(LogitsProcessor):
 
     def row_mask(self, row: int, new_tokens: list[int], used: int, size: int) -> torch.Tensor:
         """Feed ``row``'s new tokens to its constraint; the mask of tokens allowed next."""
+        return torch.from_numpy(self.row_mask_array(row, new_tokens, used, size))
+
+    def row_mask_array(self, row: int, new_tokens: list[int], used: int, size: int) -> np.ndarray:
+        """As :meth:`row_mask`, as a numpy array (the sampler stacks the rows' masks into one tensor)."""
         constraint = self.constraints[row]
         for token in new_tokens:
             if token == self.eos or token == self.pad:
                 self.ended[row] = True
             if not self.ended[row]:
                 constraint.advance(int(self.from_model[token]))
-        allowed = torch.zeros(size, dtype=torch.bool)
+        allowed = np.zeros(size, dtype=bool)
         if self.ended[row]:  # generate pads finished rows; anything is fine there
             allowed[self.pad] = True
             return allowed
         mask, can_end = constraint.allowed(self.budget - used)
-        allowed[torch.from_numpy(self.to_model[mask])] = True
+        allowed[self.to_model[mask]] = True
         allowed[self.eos] = can_end
         if not allowed.any():  # nothing left (cannot happen with a satisfiable control): end the piece
             allowed[self.eos] = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 from .controls import Controls, SamplingSettings, check_style
@@ -81,8 +82,8 @@ def sample_pieces(model, tokenizer, prompt_words: list[str], controls: Controls,
     logits = window.logits[:, :n_model]
     for used in range(budget + 1):
         if settings.constrained:
-            allowed = torch.stack([processor.row_mask(r, new_tokens[r], used, n_model) for r in live])
-            logits = logits.masked_fill(~allowed.to(logits.device), float("-inf"))
+            allowed = np.stack([processor.row_mask_array(r, new_tokens[r], used, n_model) for r in live])
+            logits = logits.masked_fill(~torch.from_numpy(allowed).to(logits.device), float("-inf"))
         else:
             logits[:, pad] = float("-inf")
         tokens = _draw(torch.softmax(_warp(logits, settings), dim=-1), [generators[r] for r in live])
