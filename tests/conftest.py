@@ -64,6 +64,19 @@ def link_all(files: list[Path], folder: Path) -> Path:
     return folder
 
 
+def styleless_model(folder: Path) -> Path:
+    """A random tiny GPT-2 whose outputs end at the music words (as the first built-in model's did:
+    made before the control specials), saved with the grid-24 tokenizer."""
+    from mozart.models import SpecialIds, build_model
+    from mozart.tokenizer import music_token_count, save_tokenizer
+
+    ids = SpecialIds(pad=0, bos=1, eos=2, vocab_size=music_token_count(24))
+    folder.mkdir(parents=True, exist_ok=True)
+    build_model("gpt2", "tiny", ids, 256).save_pretrained(str(folder))
+    save_tokenizer(folder, 24)
+    return folder
+
+
 def mark_covered(suite: str, path: Path) -> None:
     """Record that ``suite`` checked ``path``; the terminal summary reports the counts."""
     _covered.setdefault(suite, set()).add(path.name)

@@ -20,7 +20,7 @@ from mozart.prompts import prompt_from_midi
 from mozart.sampling import generate_pieces
 from mozart.train import load_config, special_ids, train
 
-from conftest import DATA, corpus_files, link_all
+from conftest import DATA, corpus_files, link_all, styleless_model
 
 BACH = DATA / "music21_bach_bwv66.6.mid"
 
@@ -226,14 +226,11 @@ def test_the_model_reads_bos_then_the_style_token(models, monkeypatch):
     assert first_steps[0][:2] == [vocab["<bos>"], vocab[style_token("folk")]]
 
 
-def test_a_model_trained_without_styles_refuses_one():
+def test_a_model_trained_without_styles_refuses_one(tmp_path):
     from mozart.errors import MozartError
-    from mozart.models import default_model_dir
 
-    if default_model_dir() is None:
-        pytest.skip("no built-in model")
     with pytest.raises(MozartError, match="trained without style tokens"):
-        mozart.generate(bars=1, style="folk")
+        mozart.generate(model=styleless_model(tmp_path / "plain"), bars=1, style="folk")
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "bart"])

@@ -21,7 +21,7 @@ from mozart.likelihood import likelihood
 from mozart.models import build_model
 from mozart.train import finetune, latest_complete_checkpoint, load_config, special_ids, train
 
-from conftest import corpus_files, link_all
+from conftest import corpus_files, link_all, styleless_model
 
 CONTEXT = 256
 FAST = {"size": "tiny", "batch_size": 4, "lr": 2e-3, "validity_samples": 2, "max_eval_examples": 48}
@@ -236,14 +236,11 @@ def test_training_side_does_not_load_symusic():
 
 
 def test_a_model_without_style_tokens_refuses_a_styled_dataset(tmp_path):
-    from mozart.models import default_model_dir
-
-    if default_model_dir() is None:
-        pytest.skip("no built-in model")
+    model = styleless_model(tmp_path / "plain")
     files = corpus_files()[:6]
     midi = link_all(files, tmp_path / "midi")
     (midi / "corpus.tsv").write_text("midi_file\tstyle\n" + "".join(f"{f.name}\tfolk\n" for f in files))
     build_dataset(midi, tmp_path / "data", DatasetConfig(workers=1, valid=0.2, test=0.2), progress=False)
     with pytest.raises(MozartError, match="carry style tokens the model .* was trained without"):
-        finetune(default_model_dir(), tmp_path / "data", tmp_path / "adapter", load_config(None, max_steps=1))
+        finetune(model, tmp_path / "data", tmp_path / "adapter", load_config(None, max_steps=1))
     assert not (tmp_path / "adapter").exists()
