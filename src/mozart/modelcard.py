@@ -127,7 +127,8 @@ def card_text(run_dir: Path, data_dir: Path) -> str:
     v = metrics["valid"]
     hours = f", {metrics['seconds'] / 3600:.1f} h" if metrics.get("seconds") else ""
     styles = stats.get("styles") or {}
-    style_line = ("; style labels (pieces): " + ", ".join(f"`{k}` {n}" for k, n in sorted(styles.items()))
+    style_line = ("; style labels (records: segments and their transposed copies): "
+                  + ", ".join(f"`{k}` {n}" for k, n in sorted(styles.items()))
                   + ", each a control token after `<bos>` (`mozart generate --style S`)") if styles else ""
     fim = c.get("fim_rate", 0) if c["arch"] != "bart" else 0
     fim_words = f", {fim:.0%} of the windows fill-in-the-middle (`mozart infill`)" if fim else ""
