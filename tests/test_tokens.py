@@ -184,6 +184,22 @@ def test_decoding_ids_refuses_ids_outside_the_vocabulary():
         mozart.tokens.decode_piece_ids(ids - 4 + 5000, 12)
 
 
+def test_text_is_looked_up_a_chunk_at_a_time(monkeypatch):
+    """Chunks cut at whitespace (never inside a word) give the same piece, and an unknown word is named
+    by its place in the whole text (a 50 MB text no longer holds a Python string per word)."""
+    import mozart.tokens
+
+    text = (f"{HEADER}\nBar Pos_0 Prog_0 Pitch_60 Vel_80 Dur_24\n"
+            "Bar Pos_0 Pitch_61 Vel_80 Dur_24 Bar Pos_0 Pitch_62 Vel_9 Dur_2")
+    whole = mozart.encode(mozart.decode(text))
+    for chunk in (1, 7, 13):
+        monkeypatch.setattr(mozart.tokens, "_LOOKUP_CHUNK", chunk)
+        assert mozart.encode(mozart.decode(text)) == whole
+        with pytest.raises(TokenError) as info:
+            mozart.check(text.replace("Pitch_62", "Pitch_999"))
+        assert (info.value.line, info.value.token) == (3, "Pitch_999")
+
+
 def test_error_names_line_and_token_number():
     text = f"{HEADER}\nBar Pos_0 Prog_0\nPitch_60 Vel_80 Dur_12 Pitch_59 Vel_80 Dur_12\n"
     with pytest.raises(TokenError) as info:
