@@ -140,6 +140,8 @@ class LlamaStepDecoder(_CachedDecoder):
         angles = torch.outer(torch.arange(self.context, dtype=torch.float), inv_freq)
         angles = torch.cat((angles, angles), dim=-1).to(self.keys.device)
         self.cos, self.sin = angles.cos().to(self.keys.dtype), angles.sin().to(self.keys.dtype)
+        # q, k, v as one product and gate, up as another: fewer, larger matrix products per step
+        self.fused = [_fused_layer(block) for block in model.model.layers]
 
     @staticmethod
     def supports(model) -> bool:
@@ -166,12 +168,14 @@ class LlamaStepDecoder(_CachedDecoder):
         x = inner.embed_tokens.weight[ids.to(self.keys.device)]  # (rows, t, width)
         scale = 1 / math.sqrt(self.head_dim)
         gqa = self.kv_heads != self.heads
-        for layer, block in enumerate(inner.layers):
+        q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        for layer, (block, (qkv_w, qkv_b, gate_up_w, gate_up_b)) in enumerate(zip(inner.layers, self.fused)):
             a = block.self_attn
             h = self._norm(x, block.input_layernorm.weight)
-            q = F.linear(h, a.q_proj.weight, a.q_proj.bias).view(rows, t, self.heads, self.head_dim).transpose(1, 2)
-            k = F.linear(h, a.k_proj.weight, a.k_proj.bias).view(rows, t, self.kv_heads, -1).transpose(1, 2)
-            v = F.linear(h, a.v_proj.weight, a.v_proj.bias).view(rows, t, self.kv_heads, -1).transpose(1, 2)
+            q, k, v = F.linear(h, qkv_w, qkv_b).split((q_size, kv_size, kv_size), dim=-1)
+            q = q.view(rows, t, self.heads, self.head_dim).transpose(1, 2)
+            k = k.view(rows, t, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = v.view(rows, t, self.kv_heads, self.head_dim).transpose(1, 2)
             q, k = self._rotate(q, start, end), self._rotate(k, start, end)
             if gqa:
                 self.keys[layer, :, :, start:end], self.values[layer, :, :, start:end] = k, v
@@ -182,13 +186,27 @@ class LlamaStepDecoder(_CachedDecoder):
                 attn = self._attend(layer, q, k, v, start, end, mask, scale)
             x = x + F.linear(attn.transpose(1, 2).reshape(rows, t, -1), a.o_proj.weight, a.o_proj.bias)
             h = self._norm(x, block.post_attention_layernorm.weight)
+            gate, up = F.linear(h, gate_up_w, gate_up_b).chunk(2, dim=-1)
             m = block.mlp
-            gate = F.silu(F.linear(h, m.gate_proj.weight, m.gate_proj.bias))
-            x = x + F.linear(gate * F.linear(h, m.up_proj.weight, m.up_proj.bias), m.down_proj.weight,
-                             m.down_proj.bias)
+            x = x + F.linear(F.silu(gate) * up, m.down_proj.weight, m.down_proj.bias)
         self.position = end
         last = self._norm(x[:, -1], inner.norm.weight)
         return F.linear(last, self.model.lm_head.weight).float()
+
+
+@torch.no_grad()
+def _fused_layer(block) -> tuple:
+    """One Llama layer's q/k/v weights stacked into one matrix (and gate/up into another), with their
+    biases (None when the layer has none): a copy made when a decoder starts, so it reads the
+    model's current weights."""
+    a, m = block.self_attn, block.mlp
+
+    def stack(*linears):
+        weight = torch.cat([lin.weight for lin in linears])
+        bias = None if linears[0].bias is None else torch.cat([lin.bias for lin in linears])
+        return weight, bias
+
+    return (*stack(a.q_proj, a.k_proj, a.v_proj), *stack(m.gate_proj, m.up_proj))
 
 
 def _rope_parameters(cfg) -> dict:
