@@ -65,14 +65,21 @@ def check_options(bars: int = 1, n: int = 1, temperature: float = 1.0, top_p: fl
 def check_style(style: str | None, vocab: dict[str, int] | None = None, model_size: int | None = None) -> None:
     """Raise MozartError unless ``style`` is None or a known style that the model (its tokenizer
     ``vocab`` and number of outputs ``model_size``, when given) was trained with."""
-    from .tokenizer import STYLES, style_token
+    from .tokenizer import STYLES
 
     if style is None:
         return
     if style not in STYLES:
         raise MozartError(f"--style {style!r}: expected one of {', '.join(STYLES)}")
-    if vocab is not None and (style_token(style) not in vocab or vocab[style_token(style)] >= (model_size or 0)):
+    if vocab is not None and not knows_style(style, vocab, model_size or 0):
         raise MozartError(f"--style {style}: this model was trained without style tokens")
+
+
+def knows_style(style: str, vocab: dict[str, int], model_size: int) -> bool:
+    """Whether a model (its tokenizer ``vocab``, ``model_size`` outputs) has the style's control token."""
+    from .tokenizer import style_token
+
+    return vocab.get(style_token(style), model_size) < model_size
 
 
 def parse_time_signature(text: str | None) -> tuple[int, int] | None:

@@ -34,7 +34,7 @@ from .files import write_atomic
 from .likelihood import baseline_likelihoods, model_likelihood
 from .lmdata import load_tokenizer, piece_ids, read_split, read_split_styles
 from .metrics import FEATURES, compare_sets, describe, feature_table
-from .tokenizer import music_token_count, style_token
+from .tokenizer import music_token_count
 from .tokens import TokenError, decode_piece
 
 
@@ -169,7 +169,7 @@ def style_statistics(loaded, data_dir: Path, test_texts: list[str], config: Eval
     """Per style S of the test split: ``config.samples`` constrained samples with ``--style S`` (of the
     median bar count of S's test pieces) against S's test pieces.  Empty when the test split has
     no style labels, or the model has no style tokens or is BART (it could not be asked for one)."""
-    from .controls import Controls, SamplingSettings
+    from .controls import Controls, SamplingSettings, knows_style
     from .sampling import generate_pieces
 
     if loaded.model.config.is_encoder_decoder:
@@ -178,7 +178,7 @@ def style_statistics(loaded, data_dir: Path, test_texts: list[str], config: Eval
     vocab = loaded.tokenizer.get_vocab()
     out: dict = {}
     for style in sorted({s for s in styles if s}):
-        if vocab.get(style_token(style), loaded.model.config.vocab_size) >= loaded.model.config.vocab_size:
+        if not knows_style(style, vocab, loaded.model.config.vocab_size):
             continue
         reference, _ = valid_pieces([t for t, s in zip(test_texts, styles) if s == style])
         if not reference:

@@ -33,19 +33,24 @@ IGNORE = -100  # label value the loss skips
 WINDOW_LOG_HOOK = "MOZART_TEST_WINDOW_LOG"
 
 
-def read_split(data_dir: Path, split: str) -> list[str]:
-    """The token texts of one split of a dataset folder."""
+def _split_field(data_dir: Path, split: str, field: str, optional: bool = False) -> list:
+    """One field of every record of one split, in file order (None where an ``optional`` one is absent)."""
     path = Path(data_dir) / f"{split}.jsonl"
     if not path.is_file():
         raise MozartError(f"{data_dir}: no {split}.jsonl (is it a dataset made by `mozart dataset`?)")
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line)["tokens"] for line in f if line.strip()]
+        records = (json.loads(line) for line in f if line.strip())
+        return [r.get(field) if optional else r[field] for r in records]
+
+
+def read_split(data_dir: Path, split: str) -> list[str]:
+    """The token texts of one split of a dataset folder."""
+    return _split_field(data_dir, split, "tokens")
 
 
 def read_split_styles(data_dir: Path, split: str) -> list[str | None]:
     """The style label of each record of one split (None where it has none), in read_split's order."""
-    with open(Path(data_dir) / f"{split}.jsonl", encoding="utf-8") as f:
-        return [json.loads(line).get("style") for line in f if line.strip()]
+    return _split_field(data_dir, split, "style", optional=True)
 
 
 def load_tokenizer(data_dir: Path) -> Tokenizer:

@@ -35,6 +35,7 @@ SETTLE_BARS = 4
 #: sampler starts closing the piece.
 CLOSING_MARGIN = 12
 
+
 def keep_new_notes_short(state: GrammarState, mask: np.ndarray, type_ids: dict[str, np.ndarray]) -> None:
     """A new note lasts under 32 whole notes: one high duration digit.  The first DurHi must be one a
     Dur can complete, and after a DurHi no second one while a Dur can follow; after a note that long,
@@ -155,7 +156,7 @@ class GrammarLogitsProcessor(LogitsProcessor):
 
     Each row's constraint is advanced with the tokens that appeared in ``input_ids`` since
     the last call, so the processor works inside ``model.generate`` as well as in
-    ``sample_piece``.  Put it *before* temperature, top-k and top-p: transformers appends
+    ``sample_pieces``.  Put it *before* temperature, top-k and top-p: transformers appends
     custom processors after its own warpers, so with ``generate`` pass the warpers in the
     same list after this one and turn generate's own off (``hf_logits_processors``).
     """

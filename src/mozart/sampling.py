@@ -107,14 +107,6 @@ def sample_pieces(model, tokenizer, prompt_words: list[str], controls: Controls,
     return words
 
 
-def sample_piece(model, tokenizer, prompt_words: list[str], controls: Controls, settings: SamplingSettings,
-                 prompt_bars: int = 0, *, grid: int, generator: torch.Generator | None = None,
-                 progress: Callable[[float], None] | None = None) -> list[str]:
-    """One piece (:func:`sample_pieces` with one row); returns its words."""
-    return sample_pieces(model, tokenizer, prompt_words, controls, settings, prompt_bars, grid=grid,
-                         generators=[generator], progress=progress)[0]
-
-
 class _Window:
     """The model reading a growing batch of sequences (rows in lockstep) through its KV cache; when
     the context is full the window slides: a fresh cache reads the last half again (training

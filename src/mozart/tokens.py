@@ -458,15 +458,21 @@ def _parse_header(text: str | Callable[[], str], words: list[str]) -> tuple[Voca
     return vocab, i
 
 
-def _lookup(text: str, words: list[str], vocab: Vocabulary) -> np.ndarray:
+def _lookup(text: str, words: list[str], vocab: Vocabulary, offset: int = 0) -> np.ndarray:
+    """The ids of ``words``, which start at word ``offset`` of ``text`` (for the error's place)."""
     index = vocab.index
     try:
         return np.fromiter(map(index.__getitem__, words), dtype=np.int64, count=len(words))
     except KeyError:
         for i, w in enumerate(words):
             if w not in index:
-                raise TokenError(text, i, f"unknown token for format {FORMAT_VERSION}, grid {vocab.grid}") from None
+                raise TokenError(text, offset + i,
+                                 f"unknown token for format {FORMAT_VERSION}, grid {vocab.grid}") from None
         raise
+
+
+#: The most words a header can have (Format, Grid, TS, the tempo's digits, TempoFrac).
+_MAX_HEADER_WORDS = 5 + MAX_HI_DIGITS["Tempo"]
 
 
 def decode_piece(text: str) -> Piece:
@@ -491,19 +497,10 @@ def _lookup_text(text: str, vocab: Vocabulary) -> np.ndarray:
             space = _SPACE.search(text, end)
             end = space.start() if space else len(text)
         words = text[pos:end].split()
-        try:
-            parts.append(_lookup(text, words, vocab))
-        except TokenError:  # name the word by its place in the whole text
-            bad = next(i for i, w in enumerate(words) if w not in vocab.index)
-            raise TokenError(text, done + bad,
-                             f"unknown token for format {FORMAT_VERSION}, grid {vocab.grid}") from None
+        parts.append(_lookup(text, words, vocab, offset=done))
         done += len(words)
         pos = end
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
-
-#: The most words a header can have (Format, Grid, TS, the tempo's digits, TempoFrac).
-_MAX_HEADER_WORDS = 5 + MAX_HI_DIGITS["Tempo"]
 
 
 def decode_piece_ids(ids: np.ndarray, grid: int) -> Piece:
