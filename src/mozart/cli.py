@@ -233,7 +233,7 @@ def _train_config(config: Path | None, batch_size: str | None = None, grad_check
 
 
 ArchOption = Annotated[str | None, typer.Option("--arch", help="llama | gpt2 | bart (default llama).")]
-SizeOption = Annotated[str | None, typer.Option("--size", help="tiny | small | base (default tiny).")]
+SizeOption = Annotated[str | None, typer.Option("--size", help="tiny | small | medium | base (default tiny).")]
 StepsOption = Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps (default 200).")]
 BatchOption = Annotated[str | None, typer.Option(
     "--batch-size", help="Examples per micro-batch (default 8), or 'auto': on a GPU the largest that fits, the "

@@ -56,7 +56,7 @@ class TrainConfig:
     """A training recipe.  TOML files in configs/ override these defaults by field name."""
 
     arch: str = "llama"  # llama (the default family: ~1.6x GPT-2's tokens/s at equal width on CPU) | gpt2 | bart
-    size: str = "tiny"  # tiny | small | base (models.SIZES)
+    size: str = "tiny"  # tiny | small | medium | base (models.SIZES)
     context: int | None = None  # tokens per example; default: the size's context
     max_steps: int = 200  # optimizer steps
     batch_size: int = 8  # examples per device per micro-batch; with auto_batch, the effective batch to make up
@@ -76,6 +76,7 @@ class TrainConfig:
     precision: str = "auto"  # auto (bf16 where the CPU or GPU has it) | bf16 | fp32
     auto_batch: bool = False  # GPU: the largest micro-batch that fits (halving on OOM), the rest by accumulation
     grad_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% more time
+    max_minutes: float = 0  # wall-clock guard on the optimizer steps (0: none): stop early, keep the best checkpoint
 
 
 #: The range of every numeric setting: (low, high, integer).  Seeds fit numpy's 32 bits.
@@ -84,7 +85,7 @@ _LIMITS = {"context": (16, 65536, True), "max_steps": (1, 10**9, True), "batch_s
            "weight_decay": (0, 10, False), "seed": (0, 2**32 - 1, True), "eval_every": (1, 10**9, True),
            "patience": (1, 10**6, True), "bars_in": (1, 256, True), "bars_out": (1, 256, True),
            "max_eval_examples": (1, 10**9, True), "validity_samples": (0, 1000, True),
-           "fim_rate": (0, 1, False)}
+           "fim_rate": (0, 1, False), "max_minutes": (0, 10**6, False)}
 
 
 def load_config(path: Path | None, **overrides) -> TrainConfig:
@@ -207,6 +208,25 @@ class CommitCheckpoint(TrainerCallback):
                 (folder / COMPLETE_MARK).write_text(str(state.global_step))
 
 
+class StopAtDeadline(TrainerCallback):
+    """``max_minutes``: ends training at the first step past the deadline (counted from the first
+    step, so loading and set-up are not charged), with an evaluation and a checkpoint there, so a
+    run on a lent machine cannot outlast its lease.  The learning-rate schedule still assumes
+    ``max_steps``: size the steps to the budget and keep this as the guard."""
+
+    def __init__(self, minutes: float):
+        self.seconds, self.started = minutes * 60, None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if self.started is None:
+            self.started = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.seconds and self.started is not None and time.perf_counter() - self.started > self.seconds:
+            control.should_training_stop = control.should_evaluate = control.should_save = True
+        return control
+
+
 def _truncate_log(path: Path, last_step: int) -> None:
     """Keep only the rows of metrics.csv up to ``last_step`` (none for a fresh run)."""
     if not path.exists():
@@ -314,7 +334,7 @@ def _fit(model, run_dir: Path, config: TrainConfig, resume: bool, hf_tokenizer, 
         data_collator=lambda batch: collate(batch, ids.pad),
         processing_class=hf_tokenizer,
         callbacks=[EarlyStoppingCallback(config.patience), MetricsLog(run_dir / "metrics.csv", tokens_per_note),
-                   CommitCheckpoint()],
+                   CommitCheckpoint(), StopAtDeadline(config.max_minutes)],
     )
     checkpoint = latest_complete_checkpoint(run_dir / "checkpoints") if resume else None
     if trainer.is_world_process_zero():
