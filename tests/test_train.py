@@ -244,3 +244,28 @@ def test_a_model_without_style_tokens_refuses_a_styled_dataset(tmp_path):
     with pytest.raises(MozartError, match="carry style tokens the model .* was trained without"):
         finetune(model, tmp_path / "data", tmp_path / "adapter", load_config(None, max_steps=1))
     assert not (tmp_path / "adapter").exists()
+
+
+def test_max_minutes_stops_training_at_the_deadline_with_a_checkpoint(data, tmp_path):
+    """The wall-clock guard ends a run far short of max_steps, evaluated and saved at that step."""
+    run = tmp_path / "run"
+    metrics = train(data, run, load_config(None, arch="llama", max_steps=100_000, eval_every=100_000,
+                                           context=CONTEXT, max_minutes=0.05, **{**FAST, "validity_samples": 0}))
+    assert 1 <= metrics["steps"] < 100_000
+    assert metrics["steps"] == latest_complete_checkpoint_name(run)  # saved where it stopped
+    assert len(eval_losses(run)) == 1  # and evaluated there, once
+
+
+def test_medium_size_fits_the_package_budget_in_float16():
+    """The medium size is the largest the package ships: float16 weights under 25 MB."""
+    ids = special_ids_of(vocab_size=1_490)
+    model = build_model("llama", "medium", ids, 512)
+    params = sum(p.numel() for p in model.parameters())
+    assert params * 2 < 25e6 and params > 1.5 * sum(p.numel() for p in build_model("llama", "small", ids, 512)
+                                                     .parameters())
+
+
+def special_ids_of(vocab_size: int):
+    from mozart.models import SpecialIds
+
+    return SpecialIds(pad=0, bos=1, eos=2, vocab_size=vocab_size)
