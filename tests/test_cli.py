@@ -231,3 +231,25 @@ def test_a_file_we_may_not_read_is_one_line(tmp_path, monkeypatch, capsys):
             main(command)
         assert exit_.value.code == 1
         assert capsys.readouterr().err.strip() == f"mozart: error: {locked}: cannot read: Permission denied"
+
+
+def test_a_token_text_over_the_size_cap_is_refused_before_it_is_read(tmp_path):
+    """A hostile 'Bar Bar Bar ...' text of 17 MB would need about 0.3 GB per 16 MB to decode; it is refused
+    from its size in one line (decode, check, render, plot), and a string over the cap by the API too."""
+    from mozart.tokens import MAX_TEXT_CHARS
+
+    big = tmp_path / "big.txt"
+    header = "Format_1 Grid_24 TS_4/4 Tempo_120\n"
+    with open(big, "w") as f:
+        f.write(header + "Bar " * ((MAX_TEXT_CHARS - len(header)) // 4 + 1))
+    assert big.stat().st_size > MAX_TEXT_CHARS
+    for command in (["decode", big, "-o", tmp_path / "x.mid"], ["check", big],
+                    ["render", big, "-o", tmp_path / "x.wav"], ["plot", big, "-o", tmp_path / "x.png"]):
+        assert_clean_error(run(*command), "16 MB a piece's token text may have")
+    assert not list(tmp_path.glob("x.*"))
+    with pytest.raises(mozart.MozartError, match="over the 16 MB"):
+        mozart.check(big.read_text())
+    note = " Pos_0 Prog_0 Pitch_60 Vel_80 Dur_24"
+    at_cap = header + "Bar " * ((MAX_TEXT_CHARS - len(header) - len(note)) // 4 - 1) + "Bar" + note
+    assert len(at_cap) <= MAX_TEXT_CHARS
+    mozart.check(at_cap)  # at the cap the text is read as any other (many empty bars, then a note)

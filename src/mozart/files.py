@@ -82,8 +82,11 @@ def check_regular_file(path: Path, kind: str) -> None:
 
 def read_text(path: Path) -> str:
     """Read a token file, turning I/O and encoding problems into MozartError."""
+    from .tokens import check_text_size
+
     check_regular_file(path, "a token file")
     try:
+        check_text_size(path.stat().st_size, str(path))  # before reading it whole
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise MozartError(f"{path}: not a text file (not UTF-8)") from None

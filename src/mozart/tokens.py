@@ -475,8 +475,25 @@ def _lookup(text: str, words: list[str], vocab: Vocabulary, offset: int = 0) -> 
 _MAX_HEADER_WORDS = 5 + MAX_HI_DIGITS["Tempo"]
 
 
+#: The longest token text a piece may have, in characters (the text is ASCII: bytes too).  Real
+#: pieces are far shorter (the dev corpus' longest, a 12-minute multitrack, is 0.6 MB), and decoding
+#: holds several arrays per word (about 18 bytes of memory per byte of text), so a cap is what keeps
+#: a hostile text from taking the machine's memory (at the cap, `check` peaks at 0.45 GB for the
+#: whole process).
+MAX_TEXT_CHARS = 16 * 2**20
+
+
+def check_text_size(size: int, what: str = "token text") -> None:
+    """Refuse a token text over MAX_TEXT_CHARS before it is read or parsed."""
+    if size > MAX_TEXT_CHARS:
+        raise MozartError(f"{what}: {size / 2**20:,.1f} MB is over the {MAX_TEXT_CHARS // 2**20} MB a piece's token "
+                          "text may have (a long real piece is under 1 MB)")
+
+
 def decode_piece(text: str) -> Piece:
-    """Parse and validate token text into a Piece; raise TokenError at the first error."""
+    """Parse and validate token text into a Piece; raise TokenError at the first error (and
+    MozartError for a text over MAX_TEXT_CHARS)."""
+    check_text_size(len(text))
     vocab, h = _parse_header(text, text.split(maxsplit=_MAX_HEADER_WORDS + 1)[:_MAX_HEADER_WORDS + 1])
     return _piece_of_ids(_lookup_text(text, vocab), vocab, h, text)
 
