@@ -165,6 +165,21 @@ def test_demo_runs(tmp_path):
             assert text.split().count("Bar") == 16
 
 
+def test_demo_asks_the_model_whether_it_knows_the_styles(tmp_path, monkeypatch):
+    """A built-in model without style tokens gets one piece in any style (decided by the model's
+    vocabulary, not by the text of an error); a styled one a piece per demo style."""
+    import mozart.cli
+    import mozart.models
+
+    from conftest import styleless_model
+
+    monkeypatch.setattr(mozart.models, "default_model_dir", lambda: styleless_model(tmp_path / "plain"))
+    pieces = mozart.cli._demo_pieces()
+    assert [name for name, _ in pieces] == ["generated"]
+    mozart.check(pieces[0][1])
+    assert pieces[0][1].split().count("Bar") == 16
+
+
 @pytest.mark.parametrize("command", ["train", "evaluate", "corpus"])
 def test_ctrl_c_in_a_long_command_exits_130_quickly(command, tmp_path):
     """Ctrl-C in the middle of train, evaluate or corpus: exit 130 within 5 s, no traceback, no

@@ -608,13 +608,17 @@ DEMO_STYLES = ("folk", "chorale")
 
 def _demo_pieces() -> list[tuple[str, str]]:
     """(file stem, text): 16 bars in each DEMO_STYLES from a model trained with style tokens; one
-    piece in any style from a model without them."""
-    try:
-        return [(f"generated-{style}", generate(bars=16, seed=0, style=style)[0]) for style in DEMO_STYLES]
-    except MozartError as e:
-        if "style" not in str(e):
-            raise
-        return [("generated", generate(bars=16, seed=0)[0])]
+    piece in any style from a model without them.  The built-in model is loaded once for all."""
+    from .controls import Controls, SamplingSettings, knows_style
+    from .models import default_model_dir, load_model
+    from .sampling import generate_pieces
+
+    loaded = load_model(default_model_dir())
+    vocab, outputs = loaded.tokenizer.get_vocab(), loaded.model.config.vocab_size
+    if not all(knows_style(style, vocab, outputs) for style in DEMO_STYLES):
+        return [("generated", generate_pieces(loaded, Controls(bars=16), SamplingSettings(), n=1, seed=0)[0])]
+    return [(f"generated-{style}", generate_pieces(loaded, Controls(bars=16, style=style), SamplingSettings(),
+                                                   n=1, seed=0)[0]) for style in DEMO_STYLES]
 
 
 def _note_columns(piece):
