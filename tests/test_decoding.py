@@ -38,7 +38,7 @@ def test_step_decoders_match_transformers(arch, size, rows):
     fast_type = {"gpt2": Gpt2StepDecoder, "llama": LlamaStepDecoder}[arch]
     assert isinstance(step_decoder(model, batch=rows), fast_type)
     ids = _random_ids(100, 300, 1, rows)
-    fast = fast_type(model, rows)
+    fast = fast_type(model, rows, matmul_dtype=torch.float32)
     _assert_steps_match(fast, HFStepDecoder(model), ids, model)
     with pytest.raises(ValueError):
         fast.step(ids[:, :40])  # 95 + 40 tokens exceed the context of 128
@@ -50,7 +50,8 @@ def test_dropping_rows_keeps_the_others_exact(arch):
     torch.manual_seed(1)
     model = build_model(arch, "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
     ids = _random_ids(40, 300, 2, rows=4)
-    batch, alone = step_decoder(model, batch=4), step_decoder(model, batch=1)
+    exact = torch.float32
+    batch, alone = step_decoder(model, batch=4, matmul_dtype=exact), step_decoder(model, batch=1, matmul_dtype=exact)
     batch.step(ids[:, :30])
     alone.step(ids[2:3, :30])
     batch.keep(torch.tensor([0, 2]))
@@ -58,6 +59,36 @@ def test_dropping_rows_keeps_the_others_exact(arch):
         both = batch.step(ids[[0, 2], i:i + 1])
         assert both.shape[0] == 2
         assert torch.allclose(both[1], alone.step(ids[2:3, i:i + 1])[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_bf16_products_stay_close_to_float32_and_exact_per_row(arch):
+    """The sampling path on a bf16 CPU: logits within bf16 rounding of float32's, the same most likely
+    token almost everywhere, and each row's logits the same alone as in a batch (so a seed gives the
+    same piece whatever -n); the batch's dropped rows change nothing."""
+    torch.manual_seed(2)
+    model = build_model(arch, "small", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
+    ids = _random_ids(60, 300, 3, rows=3)
+    exact = step_decoder(model, batch=3, matmul_dtype=torch.float32)
+    half = step_decoder(model, batch=3, matmul_dtype=torch.bfloat16)
+    alone = step_decoder(model, batch=1, matmul_dtype=torch.bfloat16)
+    same_top = total = 0
+    for chunk in [ids[:, :20]] + [ids[:, i:i + 1] for i in range(20, 60)]:
+        a, b, c = exact.step(chunk), half.step(chunk), alone.step(chunk[1:2])
+        assert float((a - b).abs().max()) < 0.05 * float(a.abs().max()) + 0.05
+        assert torch.equal(b[1], c[0])  # row-exact: bf16 products do not depend on the batch
+        same_top += int((a.argmax(-1) == b.argmax(-1)).sum())
+        total += a.shape[0]
+    assert same_top >= 0.9 * total
+
+
+def test_sampling_uses_bf16_products_only_where_the_cpu_has_them(monkeypatch):
+    import mozart.decoding
+
+    model = build_model("llama", "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
+    for has, expected in ((True, torch.bfloat16), (False, torch.float32)):
+        monkeypatch.setattr(mozart.decoding, "cpu_has_bf16", lambda has=has: has)
+        assert step_decoder(model).matmul_dtype == expected
 
 
 def test_other_models_use_transformers_forward():
@@ -69,7 +100,7 @@ def test_other_models_use_transformers_forward():
 @pytest.mark.skipif(default_model_dir() is None, reason="no built-in model")
 def test_built_in_model_takes_the_fast_path_with_equal_logits():
     model = load_model(default_model_dir()).model
-    fast = step_decoder(model)
+    fast = step_decoder(model, matmul_dtype=torch.float32)
     assert isinstance(fast, (Gpt2StepDecoder, LlamaStepDecoder))
     ids = _random_ids(60, model.config.vocab_size, 2)
     hf = HFStepDecoder(model)

@@ -11,6 +11,13 @@ They do the same arithmetic as transformers' ``GPT2LMHeadModel`` / ``LlamaForCau
 (logits equal to float precision, tested) without the Python around each matrix product,
 which is most of a one-token step on a CPU (GPT-2 small: ~4.4 ms -> ~2.5 ms per step).
 Every other model uses :class:`HFStepDecoder`, transformers' forward with its own cache.
+
+On a CPU with native bf16 (``hardware.cpu_has_bf16``) the hand-written decoders do their matrix
+products in bf16 (weights converted once; the residual stream, norms, attention and logits stay
+float32): a one-token step of the built-in model streams half the weight bytes, and each output
+row is the same whatever the batch (bf16 products are row-exact here, float32 ones are not quite),
+so a seed still gives the same piece at any ``-n``.  ``matmul_dtype=torch.float32`` gives
+transformers' arithmetic exactly (the tests compare logits that way).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+
+from .hardware import cpu_has_bf16
 
 
 class HFStepDecoder:
@@ -54,11 +63,23 @@ class _CachedDecoder:
     """Preallocated keys and values: (layer, row, head, position, dim).  4-D slices per layer
     take SDPA's fast CPU kernel; 3-D ones do not."""
 
-    def __init__(self, model, batch: int, layers: int, heads: int, head_dim: int, context: int):
+    def __init__(self, model, batch: int, layers: int, heads: int, head_dim: int, context: int,
+                 matmul_dtype: torch.dtype | None = None):
         p = next(model.parameters())
         self.model, self.context, self.position = model, context, 0
+        self.matmul_dtype = matmul_dtype or p.dtype
         self.keys = torch.zeros(layers, batch, heads, context, head_dim, dtype=p.dtype, device=p.device)
         self.values = torch.zeros_like(self.keys)
+
+    def _cast(self, t: torch.Tensor | None) -> torch.Tensor | None:
+        """A weight (or bias) in the dtype of the matrix products: a copy made once, at start."""
+        return None if t is None else t.detach().to(self.matmul_dtype)
+
+    def _linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """x @ weight.T + bias in the weight's dtype, returned in x's."""
+        if weight.dtype == x.dtype:
+            return F.linear(x, weight, bias)
+        return F.linear(x.to(weight.dtype), weight, bias).to(x.dtype)
 
     def keep(self, rows: torch.Tensor) -> None:
         rows = rows.to(self.keys.device)
@@ -86,12 +107,18 @@ class _CachedDecoder:
 class Gpt2StepDecoder(_CachedDecoder):
     """GPT-2's forward over a preallocated KV cache (see the module docstring)."""
 
-    def __init__(self, model, batch: int = 1):
+    def __init__(self, model, batch: int = 1, matmul_dtype: torch.dtype | None = None):
         cfg = model.config
         self.heads, self.width = cfg.n_head, cfg.n_embd
         self.head_dim = self.width // self.heads
         self.eps = cfg.layer_norm_epsilon
-        super().__init__(model, batch, cfg.n_layer, self.heads, self.head_dim, cfg.n_positions)
+        super().__init__(model, batch, cfg.n_layer, self.heads, self.head_dim, cfg.n_positions, matmul_dtype)
+        # Conv1D stores (in, out): transposed once so every product is a plain linear
+        self.layers = [tuple(self._cast(t) for t in (b.attn.c_attn.weight.T, b.attn.c_attn.bias, b.attn.c_proj.weight.T,
+                                                      b.attn.c_proj.bias, b.mlp.c_fc.weight.T, b.mlp.c_fc.bias,
+                                                      b.mlp.c_proj.weight.T, b.mlp.c_proj.bias))
+                       for b in model.transformer.h]
+        self.head = self._cast(model.lm_head.weight)
 
     @staticmethod
     def supports(model) -> bool:
@@ -109,31 +136,30 @@ class Gpt2StepDecoder(_CachedDecoder):
         tr = self.model.transformer
         x = tr.wte.weight[ids.to(self.keys.device)] + tr.wpe.weight[start:end]  # (rows, t, width)
         scale = 1 / math.sqrt(self.head_dim)
-        for layer, block in enumerate(tr.h):
+        for layer, (block, (qkv_w, qkv_b, o_w, o_b, fc_w, fc_b, out_w, out_b)) in enumerate(zip(tr.h, self.layers)):
             h = F.layer_norm(x, (self.width,), block.ln_1.weight, block.ln_1.bias, self.eps)
-            qkv = torch.addmm(block.attn.c_attn.bias, h.view(rows * t, self.width), block.attn.c_attn.weight)
+            qkv = self._linear(h, qkv_w, qkv_b)
             q, k, v = qkv.view(rows, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
             attn = self._attend(layer, q, k, v, start, end, mask, scale)
-            x = x + torch.addmm(block.attn.c_proj.bias, attn.transpose(1, 2).reshape(rows * t, self.width),
-                                block.attn.c_proj.weight).view(rows, t, self.width)
-            h = F.layer_norm(x, (self.width,), block.ln_2.weight, block.ln_2.bias, self.eps).view(rows * t, -1)
-            h = F.gelu(torch.addmm(block.mlp.c_fc.bias, h, block.mlp.c_fc.weight), approximate="tanh")
-            x = x + torch.addmm(block.mlp.c_proj.bias, h, block.mlp.c_proj.weight).view(rows, t, self.width)
+            x = x + self._linear(attn.transpose(1, 2).reshape(rows, t, self.width), o_w, o_b)
+            h = F.layer_norm(x, (self.width,), block.ln_2.weight, block.ln_2.bias, self.eps)
+            h = F.gelu(self._linear(h, fc_w, fc_b), approximate="tanh")
+            x = x + self._linear(h, out_w, out_b)
         self.position = end
         last = F.layer_norm(x[:, -1], (self.width,), tr.ln_f.weight, tr.ln_f.bias, self.eps)
-        return (last @ self.model.lm_head.weight.T).float()
+        return self._linear(last, self.head).float()
 
 
 class LlamaStepDecoder(_CachedDecoder):
     """Llama's forward (RMSNorm, rotary positions, SwiGLU) over a preallocated KV cache."""
 
-    def __init__(self, model, batch: int = 1):
+    def __init__(self, model, batch: int = 1, matmul_dtype: torch.dtype | None = None):
         cfg = model.config
         self.heads, self.kv_heads = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
         self.eps = cfg.rms_norm_eps
         super().__init__(model, batch, cfg.num_hidden_layers, self.kv_heads, self.head_dim,
-                         cfg.max_position_embeddings)
+                         cfg.max_position_embeddings, matmul_dtype)
         # the rotary angles of every position, once (transformers recomputes them each forward)
         theta = _rope_parameters(cfg)["rope_theta"]
         inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float) / self.head_dim))
@@ -141,7 +167,11 @@ class LlamaStepDecoder(_CachedDecoder):
         angles = torch.cat((angles, angles), dim=-1).to(self.keys.device)
         self.cos, self.sin = angles.cos().to(self.keys.dtype), angles.sin().to(self.keys.dtype)
         # q, k, v as one product and gate, up as another: fewer, larger matrix products per step
-        self.fused = [_fused_layer(block) for block in model.model.layers]
+        self.fused = [tuple(self._cast(t) for t in (*_fused_layer(block), block.self_attn.o_proj.weight,
+                                                     block.self_attn.o_proj.bias, block.mlp.down_proj.weight,
+                                                     block.mlp.down_proj.bias))
+                      for block in model.model.layers]
+        self.head = self._cast(model.lm_head.weight)
 
     @staticmethod
     def supports(model) -> bool:
@@ -169,10 +199,10 @@ class LlamaStepDecoder(_CachedDecoder):
         scale = 1 / math.sqrt(self.head_dim)
         gqa = self.kv_heads != self.heads
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
-        for layer, (block, (qkv_w, qkv_b, gate_up_w, gate_up_b)) in enumerate(zip(inner.layers, self.fused)):
-            a = block.self_attn
+        for layer, (block, weights) in enumerate(zip(inner.layers, self.fused)):
+            qkv_w, qkv_b, gate_up_w, gate_up_b, o_w, o_b, down_w, down_b = weights
             h = self._norm(x, block.input_layernorm.weight)
-            q, k, v = F.linear(h, qkv_w, qkv_b).split((q_size, kv_size, kv_size), dim=-1)
+            q, k, v = self._linear(h, qkv_w, qkv_b).split((q_size, kv_size, kv_size), dim=-1)
             q = q.view(rows, t, self.heads, self.head_dim).transpose(1, 2)
             k = k.view(rows, t, self.kv_heads, self.head_dim).transpose(1, 2)
             v = v.view(rows, t, self.kv_heads, self.head_dim).transpose(1, 2)
@@ -184,14 +214,13 @@ class LlamaStepDecoder(_CachedDecoder):
                                                       enable_gqa=True)
             else:
                 attn = self._attend(layer, q, k, v, start, end, mask, scale)
-            x = x + F.linear(attn.transpose(1, 2).reshape(rows, t, -1), a.o_proj.weight, a.o_proj.bias)
+            x = x + self._linear(attn.transpose(1, 2).reshape(rows, t, -1), o_w, o_b)
             h = self._norm(x, block.post_attention_layernorm.weight)
-            gate, up = F.linear(h, gate_up_w, gate_up_b).chunk(2, dim=-1)
-            m = block.mlp
-            x = x + F.linear(F.silu(gate) * up, m.down_proj.weight, m.down_proj.bias)
+            gate, up = self._linear(h, gate_up_w, gate_up_b).chunk(2, dim=-1)
+            x = x + self._linear(F.silu(gate) * up, down_w, down_b)
         self.position = end
         last = self._norm(x[:, -1], inner.norm.weight)
-        return F.linear(last, self.model.lm_head.weight).float()
+        return self._linear(last, self.head).float()
 
 
 @torch.no_grad()
@@ -219,10 +248,17 @@ def _rope_parameters(cfg) -> dict:
     return params
 
 
-def step_decoder(model, encoder_outputs=None, batch: int = 1):
-    """The fastest exact step decoder for ``model`` and ``batch`` rows (see the module docstring)."""
+def sampling_matmul_dtype(model) -> torch.dtype | None:
+    """bf16 for a float32 model on a CPU with native bf16; otherwise None (the model's own dtype)."""
+    p = next(model.parameters())
+    return torch.bfloat16 if p.device.type == "cpu" and p.dtype == torch.float32 and cpu_has_bf16() else None
+
+
+def step_decoder(model, encoder_outputs=None, batch: int = 1, matmul_dtype: torch.dtype | None = None):
+    """The fastest step decoder for ``model`` and ``batch`` rows (see the module docstring); its
+    matrix products in ``matmul_dtype`` (default: ``sampling_matmul_dtype``)."""
     if encoder_outputs is None:
         for decoder in (Gpt2StepDecoder, LlamaStepDecoder):
             if decoder.supports(model):
-                return decoder(model, batch)
+                return decoder(model, batch, matmul_dtype or sampling_matmul_dtype(model))
     return HFStepDecoder(model, encoder_outputs)

@@ -30,6 +30,7 @@ from transformers import (
 )
 
 from .errors import MozartError, check_range
+from .hardware import cpu_has_bf16
 from .likelihood import likelihood
 from .lmdata import (
     Examples,
@@ -147,16 +148,6 @@ def build_examples(data_dir: Path, split: str, config: TrainConfig, context: int
     if split == "train" and config.fim_rate > 0 and markers is not None:
         return FimWindows(examples, markers, config.fim_rate, config.seed)
     return examples
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AMX or AVX512-BF16), where autocast to bf16 is
-    faster than fp32 (`bench/train.py`, packed: GPT-2 small 2,150 -> 2,560 tokens/s, LLaMA small 2,490 -> 4,214)."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-        return bool({"amx_bf16", "avx512_bf16"} & flags)
-    except OSError:
-        return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
 
 def precision_used(config: TrainConfig) -> str:
