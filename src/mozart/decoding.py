@@ -71,15 +71,21 @@ class _CachedDecoder:
         self.keys = torch.zeros(layers, batch, heads, context, head_dim, dtype=p.dtype, device=p.device)
         self.values = torch.zeros_like(self.keys)
 
-    def _cast(self, t: torch.Tensor | None) -> torch.Tensor | None:
-        """A weight (or bias) in the dtype of the matrix products: a copy made once, at start."""
-        return None if t is None else t.detach().to(self.matmul_dtype)
+    def _weight(self, weight: torch.Tensor) -> torch.Tensor:
+        """An (out, in) weight as the (in, out) matrix ``_linear`` multiplies by, contiguous and in
+        the dtype of the products: a copy made once, at start.  Multiplying by the stored transpose
+        is faster than ``F.linear`` for few rows on this CPU (bf16: 0.9 vs 1.6 ms per step of the
+        built-in model's products at one row) and as row-exact."""
+        return weight.detach().T.contiguous().to(self.matmul_dtype)
+
+    def _bias(self, bias: torch.Tensor | None) -> torch.Tensor | None:
+        return None if bias is None else bias.detach().to(self.matmul_dtype)
 
     def _linear(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """x @ weight.T + bias in the weight's dtype, returned in x's."""
-        if weight.dtype == x.dtype:
-            return F.linear(x, weight, bias)
-        return F.linear(x.to(weight.dtype), weight, bias).to(x.dtype)
+        """x @ weight + bias (``weight`` from ``_weight``) in the weight's dtype, returned in x's."""
+        rows = x.reshape(-1, x.shape[-1]).to(weight.dtype)
+        out = torch.mm(rows, weight) if bias is None else torch.addmm(bias, rows, weight)
+        return out.view(*x.shape[:-1], weight.shape[1]).to(x.dtype)
 
     def keep(self, rows: torch.Tensor) -> None:
         rows = rows.to(self.keys.device)
@@ -113,12 +119,13 @@ class Gpt2StepDecoder(_CachedDecoder):
         self.head_dim = self.width // self.heads
         self.eps = cfg.layer_norm_epsilon
         super().__init__(model, batch, cfg.n_layer, self.heads, self.head_dim, cfg.n_positions, matmul_dtype)
-        # Conv1D stores (in, out): transposed once so every product is a plain linear
-        self.layers = [tuple(self._cast(t) for t in (b.attn.c_attn.weight.T, b.attn.c_attn.bias, b.attn.c_proj.weight.T,
-                                                      b.attn.c_proj.bias, b.mlp.c_fc.weight.T, b.mlp.c_fc.bias,
-                                                      b.mlp.c_proj.weight.T, b.mlp.c_proj.bias))
+        # Conv1D stores (in, out): given as its (out, in) view, like every other weight
+        self.layers = [(self._weight(b.attn.c_attn.weight.T), self._bias(b.attn.c_attn.bias),
+                        self._weight(b.attn.c_proj.weight.T), self._bias(b.attn.c_proj.bias),
+                        self._weight(b.mlp.c_fc.weight.T), self._bias(b.mlp.c_fc.bias),
+                        self._weight(b.mlp.c_proj.weight.T), self._bias(b.mlp.c_proj.bias))
                        for b in model.transformer.h]
-        self.head = self._cast(model.lm_head.weight)
+        self.head = self._weight(model.lm_head.weight)
 
     @staticmethod
     def supports(model) -> bool:
@@ -166,12 +173,16 @@ class LlamaStepDecoder(_CachedDecoder):
         angles = torch.outer(torch.arange(self.context, dtype=torch.float), inv_freq)
         angles = torch.cat((angles, angles), dim=-1).to(self.keys.device)
         self.cos, self.sin = angles.cos().to(self.keys.dtype), angles.sin().to(self.keys.dtype)
+        self.rotation = _rotation_matrices(self.cos, self.sin)
         # q, k, v as one product and gate, up as another: fewer, larger matrix products per step
-        self.fused = [tuple(self._cast(t) for t in (*_fused_layer(block), block.self_attn.o_proj.weight,
-                                                     block.self_attn.o_proj.bias, block.mlp.down_proj.weight,
-                                                     block.mlp.down_proj.bias))
-                      for block in model.model.layers]
-        self.head = self._cast(model.lm_head.weight)
+        self.fused = []
+        for block in model.model.layers:
+            qkv_w, qkv_b, gate_up_w, gate_up_b = _fused_layer(block)
+            o, down = block.self_attn.o_proj, block.mlp.down_proj
+            self.fused.append((self._weight(qkv_w), self._bias(qkv_b), self._weight(gate_up_w), self._bias(gate_up_b),
+                               self._weight(o.weight), self._bias(o.bias), self._weight(down.weight),
+                               self._bias(down.bias)))
+        self.head = self._weight(model.lm_head.weight)
 
     @staticmethod
     def supports(model) -> bool:
@@ -183,6 +194,7 @@ class LlamaStepDecoder(_CachedDecoder):
                 and getattr(cfg, "_attn_implementation", "sdpa") in ("sdpa", "eager", None))
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        # written out: F.rms_norm measured slower here (33 vs ~12 us per call at one row)
         return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps))
 
     def _rotate(self, x: torch.Tensor, start: int, end: int) -> torch.Tensor:
@@ -202,11 +214,18 @@ class LlamaStepDecoder(_CachedDecoder):
         for layer, (block, weights) in enumerate(zip(inner.layers, self.fused)):
             qkv_w, qkv_b, gate_up_w, gate_up_b, o_w, o_b, down_w, down_b = weights
             h = self._norm(x, block.input_layernorm.weight)
-            q, k, v = self._linear(h, qkv_w, qkv_b).split((q_size, kv_size, kv_size), dim=-1)
-            q = q.view(rows, t, self.heads, self.head_dim).transpose(1, 2)
-            k = k.view(rows, t, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = v.view(rows, t, self.kv_heads, self.head_dim).transpose(1, 2)
-            q, k = self._rotate(q, start, end), self._rotate(k, start, end)
+            qkv = self._linear(h, qkv_w, qkv_b)
+            if t == 1:  # one token: q and k rotated together, one product with the position's rotation
+                qk = qkv[..., :q_size + kv_size].view(rows, self.heads + self.kv_heads, self.head_dim)
+                qk = (qk @ self.rotation[start]).unsqueeze(2)  # (rows, heads, 1, dim)
+                q, k = qk[:, :self.heads], qk[:, self.heads:]
+                v = qkv[..., q_size + kv_size:].view(rows, self.kv_heads, 1, self.head_dim)
+            else:
+                q, k, v = qkv.split((q_size, kv_size, kv_size), dim=-1)
+                q = q.view(rows, t, self.heads, self.head_dim).transpose(1, 2)
+                k = k.view(rows, t, self.kv_heads, self.head_dim).transpose(1, 2)
+                v = v.view(rows, t, self.kv_heads, self.head_dim).transpose(1, 2)
+                q, k = self._rotate(q, start, end), self._rotate(k, start, end)
             if gqa:
                 self.keys[layer, :, :, start:end], self.values[layer, :, :, start:end] = k, v
                 attn = F.scaled_dot_product_attention(q, self.keys[layer, :, :, :end], self.values[layer, :, :, :end],
@@ -221,6 +240,19 @@ class LlamaStepDecoder(_CachedDecoder):
         self.position = end
         last = self._norm(x[:, -1], inner.norm.weight)
         return self._linear(last, self.head).float()
+
+
+def _rotation_matrices(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Per position, the (dim, dim) matrix R with ``x @ R == x * cos + rotate_half(x) * sin``
+    (transformers' rotary embedding, rotate_half(x) = (-x2, x1)): one product per step instead of
+    the slices, negation, concatenation and three elementwise operations."""
+    positions, dim = cos.shape
+    half = dim // 2
+    rotation = torch.diag_embed(cos)  # (positions, dim, dim): R[p, j, j] = cos[p, j]
+    j = torch.arange(half)
+    rotation[:, j + half, j] = -sin[:, j]  # out_j (j < half) takes -x_{j+half} sin_j
+    rotation[:, j, j + half] = sin[:, j + half]  # out_{j+half} takes x_j sin_{j+half}
+    return rotation
 
 
 @torch.no_grad()
