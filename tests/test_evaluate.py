@@ -85,6 +85,25 @@ def test_sliding_window_scores_each_token_with_its_documented_context(trained):
     assert slid["nats_per_token"] * slid["tokens"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_bf16_scoring_counts_the_same_tokens_and_stays_close_to_float32(trained):
+    """Scoring under bf16 autocast (the default on a CPU with native bf16) sums the same tokens and
+    notes, in float32, and moves bits/note by well under 1%."""
+    from mozart.errors import MozartError
+    from mozart.evaluate import EvaluateConfig, scores_in_bf16
+
+    data, run = trained
+    loaded, tokenizer = load_model(run), load_tokenizer(data)
+    texts = read_split(data, "test")
+    exact = model_likelihood(loaded.model, tokenizer, texts, None)
+    fast = model_likelihood(loaded.model, tokenizer, texts, None, bf16=True)
+    assert (fast["tokens"], fast["notes"]) == (exact["tokens"], exact["notes"])
+    assert (exact["precision"], fast["precision"]) == ("fp32", "bf16")
+    assert fast["bits_per_note"] == pytest.approx(exact["bits_per_note"], rel=0.01)
+    assert scores_in_bf16("fp32", loaded.model) is False and scores_in_bf16("bf16", loaded.model) is True
+    with pytest.raises(MozartError, match="unknown --precision"):
+        EvaluateConfig(precision="fp16")
+
+
 def test_baselines_and_model_score_the_same_tokens_and_notes(trained):
     data, run = trained
     tokenizer = load_tokenizer(data)

@@ -444,6 +444,8 @@ def evaluate_cmd(
     temperature: Annotated[float, typer.Option(help="Sampling temperature of the samples.")] = 1.0,
     per_style: Annotated[bool, typer.Option(help="Also compare samples of each style with its test pieces.")]
     = True,
+    precision: Annotated[str, typer.Option(help="Scoring: auto (bf16 on a CPU that has it), bf16 or fp32.")]
+    = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder not made by evaluate.")]
     = False,
@@ -463,7 +465,7 @@ def evaluate_cmd(
     check_options(temperature=temperature)
     check_output_dir(output, "report.json", force)
     config = EvaluateConfig(samples=samples, seed=seed, bars=bars, stride=stride, max_test_pieces=max_test_pieces,
-                            temperature=temperature, per_style=per_style)
+                            temperature=temperature, per_style=per_style, precision=precision)
     report = evaluate(model_dir, data_dir, output, config, progress=not quiet)
     for name, r in report["likelihood"].items():
         typer.echo(f"{name:>22}: {r['bits_per_note']:7.2f} bits/note  {r['bits_per_token']:.3f} bits/token")

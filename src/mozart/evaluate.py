@@ -50,6 +50,11 @@ class EvaluateConfig:
     ngram_order: int = 4  # order of the Kneser-Ney baseline
     max_test_pieces: int | None = None  # score only the first N test pieces (None: all)
     per_style: bool = True  # also compare, per style label of the test split, samples of that style with its pieces
+    precision: str = "auto"  # scoring: auto (bf16 autocast on a CPU with native bf16) | bf16 | fp32
+
+    def __post_init__(self):
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise MozartError(f"unknown --precision {self.precision!r}: choose auto, bf16 or fp32")
 
 
 def valid_pieces(texts: list[str]) -> tuple[list[Piece], int]:
@@ -67,6 +72,15 @@ def median_bars(pieces: list[Piece], low: int = 4, high: int = 16) -> int:
     """The median bar count of ``pieces``, clamped to ``low..high``."""
     counts = [bar_layout(p)[0].size for p in pieces] or [low]
     return int(min(high, max(low, np.median(counts))))
+
+
+def scores_in_bf16(precision: str, model) -> bool:
+    """Whether the test split is scored under bf16 autocast: asked for, or ``auto`` on a CPU that
+    computes bf16 natively (a GPU keeps float32: scoring there is not the slow part)."""
+    from .hardware import cpu_has_bf16
+
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    return precision == "bf16" or (precision == "auto" and on_cpu and cpu_has_bf16())
 
 
 def _check_vocabularies(model_dir: Path, data_dir: Path, tokenizer) -> None:
@@ -114,7 +128,8 @@ def evaluate(model_dir: Path | None, data_dir: Path, out_dir: Path, config: Eval
 
     bar.set_postfix_str("model likelihood")
     report: dict = {"model": str(model_dir), "data": str(data_dir), "config": {**asdict(config), "bars": bars}}
-    likelihood = {"model": model_likelihood(model, tokenizer, test_texts, config.stride)}
+    likelihood = {"model": model_likelihood(model, tokenizer, test_texts, config.stride,
+                                            bf16=scores_in_bf16(config.precision, model))}
     bar.update()
     bar.set_postfix_str("n-gram baselines")
     likelihood.update(baseline_likelihoods(piece_ids(train_texts, tokenizer), piece_ids(test_texts, tokenizer),
@@ -216,6 +231,9 @@ def report_markdown(report: dict) -> str:
     if m.get("stride"):
         lines += ["", f"The model scores pieces longer than its context ({m['context']}) with a sliding window, "
                       f"stride {m['stride']} tokens; each token is scored once."]
+    if m.get("precision") == "bf16":
+        lines += ["", "The model's forward ran under bf16 autocast (log-probabilities summed in float32; "
+                      "`--precision fp32` for float32 throughout)."]
     lines += ["", "## Validity", "", "| sampling | samples | valid | share |", "|---|---|---|---|"]
     for mode, v in report["validity"].items():
         lines.append(f"| {mode} | {v['samples']} | {v['valid']} | {v['share']:.1%} |")

@@ -1,0 +1,72 @@
+"""Scoring speed: how fast ``mozart evaluate`` computes a model's likelihood, in float32 and bf16.
+
+    python bench/scoring.py [--model DIR] [--corpus DIR] [--files 15] [--runs 2] [--no-write]
+
+The first ``--files`` MIDI files of the corpus (default: 15 of the development corpus, as the issue's
+measurement had) is encoded at the model's grid and
+scored whole, as ``mozart evaluate`` scores a test split (``likelihood.model_likelihood``: sliding
+window, exact sums, each token scored once), in float32 and under bf16 autocast (evaluate's
+default where the CPU computes bf16 natively).  Reported: scored tokens per second (median of the
+runs, after a warm-up) and the bits/note each precision gives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import symusic
+import torch
+
+import mozart
+from mozart.hardware import cpu_has_bf16
+from mozart.likelihood import model_likelihood
+from mozart.lmdata import load_tokenizer
+from mozart.models import default_model_dir, load_model
+
+from report import default_corpus, machine, publish
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=None, help="default: the built-in model")
+    parser.add_argument("--corpus", type=Path, default=None)
+    parser.add_argument("--files", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    folder = Path(str(args.model or default_model_dir()))
+    corpus = args.corpus or default_corpus()
+    loaded, tokenizer = load_model(folder), load_tokenizer(folder)
+    texts = []
+    for path in sorted(p for p in corpus.iterdir() if p.suffix.lower() in {".mid", ".midi"})[:args.files]:
+        try:
+            texts.append(mozart.encode(symusic.Score(str(path)), grid=loaded.grid))
+        except Exception:  # noqa: BLE001 - a file the codec refuses is simply not scored
+            continue
+    model_likelihood(loaded.model, tokenizer, texts[:2], None)  # warm-up
+    rows = []
+    for bf16 in (False, True):
+        speeds, result = [], None
+        for _ in range(args.runs):
+            started = time.perf_counter()
+            result = model_likelihood(loaded.model, tokenizer, texts, None, bf16=bf16)
+            speeds.append(result["tokens"] / (time.perf_counter() - started))
+        rows.append((result["precision"], statistics.median(speeds), speeds, result))
+    name = "built-in" if args.model is None else str(args.model)
+    lines = [f"`python bench/scoring.py` ({machine()}, {torch.get_num_threads()} torch threads; CPU bf16: "
+             f"{'yes' if cpu_has_bf16() else 'no'}): model `{name}` ({loaded.arch}), {len(texts)} files of "
+             f"`{corpus.name}/` scored whole ({rows[0][3]['tokens']:,} tokens, sliding window of "
+             f"{rows[0][3]['context']}, stride {rows[0][3]['stride']}).", "",
+             "| precision | scored tokens/s (median) | runs | bits/note |", "|---|---|---|---|"]
+    for precision, median, speeds, result in rows:
+        lines.append(f"| {precision} | {median:,.0f} | {', '.join(f'{s:,.0f}' for s in speeds)} | "
+                     f"{result['bits_per_note']:.4f} |")
+    return publish("Scoring", "\n".join(lines), write=not args.no_write)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
