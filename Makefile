@@ -56,11 +56,18 @@ bench: setup
 default-model: setup
 	$(VENV)/bin/mozart corpus music21 -o build/corpus --subset all --workers 2
 	$(VENV)/bin/mozart dataset build/corpus -o build/data --max-tokens 512 --transpose -3..3 --workers 2
+	$(VENV)/bin/mozart dataset build/corpus -o build/data-orig --max-tokens 512 --workers 2
 	$(VENV)/bin/mozart train build/data -o build/default-run --config configs/default-model.toml --resume
 	$(PY) -m mozart.modelcard build/default-run build/data src/mozart/default_model
+	@# second stage: the keys each style is written in (the same pieces, untransposed; docs/training.md)
+	rm -rf build/keys-run
+	$(VENV)/bin/mozart finetune src/mozart/default_model build/data-orig -o build/keys-run --lora-r 16 --lora-alpha 32 \
+	  --merge --max-steps 240 --batch-size 16 --lr 1e-3 --config configs/default-model.toml
+	$(PY) -m mozart.modelcard build/default-run build/data src/mozart/default_model --finetune build/keys-run build/data-orig
 	$(VENV)/bin/mozart evaluate build/data -o build/default-report --samples 32 -q
 	$(PY) bench/out_of_domain.py --model src/mozart/default_model --json build/default-report/out_of_domain.json --no-write
-	$(PY) -m mozart.modelcard build/default-run build/data src/mozart/default_model build/default-report
+	$(PY) -m mozart.modelcard build/default-run build/data src/mozart/default_model build/default-report \
+	  --finetune build/keys-run build/data-orig
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis

@@ -228,6 +228,30 @@ def test_card_comes_from_the_runs_own_files(trained, tmp_path):
     assert "12345 optimizer steps" in changed and "a test device" in changed
 
 
+def test_card_of_a_fine_tuned_model_has_its_second_stage_and_its_merged_weights(trained, tmp_path):
+    """publish(finetune=...): the weights are the merged fine-tune's (float16), the card describes both
+    stages from their own files, and the check figure is the merged weights'."""
+    from safetensors.torch import load_file
+
+    from mozart.modelcard import publish, stored_check_figure
+    from mozart.train import finetune
+
+    data, run = trained
+    adapter = tmp_path / "adapter"
+    finetune(run, data, adapter, load_config(None, max_steps=3, eval_every=3, context=256, batch_size=2,
+                                             validity_samples=0, max_eval_examples=8), lora_r=4, lora_alpha=8,
+             merge=True)
+    dest = tmp_path / "published"
+    result = publish(run, data, dest, finetune=(adapter, data))
+    card = (dest / "README.md").read_text()
+    assert "## Second stage: fine-tune" in card and "LoRA (r 4, alpha 8" in card and "3 steps" in card
+    assert stored_check_figure(card) == pytest.approx(result["check_bits_per_note"], abs=1e-4)
+    merged = load_file(adapter / "merged" / "model.safetensors")
+    shipped = load_file(dest / "model.safetensors")
+    name = next(k for k in shipped if ("q_proj" in k or "c_attn" in k) and k.endswith("weight"))  # LoRA-adapted
+    assert torch.equal(shipped[name], merged[name].to(torch.float16))
+
+
 def test_statistics_per_style_compare_each_style_with_its_own_pieces(trained, tmp_path):
     """Samples asked for style S (its control token after <bos>) against the test pieces labelled S."""
     from mozart.evaluate import EvaluateConfig, evaluate

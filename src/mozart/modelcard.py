@@ -1,6 +1,6 @@
 """Publish a trained run as the built-in model: copy its files and write its model card.
 
-    python -m mozart.modelcard RUN_DIR DATA_DIR DEST_DIR [REPORT_DIR]
+    python -m mozart.modelcard RUN_DIR DATA_DIR DEST_DIR [REPORT_DIR] [--finetune ADAPTER_DIR ADAPTER_DATA]
     python -m mozart.modelcard --check DEST_DIR
     python -m mozart.modelcard --digest DATA_DIR
 
@@ -9,6 +9,8 @@ evaluates the published model (``mozart evaluate``) and runs it again with the r
 folder, which adds the evaluation (the one test-split figure: the whole split).  Every
 number and every recipe word in the card comes from the run's own files (metrics.json,
 config.json, the dataset's stats.json and shards, the report), never from this file.
+With ``--finetune``, the weights are those of ``ADAPTER_DIR/merged`` (``mozart finetune --merge``
+of the published model on ADAPTER_DATA) and the card describes that second stage too.
 
 The card also stores a *check figure*: the model's bits/note on the chorale bundled with
 the package, computed from the published weights.  ``--check`` (re)writes it; the test
@@ -168,22 +170,46 @@ def store_half(source: Path, dest: Path) -> None:
     tmp.replace(dest)
 
 
-def publish(run_dir: Path, data_dir: Path, dest: Path, report_dir: Path | None = None) -> dict:
-    """Copy the model files of ``run_dir`` into ``dest`` and write README.md (the card)."""
+def publish(run_dir: Path, data_dir: Path, dest: Path, report_dir: Path | None = None,
+            finetune: tuple[Path, Path] | None = None) -> dict:
+    """Copy the model files of ``run_dir`` into ``dest`` and write README.md (the card).
+    ``finetune``: (adapter run folder, its dataset): the weights come from its merged model."""
     run_dir, data_dir, dest = Path(run_dir), Path(data_dir), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
+    weights_dir = Path(finetune[0]) / "merged" if finetune else run_dir
     for name in FILES:
         if name == WEIGHTS:
-            store_half(run_dir / name, dest / name)
+            store_half(weights_dir / name, dest / name)
         elif (run_dir / name).exists():
             shutil.copyfile(run_dir / name, dest / name)
     card = card_text(run_dir, data_dir)
+    if finetune:
+        card += finetune_section(Path(finetune[0]), Path(finetune[1]))
     if report_dir is not None:
         card += evaluation_summary(json.loads((Path(report_dir) / "report.json").read_text()))
         if (Path(report_dir) / OUT_OF_DOMAIN).is_file():
             card += out_of_domain_section(json.loads((Path(report_dir) / OUT_OF_DOMAIN).read_text()))
     write_atomic(dest / "README.md", card)
     return {"check_bits_per_note": write_check(dest)}
+
+
+def finetune_section(adapter_dir: Path, data_dir: Path) -> str:
+    """The card's second stage: a LoRA fine-tune merged into the weights, from its own files."""
+    m = json.loads((adapter_dir / "metrics.json").read_text())
+    stats = json.loads((data_dir / "stats.json").read_text())
+    c, v = m["config"], m["valid"]
+    transpose = stats["config"].get("transpose")
+    keys = f"train copies transposed by {transpose[0]}..{transpose[1]}" if transpose else "no transposed copies"
+    return f"""
+## Second stage: fine-tune
+
+LoRA (r {m['lora_r']}, alpha {m['lora_alpha']}, {m['trainable_parameters']:,} parameters on the attention) on
+the published first stage, {m['steps']} steps of {c['batch_size']} x {c['grad_accum']} sequences of {c['context']}
+tokens, lr {c['lr']}, on a dataset of the same pieces and splits with {keys} ({stats['tokens']:,} tokens;
+digest `{dataset_digest(data_dir)[:16]}`), merged into the weights: the model learns the keys each style is
+written in, which transposed copies had spread over seven. Valid split of that dataset while fine-tuning:
+{v['bits_per_note']:.2f} bits/note.
+"""
 
 
 #: Written by ``bench/out_of_domain.py --json REPORT_DIR/out_of_domain.json``; the card quotes it.
@@ -267,11 +293,19 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) == 2 and args[0] == "--digest":
         print(dataset_digest(Path(args[1])))
         return 0
+    finetune = None
+    if "--finetune" in args:
+        at = args.index("--finetune")
+        if len(args) < at + 3:
+            args = []  # the usage below
+        else:
+            finetune = (Path(args[at + 1]), Path(args[at + 2]))
+            args = args[:at] + args[at + 3:]
     if len(args) not in (3, 4):
         print("\n".join(line.strip() for line in __doc__.strip().splitlines()[2:5]), file=sys.stderr)
         return 2
     report = Path(args[3]) if len(args) == 4 else None
-    print(json.dumps(publish(Path(args[0]), Path(args[1]), Path(args[2]), report), indent=1))
+    print(json.dumps(publish(Path(args[0]), Path(args[1]), Path(args[2]), report, finetune), indent=1))
     return 0
 
 
