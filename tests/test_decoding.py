@@ -83,11 +83,11 @@ def test_bf16_products_stay_close_to_float32_and_exact_per_row(arch):
 
 
 def test_sampling_uses_bf16_products_only_where_the_cpu_has_them(monkeypatch):
-    import mozart.decoding
+    import mozart.hardware
 
     model = build_model("llama", "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
     for has, expected in ((True, torch.bfloat16), (False, torch.float32)):
-        monkeypatch.setattr(mozart.decoding, "cpu_has_bf16", lambda has=has: has)
+        monkeypatch.setattr(mozart.hardware, "cpu_has_bf16", lambda has=has: has)
         assert step_decoder(model).matmul_dtype == expected
 
 

@@ -28,7 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .hardware import cpu_has_bf16
+from .hardware import bf16_on_cpu
 
 
 class HFStepDecoder:
@@ -283,7 +283,7 @@ def _rope_parameters(cfg) -> dict:
 def sampling_matmul_dtype(model) -> torch.dtype | None:
     """bf16 for a float32 model on a CPU with native bf16; otherwise None (the model's own dtype)."""
     p = next(model.parameters())
-    return torch.bfloat16 if p.device.type == "cpu" and p.dtype == torch.float32 and cpu_has_bf16() else None
+    return torch.bfloat16 if p.dtype == torch.float32 and bf16_on_cpu(p.device) else None
 
 
 def step_decoder(model, encoder_outputs=None, batch: int = 1, matmul_dtype: torch.dtype | None = None):

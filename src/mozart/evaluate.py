@@ -53,8 +53,10 @@ class EvaluateConfig:
     precision: str = "auto"  # scoring: auto (bf16 autocast on a CPU with native bf16) | bf16 | fp32
 
     def __post_init__(self):
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise MozartError(f"unknown --precision {self.precision!r}: choose auto, bf16 or fp32")
+        from .hardware import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise MozartError(f"unknown --precision {self.precision!r}: choose {', '.join(PRECISIONS)}")
 
 
 def valid_pieces(texts: list[str]) -> tuple[list[Piece], int]:
@@ -77,10 +79,9 @@ def median_bars(pieces: list[Piece], low: int = 4, high: int = 16) -> int:
 def scores_in_bf16(precision: str, model) -> bool:
     """Whether the test split is scored under bf16 autocast: asked for, or ``auto`` on a CPU that
     computes bf16 natively (a GPU keeps float32: scoring there is not the slow part)."""
-    from .hardware import cpu_has_bf16
+    from .hardware import bf16_on_cpu
 
-    on_cpu = next(model.parameters()).device.type == "cpu"
-    return precision == "bf16" or (precision == "auto" and on_cpu and cpu_has_bf16())
+    return bf16_on_cpu(next(model.parameters()).device, precision)
 
 
 def _check_vocabularies(model_dir: Path, data_dir: Path, tokenizer) -> None:

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import MozartError
+from .tokens import check_text_size
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
@@ -82,8 +83,6 @@ def check_regular_file(path: Path, kind: str) -> None:
 
 def read_text(path: Path) -> str:
     """Read a token file, turning I/O and encoding problems into MozartError."""
-    from .tokens import check_text_size
-
     check_regular_file(path, "a token file")
     try:
         check_text_size(path.stat().st_size, str(path))  # before reading it whole

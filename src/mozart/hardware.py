@@ -5,6 +5,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+#: The precisions a recipe or an evaluation may ask for: auto (bf16 where the hardware has it), bf16, fp32.
+PRECISIONS = ("auto", "bf16", "fp32")
+
 
 @lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
@@ -17,3 +20,9 @@ def cpu_has_bf16() -> bool:
         import torch
 
         return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+
+def bf16_on_cpu(device, precision: str = "auto") -> bool:
+    """Whether work on ``device`` (a torch.device) runs in bf16 under ``precision``: asked for, or
+    ``auto`` on a CPU with native bf16 (sampling and scoring; a GPU keeps its own dtype there)."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cpu" and cpu_has_bf16())

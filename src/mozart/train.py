@@ -30,7 +30,7 @@ from transformers import (
 )
 
 from .errors import MozartError, check_range
-from .hardware import cpu_has_bf16
+from .hardware import PRECISIONS, cpu_has_bf16
 from .likelihood import likelihood
 from .lmdata import (
     Examples,
@@ -123,9 +123,6 @@ def load_config(path: Path | None, **overrides) -> TrainConfig:
 def special_ids(tokenizer) -> SpecialIds:
     vocab = tokenizer.get_vocab()
     return SpecialIds(pad=vocab[PAD], bos=vocab[BOS], eos=vocab[EOS], vocab_size=len(vocab))
-
-
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 def build_examples(data_dir: Path, split: str, config: TrainConfig, context: int) -> Examples | PackedWindows:
