@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
 import tomllib
 from pathlib import Path
+
+from mozart.modelcard import copy_model
 
 #: Trainer's closing summary line: {'train_runtime': 12.3, ..., 'train_steps_per_second': 4.1, ...}
 _RUNTIME = re.compile(r"'train_runtime':\s*'?([0-9.]+)")
@@ -80,17 +81,6 @@ def _test_figure(run: Path, data: Path) -> dict:
     return {"bits_per_note": result["bits_per_note"], "tokens": result["tokens"], "notes": result["notes"]}
 
 
-def _store_half(run: Path, dest: Path) -> None:
-    from mozart.modelcard import FILES, WEIGHTS, store_half
-
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in (*FILES, "metrics.json", "loss.png"):
-        if name == WEIGHTS:
-            store_half(run / name, dest / name)
-        elif (run / name).exists():
-            shutil.copyfile(run / name, dest / name)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data", type=Path)
@@ -140,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                       "valid_bits_per_note": metrics["valid"]["bits_per_note"],
                       "test": _test_figure(out / size, args.data), "device": device,
                       "together": parallel, "packages": metrics.get("packages")}
-        _store_half(out / size, out / f"{size}-half")
+        copy_model(out / size, out / f"{size}-half", extra=("metrics.json", "loss.png"))
     (out / "sweep.json").write_text(json.dumps(rows, indent=1) + "\n")
     table = ["| size | parameters | steps | tokens seen | run wall time | valid bits/note | test bits/note |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]

@@ -170,18 +170,23 @@ def store_half(source: Path, dest: Path) -> None:
     tmp.replace(dest)
 
 
+def copy_model(run_dir: Path, dest: Path, weights_dir: Path | None = None, extra: tuple[str, ...] = ()) -> None:
+    """Copy a run's model files (FILES, then ``extra`` names where present) into ``dest``, the
+    weights as float16 (``store_half``), taken from ``weights_dir`` when given."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in (*FILES, *extra):
+        if name == WEIGHTS:
+            store_half((weights_dir or run_dir) / name, dest / name)
+        elif (run_dir / name).exists():
+            shutil.copyfile(run_dir / name, dest / name)
+
+
 def publish(run_dir: Path, data_dir: Path, dest: Path, report_dir: Path | None = None,
             finetune: tuple[Path, Path] | None = None) -> dict:
     """Copy the model files of ``run_dir`` into ``dest`` and write README.md (the card).
     ``finetune``: (adapter run folder, its dataset): the weights come from its merged model."""
     run_dir, data_dir, dest = Path(run_dir), Path(data_dir), Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    weights_dir = Path(finetune[0]) / "merged" if finetune else run_dir
-    for name in FILES:
-        if name == WEIGHTS:
-            store_half(weights_dir / name, dest / name)
-        elif (run_dir / name).exists():
-            shutil.copyfile(run_dir / name, dest / name)
+    copy_model(run_dir, dest, Path(finetune[0]) / "merged" if finetune else None)
     card = card_text(run_dir, data_dir)
     if finetune:
         card += finetune_section(Path(finetune[0]), Path(finetune[1]))
@@ -286,26 +291,25 @@ def _pm(mean, std) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = argv if argv is not None else sys.argv[1:]
-    if len(args) == 2 and args[0] == "--check":
-        print(json.dumps({"check_bits_per_note": write_check(Path(args[1]))}))
-        return 0
-    if len(args) == 2 and args[0] == "--digest":
-        print(dataset_digest(Path(args[1])))
-        return 0
-    finetune = None
-    if "--finetune" in args:
-        at = args.index("--finetune")
-        if len(args) < at + 3:
-            args = []  # the usage below
-        else:
-            finetune = (Path(args[at + 1]), Path(args[at + 2]))
-            args = args[:at] + args[at + 3:]
-    if len(args) not in (3, 4):
-        print("\n".join(line.strip() for line in __doc__.strip().splitlines()[2:5]), file=sys.stderr)
-        return 2
-    report = Path(args[3]) if len(args) == 4 else None
-    print(json.dumps(publish(Path(args[0]), Path(args[1]), Path(args[2]), report, finetune), indent=1))
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m mozart.modelcard", description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--check", type=Path, metavar="DEST_DIR", help="(re)write the check figure of a published model")
+    mode.add_argument("--digest", type=Path, metavar="DATA_DIR", help="print a dataset's digest")
+    parser.add_argument("dirs", type=Path, nargs="*", metavar="RUN_DIR DATA_DIR DEST_DIR [REPORT_DIR]")
+    parser.add_argument("--finetune", type=Path, nargs=2, metavar=("ADAPTER_DIR", "ADAPTER_DATA"),
+                        help="publish the merged fine-tune of ADAPTER_DIR (made on ADAPTER_DATA) as a second stage")
+    args = parser.parse_args(argv)
+    if args.check:
+        print(json.dumps({"check_bits_per_note": write_check(args.check)}))
+    elif args.digest:
+        print(dataset_digest(args.digest))
+    elif len(args.dirs) in (3, 4):
+        run_dir, data_dir, dest, *report = args.dirs
+        print(json.dumps(publish(run_dir, data_dir, dest, report[0] if report else None, args.finetune), indent=1))
+    else:
+        parser.error("publishing takes RUN_DIR DATA_DIR DEST_DIR [REPORT_DIR]")
     return 0
 
 
