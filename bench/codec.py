@@ -31,7 +31,7 @@ import symusic
 import mozart
 from mozart.tokenizer import build_tokenizer, piece_ids
 
-from report import default_corpus, machine, package_version, publish
+from report import default_corpus, machine, midi_files, package_version, publish
 
 GRID = 24
 
@@ -93,7 +93,7 @@ def best_time(fn, repeats: int):
 
 
 def run(corpus: Path, repeats: int) -> dict:
-    paths = sorted(p for p in corpus.iterdir() if p.suffix.lower() in {".mid", ".midi"})
+    paths = midi_files(corpus)
     scores = [symusic.Score(str(p)) for p in paths]
     n_notes = sum(s.note_num() for s in scores)
     results = {"files": len(scores), "notes": n_notes}

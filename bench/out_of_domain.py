@@ -25,7 +25,7 @@ from mozart.lmdata import load_tokenizer, piece_ids
 from mozart.modelcard import check_figure
 from mozart.models import load_model
 
-from report import default_corpus, machine, publish
+from report import default_corpus, machine, midi_files, publish
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="also write the figures here (the model card reads REPORT_DIR/out_of_domain.json)")
     args = parser.parse_args(argv)
     corpus = args.corpus or default_corpus()
-    paths = sorted(p for p in corpus.iterdir() if p.suffix.lower() in {".mid", ".midi"})
+    paths = midi_files(corpus)
     rows, figures = [], []
     for folder in args.model:
         loaded = load_model(folder)

@@ -19,7 +19,7 @@ import symusic
 
 from mozart.audio import RenderSettings, render_score
 
-from report import default_corpus, machine, publish
+from report import default_corpus, machine, midi_files, publish
 
 SOUNDFONTS = {
     "FluidR3_GM": "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N files")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    paths = sorted(p for p in args.corpus.iterdir() if p.suffix.lower() in (".mid", ".midi"))[: args.limit]
+    paths = midi_files(args.corpus)[: args.limit]
     scores = [(p.name, symusic.Score(str(p))) for p in paths]
     rows = []
     for label, font in SOUNDFONTS.items():

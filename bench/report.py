@@ -18,6 +18,11 @@ def default_corpus() -> Path:
     return Path(env) if env else ROOT.parent / "shared" / "data" / "midi" / "dev"
 
 
+def midi_files(corpus: Path) -> list[Path]:
+    """The corpus folder's MIDI files (.mid, .midi), sorted by name: what every benchmark reads."""
+    return sorted(p for p in Path(corpus).iterdir() if p.suffix.lower() in (".mid", ".midi"))
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 

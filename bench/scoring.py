@@ -27,7 +27,7 @@ from mozart.likelihood import model_likelihood
 from mozart.lmdata import load_tokenizer
 from mozart.models import default_model_dir, load_model
 
-from report import default_corpus, machine, publish
+from report import default_corpus, machine, midi_files, publish
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     corpus = args.corpus or default_corpus()
     loaded, tokenizer = load_model(folder), load_tokenizer(folder)
     texts = []
-    for path in sorted(p for p in corpus.iterdir() if p.suffix.lower() in {".mid", ".midi"})[:args.files]:
+    for path in midi_files(corpus)[: args.files]:
         try:
             texts.append(mozart.encode(symusic.Score(str(path)), grid=loaded.grid))
         except Exception:  # noqa: BLE001 - a file the codec refuses is simply not scored
