@@ -540,6 +540,11 @@ def decode_piece_ids(ids: np.ndarray, grid: int) -> Piece:
     return _piece_of_ids(ids, vocab, h, text)
 
 
+#: Streams (programs 0-127, drum kits from DRUM_OFFSET, -1 for none) fit below this, so that
+#: time * _STREAM_SPAN + stream + 1 orders events by (time, stream).
+_STREAM_SPAN = 512
+
+
 def _piece_of_ids(ids: np.ndarray, vocab: Vocabulary, h: int, text: str | Callable[[], str]) -> Piece:
     """The body of decoding: ``ids`` (header of ``h`` words included) checked against the
     grammar, as a Piece; ``text`` spells the ids for error messages."""
@@ -638,58 +643,53 @@ def _piece_of_ids(ids: np.ndarray, vocab: Vocabulary, h: int, text: str | Callab
     stream_val = np.append(values[stream_tok], -1)  # [-1] -> no program yet
     ck.flag(stream_val[:-1] == np.roll(stream_val, 1)[:-1], stream_tok, "the program is already in force")
 
-    def stream_at(tokens: np.ndarray) -> np.ndarray:
-        return stream_val[np.searchsorted(stream_tok, tokens) - 1]
-
+    # Notes and pedals together ("events", in token order); each field is looked up once, for both.
     note_idx = np.flatnonzero(types == T["Pitch"])
     pedal_idx = np.flatnonzero(types == T["Pedal"])
-    note_stream, p_stream = stream_at(note_idx), stream_at(pedal_idx)
+    ev_idx = np.concatenate([pedal_idx, note_idx])
+    if pedal_idx.size:
+        ev_idx.sort()
+    is_note = types[ev_idx] == T["Pitch"]
+    ev_time = time_at(ev_idx)
+    ev_stream = stream_val[np.searchsorted(stream_tok, ev_idx) - 1]
+    ev_dur = dur_val[np.searchsorted(dur_idx, ev_idx)]
+    note_stream, p_stream = ev_stream[is_note], ev_stream[~is_note]
     ck.flag(note_stream < 0, note_idx, "a note needs a program: 'Prog_<p>' or 'Drums_<k>' first")
     ck.flag(p_stream < 0, pedal_idx, "a pedal needs a program: 'Prog_<p>' or 'Drums_<k>' first")
 
     # 8. Canonical order of stream events: (time, stream, pedal first, pitch, dur, vel).
-    ev_idx = np.concatenate([pedal_idx, note_idx])
-    order = np.argsort(ev_idx, kind="stable")
-    ev_idx = ev_idx[order]
-    ev_dur = dur_val[np.searchsorted(dur_idx, ev_idx)]
-    is_note = types[ev_idx] == T["Pitch"]
-    ev_keys = np.stack([
-        time_at(ev_idx), stream_at(ev_idx), is_note.astype(np.int64),
-        np.where(is_note, values[ev_idx], 0), ev_dur,
-        np.where(is_note, values[np.minimum(ev_idx + 1, n - 1)], 0),
-    ])
     if ev_idx.size > 1:
-        diff = ev_keys[:, 1:] - ev_keys[:, :-1]
-        # lexicographic comparison of consecutive key columns: first non-zero difference
-        nz = diff != 0
-        first_nz = np.argmax(nz, axis=0)
-        sign = diff[first_nz, np.arange(diff.shape[1])]
-        decreasing = nz.any(axis=0) & (sign < 0)
-        same_time_stream = (diff[0] == 0) & (diff[1] == 0)
-        two_pedals = same_time_stream & ~is_note[1:] & ~is_note[:-1]
-        # report a program that goes backwards at its Prog/Drums token
-        stream_token_at = np.append(stream_tok, 0)[np.searchsorted(stream_tok, ev_idx[1:]) - 1]
-        ck.flag(decreasing & (first_nz <= 1), stream_token_at,
-                "programs out of order: within a position they ascend (Prog before Drums)")
-        ck.flag(decreasing & (first_nz > 1), ev_idx[1:],
+        # Each event's key as two integers, (time, stream) and (pedal first, pitch, dur, vel), so that
+        # comparing consecutive keys is two subtractions (not a lexicographic pass over six rows).
+        where = ev_time * _STREAM_SPAN + (ev_stream + 1)
+        pitch = np.where(is_note, values[ev_idx], 0)
+        velocity = np.where(is_note, values[np.minimum(ev_idx + 1, n - 1)], 0)
+        dur_bits = int(HI_BASE ** MAX_HI_DIGITS["Dur"] * lo_base).bit_length()
+        what = (((is_note * 128 + pitch) << dur_bits | ev_dur) << 7) | velocity
+        d_where, d_what = np.diff(where), np.diff(what)
+        same_time_stream = d_where == 0
+        stream_back = d_where < 0
+        if stream_back.any():  # report a program that goes backwards at its Prog/Drums token
+            stream_token_at = np.append(stream_tok, 0)[np.searchsorted(stream_tok, ev_idx[1:]) - 1]
+            ck.flag(stream_back, stream_token_at,
+                    "programs out of order: within a position they ascend (Prog before Drums)")
+        ck.flag(same_time_stream & (d_what < 0), ev_idx[1:],
                 "notes out of order: within a position and program they ascend by pitch, duration, velocity")
-        ck.flag(two_pedals, ev_idx[1:], "one pedal per program and position")
+        ck.flag(same_time_stream & ~is_note[1:] & ~is_note[:-1], ev_idx[1:], "one pedal per program and position")
 
     # 9. Pedal intervals of a stream neither overlap nor touch.
-    p_onset = time_at(pedal_idx)
-    p_dur = dur_val[np.searchsorted(dur_idx, pedal_idx)]
+    p_onset, p_dur = ev_time[~is_note], ev_dur[~is_note]
     if pedal_idx.size > 1:
         o = np.lexsort((p_onset, p_stream))
         clash = (p_stream[o][1:] == p_stream[o][:-1]) & (p_onset[o][1:] <= (p_onset + p_dur)[o][:-1])
         ck.flag(clash, pedal_idx[o][1:], "pedal overlaps or touches the previous pedal of its program")
     ck.raise_first()
 
-    n_dur = np.searchsorted(dur_idx, note_idx)
     ts_steps = np.concatenate([[0], bar_start[bar_has_ts]])
     return Piece(
         grid=vocab.grid,
-        note_onset=time_at(note_idx),
-        note_duration=dur_val[n_dur],
+        note_onset=ev_time[is_note],
+        note_duration=ev_dur[is_note],
         note_pitch=values[note_idx],
         note_velocity=values[note_idx + 1],
         note_stream=note_stream,
