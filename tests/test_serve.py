@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,38 @@ def test_full_queue_is_refused(tiny_model, tmp_path):
     finally:
         studio.close()
     assert not (tmp_path / "work").exists()
+
+
+def test_waiting_jobs_with_the_same_settings_share_one_batch(tiny_model, tmp_path):
+    """Generate jobs queued with the same settings but the seed are sampled in one batch, and each
+    gets exactly the piece its seed gives alone; a job with other settings runs on its own."""
+    from mozart.controls import Controls, SamplingSettings
+    from mozart.sampling import generate_pieces
+
+    base = {"bars": 2, "programs": [0, 40], "drums": False, "tempo": 100.0, "time_signature": [3, 4],
+            "temperature": 1.0, "top_p": 1.0, "seed": 0, "prompt": None, "prompt_bars": 4, "style": None,
+            "mode": "generate"}
+    studio = Studio(tiny_model, tmp_path / "work")
+    release = threading.Event()
+    try:
+        studio.executor.submit(release.wait)  # the worker is busy: what is submitted now waits in the queue
+        jobs = [studio.submit({**base, "seed": seed}, None)[0] for seed in (5, 6, 7)]
+        other = studio.submit({**base, "seed": 5, "temperature": 0.5}, None)[0]
+        release.set()
+        deadline = time.time() + 120
+        while any(j.status in ("queued", "running") for j in [*jobs, other]) and time.time() < deadline:
+            time.sleep(0.05)
+        assert all(j.status == "done" for j in [*jobs, other]), [j.error for j in [*jobs, other]]
+        assert [j.summary["batch"] for j in jobs] == [3, 3, 3] and other.summary["batch"] == 1
+        controls = Controls(bars=2, programs=(0, 40), drums=False, tempo=100.0, time_signature=(3, 4))
+        texts = [(studio.workdir / j.id / "sample.txt").read_text().split() for j in jobs]
+        for job, text in zip(jobs, texts):
+            alone = generate_pieces(studio.loaded, controls, SamplingSettings(), seed=job.settings["seed"])[0]
+            assert text == alone.split()
+        assert len({" ".join(t) for t in texts}) == 3  # three seeds, three pieces
+    finally:
+        release.set()
+        studio.close()
 
 
 def test_results_folder_is_removed_on_exit(tiny_model):

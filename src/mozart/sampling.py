@@ -204,21 +204,24 @@ def controls_header(controls: Controls, grid: int) -> list[str] | None:
 
 def generate_pieces(loaded: LoadedModel, controls: Controls, settings: SamplingSettings, n: int = 1, seed: int = 0,
                     prompt: tuple[list[str], int] | None = None,
-                    progress: Callable[[float], None] | None = None) -> list[str]:
+                    progress: Callable[[float], None] | None = None, seeds: list[int] | None = None) -> list[str]:
     """``n`` pieces as token texts at the model's grid; sample i uses seed ``seed + i`` (same
-    settings -> same texts).  ``prompt`` is ``prompts.prompt_from_midi``'s (words, bars), made at
-    the same grid.  ``progress`` is called with the share of all ``n`` pieces done.  The pieces
-    are sampled in batches of up to MAX_BATCH rows, each row with its own generator, so a seed
-    gives the same piece whatever ``n``."""
+    settings -> same texts), or ``seeds[i]`` when ``seeds`` is given (then one piece per seed).
+    ``prompt`` is ``prompts.prompt_from_midi``'s (words, bars), made at the same grid.
+    ``progress`` is called with the share of all the pieces done.  The pieces are sampled in
+    batches of up to MAX_BATCH rows, each row with its own generator, so a seed gives the same
+    piece whatever ``n`` (or whichever other seeds share its batch)."""
     grid = loaded.grid
     prompt_words, prompt_bars = prompt if prompt else (controls_header(controls, grid) or [], 0)
     prompt_grid = format_of_words(prompt_words[:2])[1]
     if prompt_words and prompt_grid != grid:
         raise MozartError(f"the prompt is at grid {prompt_grid}, the model at grid {grid}")
+    seeds = list(seeds) if seeds is not None else [seed + i for i in range(n)]
+    n = len(seeds)
     texts = []
     for first in range(0, n, MAX_BATCH):
         rows = min(MAX_BATCH, n - first)
-        generators = [torch.Generator().manual_seed(seed + i) for i in range(first, first + rows)]
+        generators = [torch.Generator().manual_seed(s) for s in seeds[first:first + rows]]
         report = None if progress is None else \
             (lambda share, first=first, rows=rows: progress((first + share * rows) / n))
         for words in sample_pieces(loaded.model, loaded.tokenizer, prompt_words, controls, settings, prompt_bars,

@@ -19,7 +19,10 @@ Why FastAPI and a small page rather than Gradio: the page is one file we control
 browser test drives exactly what users see), the JSON API is the same one the page uses,
 and the dependencies are small (Gradio pulls ~100 MB and its own frontend build).
 One worker thread runs the jobs in order, so several browsers queue instead of
-overloading the machine.  Results live in a per-server temporary folder removed on exit.
+overloading the machine; generate jobs waiting with the same settings (all but the seed) and
+the same prompt are sampled together in one batch (``Studio.batch_of``: each row has its own
+seed, so every job gets exactly the piece it would alone, sooner).  Results live in a
+per-server temporary folder removed on exit.
 """
 
 from __future__ import annotations
@@ -82,6 +85,8 @@ class Job:
     created: float = field(default_factory=time.time)
     seconds: float | None = None
     summary: dict = field(default_factory=dict)
+    #: what the worker needs besides the settings: (prompt, rewrite) as ``Studio.submit`` got them
+    inputs: tuple = field(default=(None, None), repr=False)
 
     def public(self, position: int | None = None) -> dict:
         out = {"id": self.id, "status": self.status, "progress": round(self.progress, 3), "settings": self.settings}
@@ -130,12 +135,24 @@ class Studio:
             ahead = len(self.pending())
             if ahead >= self.max_pending:
                 raise StudioBusy(f"the studio is busy ({self.max_pending} requests waiting); try again shortly")
-            job = Job(uuid.uuid4().hex[:12], settings)
+            job = Job(uuid.uuid4().hex[:12], settings, inputs=(prompt_words, rewrite))
             self.jobs[job.id] = job
             self.order.append(job.id)
             (self.workdir / job.id).mkdir(parents=True, exist_ok=True)
             self.executor.submit(self._run, job, prompt_words, rewrite)
         return job, ahead
+
+    def batch_of(self, job: Job) -> list[Job]:
+        """``job`` and the queued generate jobs that can be sampled with it in one batch (up to
+        sampling.MAX_BATCH): the same settings but the seed, the same prompt.  Call with the lock held."""
+        from .sampling import MAX_BATCH
+
+        if job.inputs[1] is not None:  # infill and accompany run alone
+            return [job]
+        same = [j for j in (self.jobs[i] for i in self.pending())
+                if j is not job and j.status == "queued" and j.inputs[1] is None and j.inputs[0] == job.inputs[0]
+                and _without_seed(j.settings) == _without_seed(job.settings)]
+        return [job] + same[:MAX_BATCH - 1]
 
     def _run(self, job: Job, prompt: tuple[list[str], int] | None, rewrite: tuple | None = None) -> None:
         from . import write_sample
@@ -143,7 +160,12 @@ class Studio:
         from .rewrite import rewrite_pieces
         from .sampling import generate_pieces
 
-        job.status = "running"
+        with self.lock:
+            if job.status != "queued":
+                return  # already sampled in an earlier job's batch
+            batch = self.batch_of(job)
+            for j in batch:
+                j.status = "running"
         started = time.perf_counter()
         s = job.settings
         try:
@@ -151,27 +173,35 @@ class Studio:
                                 tempo=s["tempo"], time_signature=tuple(s["time_signature"]) if s["time_signature"]
                                 else None, style=s.get("style"))
             settings = SamplingSettings(temperature=s["temperature"], top_p=s["top_p"])
-            progress = lambda share: setattr(job, "progress", share)  # noqa: E731
+
+            def progress(share: float) -> None:
+                for j in batch:
+                    j.progress = share
+
             if rewrite is not None:
                 piece, first, last, streams, keep = rewrite
-                text = rewrite_pieces(self.loaded, piece, first, last, streams, keep, settings, n=1, seed=s["seed"],
-                                      progress=progress)[0]
+                texts = rewrite_pieces(self.loaded, piece, first, last, streams, keep, settings, n=1, seed=s["seed"],
+                                       progress=progress)
             else:
-                text = generate_pieces(self.loaded, controls, settings, n=1, seed=s["seed"], prompt=prompt,
-                                       progress=progress)[0]
-            result = write_sample(text, self.workdir / job.id / "sample", max_audio_seconds=self.max_audio_seconds)
-            words = text.split()
-            files = sorted(name for name in RESULT_FILES if (self.workdir / job.id / name).is_file())
-            job.summary = {"bars": words.count(BAR), "notes": count_notes(words),
-                           "tokens": len(words), "files": files, "audio": result.get("audio", "ok")}
-            job.progress, job.status = 1.0, "done"
+                texts = generate_pieces(self.loaded, controls, settings, seeds=[j.settings["seed"] for j in batch],
+                                        prompt=prompt, progress=progress)
+            for j, text in zip(batch, texts):
+                result = write_sample(text, self.workdir / j.id / "sample", max_audio_seconds=self.max_audio_seconds)
+                words = text.split()
+                files = sorted(name for name in RESULT_FILES if (self.workdir / j.id / name).is_file())
+                j.summary = {"bars": words.count(BAR), "notes": count_notes(words), "tokens": len(words),
+                             "files": files, "audio": result.get("audio", "ok"), "batch": len(batch)}
+                j.progress, j.status = 1.0, "done"
         except MozartError as e:
-            job.status, job.error = "error", " ".join(str(e).split())
+            for j in batch:
+                j.status, j.error = "error", " ".join(str(e).split())
         except Exception as e:  # a bug: say so in one line, keep the details in the server log
             log.exception("job %s failed", job.id)
-            job.status, job.error = "error", f"internal error ({type(e).__name__}); see the server log"
+            for j in batch:
+                j.status, j.error = "error", f"internal error ({type(e).__name__}); see the server log"
         finally:
-            job.seconds = round(time.perf_counter() - started, 2)
+            for j in batch:
+                j.seconds = round(time.perf_counter() - started, 2)
 
     def history(self) -> list[dict]:
         done = [self.jobs[i] for i in reversed(self.order) if self.jobs[i].status == "done"]
@@ -184,6 +214,10 @@ class Studio:
 
 class StudioBusy(MozartError):
     """The queue is full."""
+
+
+def _without_seed(settings: dict) -> dict:
+    return {k: v for k, v in settings.items() if k != "seed"}
 
 
 def _form_settings(form: dict, upload_name: str | None) -> dict:
