@@ -3,8 +3,9 @@
 Two measurements, written to docs/benchmarks.md:
 
 1. **Suffix value** (``--model`` trained with fill-in-the-middle, ``--data`` its dataset): the
-   bits/note of 4-bar gaps of the test split given the 4 bars before *and* the 4 bars after the
-   gap, and given the bars before alone; the same model, the same gaps (lmdata.infill_examples).
+   bits/note of 4-bar gaps of the test split given the bars before *and* the bars after the
+   gap, and given the bars before alone; the same model, the same gaps (lmdata.infill_examples);
+   with as many bars around the gap as ``mozart infill`` reads, and with 4 and 4.
 2. **Speed**: ``mozart infill PIECE --bars 13-16`` on a 32-bar piece with the built-in model
    (or ``--speed-model``), in-process after a warm-up, and the whole command (WAV and PNG
    included) as a new process.
@@ -24,13 +25,17 @@ import torch
 
 import mozart
 from mozart.events import slice_steps
+from mozart.hardware import bf16_on_cpu
 from mozart.likelihood import likelihood
 from mozart.lmdata import infill_examples, load_tokenizer, read_split
 from mozart.midi import quantize, read_midi, to_score, write_midi
 from mozart.models import load_model
-from mozart.rewrite import piece_bars
+from mozart.rewrite import NEXT_BARS, PREV_BARS, piece_bars
 
 from report import default_corpus, machine, publish
+
+#: (bars before, bars after) a gap: what `mozart infill` reads, then the 4/4 of earlier editions.
+SUFFIX_SETTINGS = ((PREV_BARS, NEXT_BARS), (4, 4))
 
 
 def suffix_value(model_dir: Path, data_dir: Path) -> tuple[list[str], dict]:
@@ -39,26 +44,28 @@ def suffix_value(model_dir: Path, data_dir: Path) -> tuple[list[str], dict]:
     texts = read_split(data_dir, "test")
     context = loaded.model.config.max_position_embeddings
     pad = tokenizer.token_to_id("<pad>")
-    scores = {}
-    for with_suffix in (True, False):
-        examples = infill_examples(texts, tokenizer, context, with_suffix, span_bars=4, prev_bars=4, next_bars=4)
-        scores[with_suffix] = likelihood(loaded.model, examples, pad)
-    a, b = scores[True], scores[False]
-    gain = 1 - a["bits_per_note"] / b["bits_per_note"]
     lines = [
         f"Model `{model_dir}`, test split of `{data_dir}` ({len(texts)} pieces): every 4-bar gap with a bar after it "
-        f"whose arrangement fits the context of {context} ({a['notes']:,} notes, {a['tokens']:,} tokens scored in "
-        "both settings).",
+        f"whose arrangement fits the context of {context}, scored given the bars before and after it "
+        "(`<fim_prefix> ... <fim_suffix> ... <fim_middle>`) and given the same bars before alone (left to right). "
+        f"The first row is what `mozart infill` reads (up to {PREV_BARS} bars before, {NEXT_BARS} after).",
         "",
-        "| the model reads | bits/note of the gap | bits/token |",
-        "|---|---|---|",
-        f"| 4 bars before and 4 bars after (`<fim_prefix> ... <fim_suffix> ... <fim_middle>`) | "
-        f"{a['bits_per_note']:.3f} | {a['bits_per_token']:.3f} |",
-        f"| 4 bars before only (left to right) | {b['bits_per_note']:.3f} | {b['bits_per_token']:.3f} |",
-        "",
-        f"The bars after the gap lower its bits/note by **{100 * gain:.1f}%**.",
+        "| bars before / after | notes scored | bits/note, before and after | bits/note, before only | "
+        "suffix lowers bits/note by |",
+        "|---|---|---|---|---|",
     ]
-    return lines, {"gain": gain}
+    gains = {}
+    for prev, after in SUFFIX_SETTINGS:
+        scores = {}
+        for with_suffix in (True, False):
+            examples = infill_examples(texts, tokenizer, context, with_suffix, span_bars=4, prev_bars=prev,
+                                       next_bars=after)
+            scores[with_suffix] = likelihood(loaded.model, examples, pad, bf16=bf16_on_cpu(loaded.model.device))
+        a, b = scores[True], scores[False]
+        gains[f"{prev}/{after}"] = gain = 1 - a["bits_per_note"] / b["bits_per_note"]
+        lines.append(f"| {prev} / {after} | {a['notes']:,} | {a['bits_per_note']:.3f} | {b['bits_per_note']:.3f} | "
+                     f"**{100 * gain:.1f}%** |")
+    return lines, {"gain": gains}
 
 
 def thirty_two_bars(corpus: Path, out: Path) -> Path:

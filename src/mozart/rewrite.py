@@ -39,8 +39,10 @@ from .tokens import TS_PACK, bar_indices, encode_piece
 
 #: Bars before a chunk the model reads (fewer when the context is short).
 PREV_BARS = 8
-#: Bars after the span a fill-in-the-middle model reads.
-NEXT_BARS = 4
+#: Bars after the span a fill-in-the-middle model reads (fewer when they do not fit).  Eight, not
+#: four: a tune's phrases come back after 4-8 bars, and a model that copies reads them there
+#: (bench/infill.py: 8 bars after a gap lower its bits/note far more than 4 do).
+NEXT_BARS = 8
 #: Tokens set aside per bar and new stream for new notes when accompanying.
 ACCOMPANY_TOKENS_PER_BAR = 40
 #: Tokens set aside per bar when infilling (more when the source's bars were fuller).
@@ -180,7 +182,7 @@ def _plan(r: _Request, x: int, last: int) -> _Chunk:
         size = last + 1 - x
         while size >= 1:
             y = x + size
-            afters = [a for a in (NEXT_BARS, 2, 1) if has_fim and y + a <= n_bars] + [0]
+            afters = [a for a in (NEXT_BARS, 4, 2, 1) if has_fim and y + a <= n_bars] + [0]
             if has_fim and y < n_bars and n_bars - y < NEXT_BARS:
                 afters.insert(0, n_bars - y)  # the rest of the piece, with its end
             for prev in (PREV_BARS, 4, 2, 1, 0):

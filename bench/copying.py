@@ -1,0 +1,79 @@
+"""Does a model copy? Its loss on bars that repeat an earlier bar of the piece, against other bars.
+
+    python bench/copying.py --data DATA --model A [--model B ...] [--pieces 120] [--no-write]
+
+Music repeats itself: in the built-in model's test split about one bar in six is an exact copy of
+an earlier bar of its piece.  A model that has learnt to copy (attention heads that find the earlier
+occurrence and carry on from it, "induction heads") predicts such a bar almost for free once it
+has started; one that has not scores it like any other bar, and its samples repeat nothing, and a
+fill-in-the-middle model cannot use the bars after a gap either.  For each of the first
+``--pieces`` test pieces (its first context-length window, read left to right), every bar after the
+first is a *repeat* when its whole token sequence (positions, pitches, durations, velocities) equals
+an earlier bar's in the window, *new* otherwise; the table gives the mean loss per token of each
+(every token of the bar but its ``Bar``, which no model can tell apart), and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mozart.hardware import bf16_on_cpu
+from mozart.lmdata import load_tokenizer, piece_ids, read_split
+from mozart.models import load_model
+from mozart.tokens import BAR
+
+from report import machine, publish
+
+
+@torch.no_grad()
+def bar_losses(model, windows: list[list[int]], bar_id: int) -> tuple[list[float], list[float]]:
+    """Mean nats/token of each repeated and each new bar (after the first) of every window."""
+    repeated, new = [], []
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_on_cpu(model.device))
+    for window in windows:
+        ids = torch.tensor([window])
+        with autocast:
+            logits = model(ids).logits[0].float()
+        nll = -torch.log_softmax(logits[:-1], -1).gather(-1, ids[0, 1:, None])[:, 0].numpy()  # nll[j]: token j+1
+        starts = [int(i) for i in np.flatnonzero(np.asarray(window) == bar_id)]
+        seen: set[tuple[int, ...]] = set()
+        for first, (start, end) in enumerate(zip(starts, starts[1:])):
+            bar = tuple(window[start:end])
+            if first:
+                (repeated if bar in seen else new).append(float(nll[start:end - 1].mean()))
+            seen.add(bar)
+    return repeated, new
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="a dataset folder (its test split is read)")
+    parser.add_argument("--model", type=Path, action="append", required=True)
+    parser.add_argument("--pieces", type=int, default=120)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    tokenizer = load_tokenizer(args.data)
+    pieces = piece_ids(read_split(args.data, "test")[: args.pieces], tokenizer)
+    lines = ["## Copying: loss on repeated bars", "",
+             f"`python bench/copying.py --data {args.data} --pieces {args.pieces}` ({machine()}): the first window of "
+             f"each of the first {len(pieces)} test pieces; mean nats/token of the bars that repeat an earlier bar of "
+             "the window exactly, and of the other bars (every bar after the first).", "",
+             "| model | repeated bars | nats/token, repeated | nats/token, new | repeated / new |",
+             "|---|---|---|---|---|"]
+    for folder in args.model:
+        loaded = load_model(folder)
+        context = loaded.model.config.max_position_embeddings
+        repeated, new = bar_losses(loaded.model, [p[:context] for p in pieces], tokenizer.token_to_id(BAR))
+        r, n = float(np.mean(repeated)), float(np.mean(new))
+        counted = f"{len(repeated)} of {len(repeated) + len(new)}"
+        lines.append(f"| `{folder}` | {counted} | {r:.3f} | {n:.3f} | {r / n:.2f} |")
+    return publish("copying", "\n".join(lines), write=not args.no_write)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
