@@ -108,7 +108,7 @@ class Vocabulary:
     grid: int
     words: tuple[str, ...]
     index: dict[str, int]
-    type_of: np.ndarray  # token id -> type code (index into TYPES)
+    type_of: np.ndarray  # token id -> type code (index into TYPES), uint8: decoding compares whole texts of them
     value_of: np.ndarray  # token id -> integer value (see docs/format.md)
     first_id: dict[str, int]  # type -> id of its first word
     first_value: dict[str, int]  # type -> value of its first word
@@ -171,7 +171,7 @@ def vocabulary(grid: int = 24) -> Vocabulary:
         grid=grid,
         words=tuple(words),
         index={w: i for i, w in enumerate(words)},
-        type_of=np.array(types, dtype=np.int64),
+        type_of=np.array(types, dtype=np.uint8),
         value_of=np.array(values, dtype=np.int64),
         first_id=first_id,
         first_value=first_value,
@@ -548,7 +548,7 @@ _STREAM_SPAN = 512
 def _piece_of_ids(ids: np.ndarray, vocab: Vocabulary, h: int, text: str | Callable[[], str]) -> Piece:
     """The body of decoding: ``ids`` (header of ``h`` words included) checked against the
     grammar, as a Piece; ``text`` spells the ids for error messages."""
-    types, values = vocab.type_of[ids], vocab.value_of[ids]
+    types, values = vocab.type_of.take(ids), vocab.value_of.take(ids)
     n = types.size
     ck = _Checker(text, 0)
 
