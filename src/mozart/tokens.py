@@ -396,20 +396,28 @@ def _composite(types: np.ndarray, values: np.ndarray, lo: str, hi: str, base: in
     preceding ``hi`` digits), the index of the first digit of each value, and a mask of
     values with more high digits than allowed."""
     lo_idx = np.flatnonzero(types == T[lo])
-    high = np.zeros(lo_idx.size, dtype=np.int64)
-    start = lo_idx.copy()
-    mult = np.ones(lo_idx.size, dtype=np.int64)
-    j = lo_idx - 1
-    active = (j >= 0) & (types[np.maximum(j, 0)] == T[hi])
-    for _ in range(MAX_HI_DIGITS[lo]):
-        if not active.any():
-            break
-        high += np.where(active, values[np.maximum(j, 0)] * mult, 0)
-        start = np.where(active, j, start)
-        mult *= HI_BASE
-        j = j - 1
-        active &= (j >= 0) & (types[np.maximum(j, 0)] == T[hi])
-    return lo_idx, high * base + values[lo_idx], start, active
+    full, start = values.take(lo_idx), lo_idx.copy()
+    too_long = np.zeros(lo_idx.size, dtype=bool)
+    # Only the few values with high digits (long notes, late positions) need the digit walk.
+    has = np.flatnonzero((lo_idx > 0) & (types.take(np.maximum(lo_idx - 1, 0)) == T[hi]))
+    if has.size:
+        j = lo_idx[has] - 1
+        high = np.zeros(has.size, dtype=np.int64)
+        first = j.copy()
+        active = np.ones(has.size, dtype=bool)
+        mult = 1
+        for _ in range(MAX_HI_DIGITS[lo]):
+            if not active.any():
+                break
+            high += np.where(active, values.take(np.maximum(j, 0)) * mult, 0)
+            first = np.where(active, j, first)
+            mult *= HI_BASE
+            j = j - 1
+            active &= (j >= 0) & (types.take(np.maximum(j, 0)) == T[hi])
+        full[has] += high * base
+        start[has] = first
+        too_long[has] = active
+    return lo_idx, full, start, too_long
 
 
 class _Checker:
@@ -540,6 +548,14 @@ def decode_piece_ids(ids: np.ndarray, grid: int) -> Piece:
     return _piece_of_ids(ids, vocab, h, text)
 
 
+def _running_count(marks: np.ndarray, n: int) -> np.ndarray:
+    """For each of ``n`` token indices, how many of the (sorted, distinct) indices ``marks`` are at
+    or before it."""
+    flags = np.zeros(n, dtype=np.int32)
+    flags[marks] = 1
+    return np.cumsum(flags, dtype=np.int32)
+
+
 #: Streams (programs 0-127, drum kits from DRUM_OFFSET, -1 for none) fit below this, so that
 #: time * _STREAM_SPAN + stream + 1 orders events by (time, stream).
 _STREAM_SPAN = 512
@@ -626,10 +642,12 @@ def _piece_of_ids(ids: np.ndarray, vocab: Vocabulary, h: int, text: str | Callab
     # 5. Event times: every event takes the latest non-cut position before it.
     event_pos = ~is_cut_pos
     pos_time = np.append(bar_start[pos_bar[event_pos]] + pos_val[event_pos], 0)  # [-1] -> 0
-    pos_tokens = pos_idx[event_pos]
+    # "the latest X before this token" as a running count of X tokens, read at the token: a
+    # cumulative sum over the text is ~3x faster than a binary search per note
+    positions_so_far = _running_count(pos_idx[event_pos], n)
 
     def time_at(tokens: np.ndarray) -> np.ndarray:
-        return pos_time[np.searchsorted(pos_tokens, tokens) - 1]
+        return pos_time[positions_so_far.take(tokens) - 1]
 
     # 6. Tempo changes (the first is the header's, at step 0).
     tempo_step = time_at(tempo_idx)
@@ -651,8 +669,8 @@ def _piece_of_ids(ids: np.ndarray, vocab: Vocabulary, h: int, text: str | Callab
         ev_idx.sort()
     is_note = types[ev_idx] == T["Pitch"]
     ev_time = time_at(ev_idx)
-    ev_stream = stream_val[np.searchsorted(stream_tok, ev_idx) - 1]
-    ev_dur = dur_val[np.searchsorted(dur_idx, ev_idx)]
+    ev_stream = stream_val[_running_count(stream_tok, n).take(ev_idx) - 1]
+    ev_dur = dur_val[_running_count(dur_idx, n).take(ev_idx)]  # the first Dur after the event: its duration
     note_stream, p_stream = ev_stream[is_note], ev_stream[~is_note]
     ck.flag(note_stream < 0, note_idx, "a note needs a program: 'Prog_<p>' or 'Drums_<k>' first")
     ck.flag(p_stream < 0, pedal_idx, "a pedal needs a program: 'Prog_<p>' or 'Drums_<k>' first")
