@@ -139,7 +139,7 @@ class Studio:
             self.jobs[job.id] = job
             self.order.append(job.id)
             (self.workdir / job.id).mkdir(parents=True, exist_ok=True)
-            self.executor.submit(self._run, job, prompt_words, rewrite)
+            self.executor.submit(self._run, job)
         return job, ahead
 
     def batch_of(self, job: Job) -> list[Job]:
@@ -154,7 +154,7 @@ class Studio:
                 and _without_seed(j.settings) == _without_seed(job.settings)]
         return [job] + same[:MAX_BATCH - 1]
 
-    def _run(self, job: Job, prompt: tuple[list[str], int] | None, rewrite: tuple | None = None) -> None:
+    def _run(self, job: Job) -> None:
         from . import write_sample
         from .controls import Controls, SamplingSettings
         from .rewrite import rewrite_pieces
@@ -166,6 +166,7 @@ class Studio:
             batch = self.batch_of(job)
             for j in batch:
                 j.status = "running"
+        prompt, rewrite = job.inputs
         started = time.perf_counter()
         s = job.settings
         try:

@@ -669,7 +669,8 @@ def _piece_of_ids(ids: np.ndarray, vocab: Vocabulary, h: int, text: str | Callab
         ev_idx.sort()
     is_note = types[ev_idx] == T["Pitch"]
     ev_time = time_at(ev_idx)
-    ev_stream = stream_val[_running_count(stream_tok, n).take(ev_idx) - 1]
+    ev_stream_token = _running_count(stream_tok, n).take(ev_idx) - 1  # index into stream_tok; -1: none yet
+    ev_stream = stream_val[ev_stream_token]
     ev_dur = dur_val[_running_count(dur_idx, n).take(ev_idx)]  # the first Dur after the event: its duration
     note_stream, p_stream = ev_stream[is_note], ev_stream[~is_note]
     ck.flag(note_stream < 0, note_idx, "a note needs a program: 'Prog_<p>' or 'Drums_<k>' first")
@@ -688,8 +689,7 @@ def _piece_of_ids(ids: np.ndarray, vocab: Vocabulary, h: int, text: str | Callab
         same_time_stream = d_where == 0
         stream_back = d_where < 0
         if stream_back.any():  # report a program that goes backwards at its Prog/Drums token
-            stream_token_at = np.append(stream_tok, 0)[np.searchsorted(stream_tok, ev_idx[1:]) - 1]
-            ck.flag(stream_back, stream_token_at,
+            ck.flag(stream_back, np.append(stream_tok, 0)[ev_stream_token[1:]],
                     "programs out of order: within a position they ascend (Prog before Drums)")
         ck.flag(same_time_stream & (d_what < 0), ev_idx[1:],
                 "notes out of order: within a position and program they ascend by pitch, duration, velocity")
