@@ -118,6 +118,42 @@ def test_every_accompaniment_is_valid_and_keeps_every_note(models, name):
     assert count == len(SOURCES) * len(SETTINGS)  # 5 x 7 = 35 per model, 105 in all
 
 
+def _meter_piece(signatures: list[tuple[int, int, int]], notes: list[tuple[int, int]]) -> Piece:
+    """A piano piece at grid 24 with these (bar start in quarters, numerator, denominator) time
+    signatures and (onset, duration) notes in steps."""
+    import symusic
+
+    score = symusic.Score(24)
+    for quarter, numerator, denominator in signatures:
+        score.time_signatures.append(symusic.TimeSignature(quarter * 24, numerator, denominator))
+    track = symusic.Track("piano", program=0)
+    for i, (onset, duration) in enumerate(notes):
+        track.notes.append(symusic.Note(onset, duration, 55 + i % 12, 80))
+    score.tracks.append(track)
+    return quantize(score, 24)
+
+
+#: Layouts that made spans run out of tokens with a random model: a bar longer than the one before it
+#: with a kept note past the old length (the meter change was not forced, the bar kept its old length);
+#: a 30/2 bar whose kept notes lie several PosHi digits in (closing wrote a new note after each digit).
+METER_SOURCES = [_meter_piece([(0, 3, 4), (3, 31, 16)], [(0, 24), (72, 12), (72 + 170, 10), (72 + 180, 4)]),
+                 _meter_piece([(0, 30, 2)], [(24 * k, 20) for k in (0, 5, 23, 31, 40, 52, 58)] + [(1439, 1)])]
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_meter_changes_and_long_bars_stay_complete(models, keep):
+    """Across seeds and temperatures up to 3, with a random model (the most wasteful), every span ends
+    complete: the meter change is written where the source has it, and closing heads for the kept notes."""
+    loaded = load_model(models["random_gpt2"])
+    for source in METER_SOURCES:
+        n_bars = piece_bars(source)[0].size - 1
+        for seed in range(12):
+            settings = SamplingSettings(temperature=(1.0, 2.0, 3.0)[seed % 3])
+            streams = [0, 42] if keep else [0]
+            out = rewrite(loaded, source, 0, n_bars - 1, streams, keep, settings, torch.Generator().manual_seed(seed))
+            assert_rewrite(source, mozart.encode_piece(out), 0, n_bars - 1, streams, keep=keep)
+
+
 def test_api_infills_a_midi_file_with_the_same_seed_the_same_way(models):
     a = mozart.infill(BACH, "2-3", model=models["trained_llama"], n=2, seed=5)
     b = mozart.infill(BACH, "2-3", model=models["trained_llama"], n=1, seed=6)

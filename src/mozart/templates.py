@@ -166,6 +166,13 @@ class SpanConstraint:
             wanted = int(self.bar_ts[s.bars - 1])
             if wanted != s.ts or s.cut:
                 keep = v.value_of[ts_ids] == wanted
+            if s.prev == "Bar" and wanted != s.ts:
+                # the source's meter changes with this bar: its TS word must come now, or the bar would
+                # keep the old length (and a kept note past that length could never be written)
+                allowed = mask[ts_ids] & keep
+                mask[:] = False
+                mask[ts_ids] = allowed
+                return
         mask[ts_ids] &= keep
 
     def _mask_positions(self, mask: np.ndarray, allow_new: bool) -> None:
@@ -244,11 +251,19 @@ class SpanConstraint:
         out = np.zeros_like(mask)
         if done:
             return out  # only the end
-        v = self.state.vocab
+        s, v = self.state, self.state.vocab
         for t in ("Dur", "DurHi", "Vel", "TS", "Bar", "Pos", "PosHi", "Prog", "Drums", "Pitch"):
             ids = self.type_ids[t][mask[self.type_ids[t]]]
             if ids.size:
                 pick = ids[np.argmin(np.abs(v.value_of[ids] - 64))] if t == "Vel" else ids[0]
+                target = self._positions(False)[2] if t == "Pos" else None
+                if target is not None:
+                    # the forced note's (or the cut's) position, not the lowest: after a PosHi digit on the
+                    # way there, new positions are open too, and the lowest would begin a new note, and
+                    # again after it, until the budget ran out
+                    high = (s.number.high or 0) if s.number_kind == "Pos" else 0
+                    there = ids[high * v.lo_base + (v.value_of[ids] - v.first_value["Pos"]) == target]
+                    pick = there[0] if there.size else pick
                 out[pick] = True
                 return out
         return mask
