@@ -70,8 +70,8 @@ def test_bf16_products_stay_close_to_float32_and_exact_per_row(arch):
     model = build_model(arch, "small", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
     ids = _random_ids(60, 300, 3, rows=3)
     exact = step_decoder(model, batch=3, matmul_dtype=torch.float32)
-    half = step_decoder(model, batch=3, matmul_dtype=torch.bfloat16)
-    alone = step_decoder(model, batch=1, matmul_dtype=torch.bfloat16)
+    half = step_decoder(model, batch=3, matmul_dtype=torch.bfloat16, int8_weights=False)
+    alone = step_decoder(model, batch=1, matmul_dtype=torch.bfloat16, int8_weights=False)
     same_top = total = 0
     for chunk in [ids[:, :20]] + [ids[:, i:i + 1] for i in range(20, 60)]:
         a, b, c = exact.step(chunk), half.step(chunk), alone.step(chunk[1:2])
@@ -82,13 +82,40 @@ def test_bf16_products_stay_close_to_float32_and_exact_per_row(arch):
     assert same_top >= 0.9 * total
 
 
+@pytest.mark.skipif(not hasattr(torch, "_weight_int8pack_mm"), reason="this torch has no int8 weight kernel")
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_int8_weights_stay_close_to_float32_and_exact_per_row(arch):
+    """int8 weights (bf16 activations): logits within a few percent of float32's, the same most likely
+    token almost everywhere, each row the same alone as in a batch, through the one-token path and
+    the block path alike."""
+    torch.manual_seed(3)
+    model = build_model(arch, "small", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
+    ids = _random_ids(60, 300, 4, rows=3)
+    exact = step_decoder(model, batch=3, matmul_dtype=torch.float32)
+    quantised = step_decoder(model, batch=3, matmul_dtype=torch.bfloat16, int8_weights=True)
+    alone = step_decoder(model, batch=1, matmul_dtype=torch.bfloat16, int8_weights=True)
+    assert quantised.int8_weights
+    same_top = total = 0
+    for chunk in [ids[:, :20]] + [ids[:, i:i + 1] for i in range(20, 55)] + [ids[:, 55:60]]:
+        a, b, c = exact.step(chunk), quantised.step(chunk), alone.step(chunk[1:2])
+        assert float((a - b).abs().max()) < 0.05 * float(a.abs().max()) + 0.05
+        assert torch.equal(b[1], c[0])
+        same_top += int((a.argmax(-1) == b.argmax(-1)).sum())
+        total += a.shape[0]
+    assert same_top >= 0.8 * total  # random weights: near-flat logits, many near ties (86% measured)
+    with pytest.raises(ValueError, match="bf16"):
+        step_decoder(model, matmul_dtype=torch.float32, int8_weights=True)
+
+
 def test_sampling_uses_bf16_products_only_where_the_cpu_has_them(monkeypatch):
     import mozart.hardware
 
     model = build_model("llama", "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
     for has, expected in ((True, torch.bfloat16), (False, torch.float32)):
         monkeypatch.setattr(mozart.hardware, "cpu_has_bf16", lambda has=has: has)
-        assert step_decoder(model).matmul_dtype == expected
+        decoder = step_decoder(model)
+        assert decoder.matmul_dtype == expected
+        assert decoder.int8_weights == (has and hasattr(torch, "_weight_int8pack_mm"))
 
 
 def test_other_models_use_transformers_forward():
@@ -106,6 +133,28 @@ def test_built_in_model_takes_the_fast_path_with_equal_logits():
     hf = HFStepDecoder(model)
     for chunk in [ids[:, :10]] + [ids[:, i:i + 1] for i in range(10, 60)]:
         assert torch.allclose(fast.step(chunk), hf.step(chunk), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.skipif(default_model_dir() is None or not hasattr(torch, "_weight_int8pack_mm"),
+                    reason="no built-in model or no int8 weight kernel")
+def test_built_in_model_with_int8_weights_predicts_like_float32():
+    """On the trained model's own pieces the int8 path's distribution stays close to float32's: the
+    same most likely token at >= 95% of steps and a small divergence."""
+    loaded = load_model(default_model_dir())
+    model, tokenizer = loaded.model, loaded.tokenizer
+    from mozart.controls import Controls
+    from mozart.sampling import generate_pieces
+
+    text = generate_pieces(loaded, Controls(bars=8), SamplingSettings(), seed=5)[0]
+    ids = torch.tensor([[tokenizer.convert_tokens_to_ids("<bos>")] + tokenizer.convert_tokens_to_ids(text.split())])
+    ids = ids[:, :300]
+    exact = step_decoder(model, matmul_dtype=torch.float32)
+    quantised = step_decoder(model, matmul_dtype=torch.bfloat16, int8_weights=True)
+    a = torch.cat([exact.step(ids[:, :1])] + [exact.step(ids[:, i:i + 1]) for i in range(1, ids.shape[1])])
+    b = torch.cat([quantised.step(ids[:, :1])] + [quantised.step(ids[:, i:i + 1]) for i in range(1, ids.shape[1])])
+    assert float((a.argmax(-1) == b.argmax(-1)).float().mean()) >= 0.95
+    kl = torch.nn.functional.kl_div(b.log_softmax(-1), a.log_softmax(-1), log_target=True, reduction="batchmean")
+    assert float(kl) < 0.002  # measured 1e-4 nats (bf16 products alone: 5e-5)
 
 
 @pytest.mark.skipif(default_model_dir() is None, reason="no built-in model")

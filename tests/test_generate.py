@@ -15,7 +15,7 @@ import mozart
 from mozart.controls import Controls, SamplingSettings
 from mozart.dataset import DatasetConfig, build_dataset
 from mozart.events import bar_layout
-from mozart.models import build_model, load_model
+from mozart.models import build_model, default_model_dir, load_model
 from mozart.prompts import prompt_from_midi
 from mozart.sampling import generate_pieces
 from mozart.train import load_config, special_ids, train
@@ -312,3 +312,51 @@ def test_the_first_duration_digit_is_one_a_dur_can_complete():
     mask, _ = constraint.allowed(1000)
     vocab = constraint.state.vocab
     assert sorted(vocab.words[i] for i in np.flatnonzero(mask)) == sorted(f"DurHi_{d}" for d in range(10, 16))
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_sampling_reads_a_decoder_without_transformers_and_writes_the_same_pieces(models, tmp_path, arch):
+    """load_sampler reads a GPT-2 or Llama folder's weights and vocabulary directly: the pieces equal
+    load_model's for the same seeds (the same step decoder on the same weights)."""
+    from mozart.models import load_sampler
+    from mozart.weights import DecoderWeights
+
+    tokenizer = AutoTokenizer.from_pretrained(str(models["random_gpt2"]))
+    folder = tmp_path / arch
+    build_model(arch, "tiny", special_ids(tokenizer), 256).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    light, full = load_sampler(folder), load_model(folder)
+    assert isinstance(light.model, DecoderWeights) and (light.arch, light.grid) == (full.arch, full.grid)
+    controls, settings = Controls(bars=3), SamplingSettings(temperature=1.5)
+    assert generate_pieces(light, controls, settings, n=3, seed=4) == generate_pieces(full, controls, settings,
+                                                                                      n=3, seed=4)
+
+
+def test_sampling_loads_the_full_model_where_the_light_path_cannot(models, tmp_path):
+    """BART, a config without a key the step decoders read, or an architecture they do not reproduce:
+    load_sampler gives load_model's transformers model."""
+    from mozart.models import load_sampler
+    from mozart.weights import DecoderWeights, read_decoder
+
+    assert read_decoder(models["random_bart"]) is None
+    assert not isinstance(load_sampler(models["random_bart"]).model, DecoderWeights)
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for f in models["random_gpt2"].iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "activation_function": "relu"}))
+    assert read_decoder(folder) is not None  # readable, but its activation is not the one reproduced
+    assert not isinstance(load_sampler(folder).model, DecoderWeights)
+    del config["n_positions"]
+    (folder / "config.json").write_text(json.dumps(config))
+    assert read_decoder(folder) is None
+
+
+@pytest.mark.skipif(default_model_dir() is None, reason="no built-in model")
+def test_generating_imports_no_transformers():
+    """`mozart generate` with the built-in model starts without transformers (seconds of imports)."""
+    code = ("import sys, mozart; mozart.generate(bars=2); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('transformers', 'peft', 'accelerate')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from . import decode, encode, generate, plot, render, write_sample
+from . import decode, encode, generate, plot, render, write_sample, write_samples
 from .corpus import DEFAULT_TIMEOUT, export_music21
 from .dataset import DatasetConfig, build_dataset
 from .errors import MozartError, check_range
@@ -332,10 +332,9 @@ def generate_cmd(
                      top_k=top_k, top_p=top_p, n=n, seed=seed, prompt=prompt, prompt_bars=prompt_bars,
                      adapter=adapter, constrained=not no_constraints, style=style)
     output.mkdir(parents=True, exist_ok=True)
-    records = []
-    for i, text in enumerate(texts):
-        stem = output / f"sample_{i:03d}"
-        records.append({"file": stem.name, "seed": seed + i, "tokens": len(text.split()), **write_sample(text, stem)})
+    stems = [output / f"sample_{i:03d}" for i in range(len(texts))]
+    records = [{"file": stem.name, "seed": seed + i, "tokens": len(text.split()), **written}
+               for i, (text, stem, written) in enumerate(zip(texts, stems, write_samples(texts, stems)))]
     settings_json = {"model": str(model_dir) if model_dir else "built-in", "adapter": str(adapter) if adapter else None,
                      "prompt": str(prompt) if prompt else None, "prompt_bars": prompt_bars if prompt else 0,
                      "bars": bars, "programs": program, "drums": drums, "tempo": tempo,
@@ -356,11 +355,9 @@ def _write_rewrites(texts: list[str], output: Path, source: Path, command: str, 
                 "adapter": str(options["adapter"]) if options.get("adapter") else None}
     output.mkdir(parents=True, exist_ok=True)
     plot(source, output / "source.png")
-    records = []
-    for i, text in enumerate(texts):
-        stem = output / f"sample_{i:03d}"
-        records.append({"file": stem.name, "seed": settings["seed"] + i, "tokens": len(text.split()),
-                        **write_sample(text, stem)})
+    stems = [output / f"sample_{i:03d}" for i in range(len(texts))]
+    records = [{"file": stem.name, "seed": settings["seed"] + i, "tokens": len(text.split()), **written}
+               for i, (text, stem, written) in enumerate(zip(texts, stems, write_samples(texts, stems)))]
     write_atomic(output / "samples.json", json.dumps({**settings, "samples": records}, indent=1) + "\n")
     valid = sum(r["valid"] for r in records)
     typer.echo(f"{output}: {len(texts)} {command} samples ({valid} valid), .txt .mid .wav .png each, source.png; "
@@ -612,10 +609,10 @@ def _demo_pieces() -> list[tuple[str, str]]:
     """(file stem, text): 16 bars in each DEMO_STYLES from a model trained with style tokens; one
     piece in any style from a model without them.  The built-in model is loaded once for all."""
     from .controls import Controls, SamplingSettings, knows_style
-    from .models import default_model_dir, load_model
+    from .models import default_model_dir, load_sampler
     from .sampling import generate_pieces
 
-    loaded = load_model(default_model_dir())
+    loaded = load_sampler(default_model_dir())
     vocab, outputs = loaded.tokenizer.get_vocab(), loaded.model.config.vocab_size
     if not all(knows_style(style, vocab, outputs) for style in DEMO_STYLES):
         return [("generated", generate_pieces(loaded, Controls(bars=16), SamplingSettings(), n=1, seed=0)[0])]

@@ -5,8 +5,9 @@ forbid are set to -inf *before* temperature, top-k and top-p, so every sample pa
 ``check``.  Controls: exactly N new bars, only the requested programs (drums only when
 allowed), a fixed tempo and time signature.  When the token budget runs short, the
 mask switches to a closing mode that takes the shortest way to a complete piece.
-The mask is a transformers ``LogitsProcessor`` (``GrammarLogitsProcessor``), usable in our
-own loop (sampling.py) and inside ``model.generate`` (``hf_logits_processors``).
+The mask is a logits processor as transformers calls them (``GrammarLogitsProcessor``), usable in
+our own loop (sampling.py) and inside ``model.generate`` (``hf_logits_processors``); transformers
+is imported only for the latter (sampling does not need it, and importing it costs seconds).
 """
 
 from __future__ import annotations
@@ -15,13 +16,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from transformers import (
-    LogitsProcessor,
-    LogitsProcessorList,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
 
 from .controls import Controls, SamplingSettings
 from .grammar import GrammarState, new_state
@@ -149,10 +143,10 @@ class Constraint:
         self.state.advance(vocab_id)
 
 
-class GrammarLogitsProcessor(LogitsProcessor):
-    """A transformers ``LogitsProcessor`` that sets to -inf, row by row, the logits of every
-    token the grammar or the controls forbid (``Constraint.allowed``), ``<eos>`` included
-    until the piece may end.
+class GrammarLogitsProcessor:
+    """A transformers logits processor (duck-typed: ``__call__(input_ids, scores)``) that sets to -inf,
+    row by row, the logits of every token the grammar or the controls forbid (``Constraint.allowed``),
+    ``<eos>`` included until the piece may end.
 
     Each row's constraint is advanced with the tokens that appeared in ``input_ids`` since
     the last call, so the processor works inside ``model.generate`` as well as in
@@ -214,9 +208,12 @@ def new_constraint(prompt_words: list[str], controls: Controls, prompt_bars: int
 
 
 def hf_logits_processors(model, tokenizer, prompt_words: list[str], controls: Controls, settings: SamplingSettings,
-                         prompt_bars: int = 0, *, grid: int, batch: int = 1) -> LogitsProcessorList:
+                         prompt_bars: int = 0, *, grid: int, batch: int = 1):
     """The grammar mask then temperature, top-k, top-p, for ``model.generate(..., do_sample=True,
-    temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=budget)`` with input ``<bos> + prompt``."""
+    temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=budget)`` with input ``<bos> + prompt``:
+    a transformers ``LogitsProcessorList``."""
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
     budget = settings.max_new_tokens or 64 * controls.bars + 64
     start = 1 if model.config.is_encoder_decoder else len(prompt_words) + 1
     constraints = [new_constraint(prompt_words, controls, prompt_bars, grid) for _ in range(batch)]

@@ -16,19 +16,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-from transformers import (
-    BartConfig,
-    BartForConditionalGeneration,
-    GPT2Config,
-    GPT2LMHeadModel,
-    LlamaConfig,
-    LlamaForCausalLM,
-    PreTrainedModel,
-)
+from typing import TYPE_CHECKING
 
 from .errors import MozartError
 from .tokens import FORMAT_VERSION, format_of_words
+
+if TYPE_CHECKING:  # transformers is imported where a model is built or loaded whole: it costs seconds
+    from transformers import PreTrainedModel
+
+    from .weights import DecoderWeights
 
 ARCHS = ("gpt2", "llama", "bart")
 
@@ -69,6 +65,15 @@ class SpecialIds:
 
 def build_model(arch: str, size: str | ModelSize, ids: SpecialIds, context: int | None = None) -> PreTrainedModel:
     """A freshly initialised model of family ``arch`` and ``size`` for the given vocabulary."""
+    from transformers import (
+        BartConfig,
+        BartForConditionalGeneration,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
+
     shape = SIZES[size] if isinstance(size, str) else size
     n_ctx = context or shape.context
     common = {"vocab_size": ids.vocab_size, "pad_token_id": ids.pad, "bos_token_id": ids.bos,
@@ -118,8 +123,8 @@ def model_format(folder: str | os.PathLike) -> int:
 class LoadedModel:
     """A trained model ready to sample or score, with what it speaks."""
 
-    model: PreTrainedModel
-    tokenizer: object  # transformers.PreTrainedTokenizerFast over the format's words
+    model: PreTrainedModel | DecoderWeights  # DecoderWeights: load_sampler's, for sampling only
+    tokenizer: object  # transformers.PreTrainedTokenizerFast over the format's words (load_sampler: tokenizers')
     arch: str  # one of ARCHS
     grid: int  # steps per quarter note of the token format it was trained on
     folder: Path
@@ -162,6 +167,24 @@ def load_model(folder: str | os.PathLike, adapter: str | os.PathLike | None = No
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     model.eval()
     return LoadedModel(model, AutoTokenizer.from_pretrained(str(folder)), arch, grid, folder)
+
+
+def load_sampler(folder: str | os.PathLike, adapter: str | os.PathLike | None = None) -> LoadedModel:
+    """A model folder for sampling (generate, infill, accompany, the studio): a GPT-2 or Llama decoder
+    the step decoders reproduce is read without transformers (``weights.read_decoder``: seconds less
+    to start); anything else (a LoRA adapter, BART, another config) is ``load_model``'s."""
+    from tokenizers import Tokenizer
+
+    from .decoding import fast_decoder_for
+    from .weights import read_decoder
+
+    folder = Path(folder)
+    grid = model_format(folder)
+    light = None if adapter is not None else read_decoder(folder)
+    if light is None or fast_decoder_for(light) is None:
+        return load_model(folder, adapter)
+    return LoadedModel(light, Tokenizer.from_file(str(folder / "tokenizer.json")), light.config.model_type, grid,
+                       folder)
 
 
 def default_model_dir():

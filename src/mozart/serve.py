@@ -104,13 +104,13 @@ class Studio:
     """The model, the job queue and the results folder behind the web page."""
 
     def __init__(self, model_dir: Path | None, workdir: Path | None = None, max_pending: int = MAX_PENDING):
-        from .models import default_model_dir, load_model
+        from .models import default_model_dir, load_sampler
 
         folder = Path(model_dir) if model_dir is not None else default_model_dir()
         if folder is None:
             raise MozartError("no built-in model in this installation: pass -m MODEL_DIR")
         self.model_name = "built-in" if model_dir is None else str(model_dir)
-        self.loaded = load_model(folder)
+        self.loaded = load_sampler(folder)
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="mozart-studio-"))
         self.max_pending = max_pending
         self.jobs: dict[str, Job] = {}
