@@ -360,3 +360,22 @@ def test_generating_imports_no_transformers():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('transformers', 'peft', 'accelerate')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_draws_follow_the_probabilities_and_never_pick_an_impossible_word(monkeypatch):
+    """Inverse-CDF draws: frequencies follow each row's probabilities; a uniform number of 0 or one
+    rounding u * total up to the total still lands on a word with probability."""
+    import torch
+
+    from mozart.sampling import _draw
+
+    probs = torch.tensor([[0.0, 0.5, 0.5, 0.0], [0.2, 0.0, 0.0, 0.8]])
+    generators = [torch.Generator().manual_seed(i) for i in range(2)]
+    counts = torch.zeros(2, 4)
+    for _ in range(4000):
+        for row, token in enumerate(_draw(probs, generators)):
+            counts[row, token] += 1
+    assert torch.allclose(counts / 4000, probs, atol=0.03)
+    for u, expected in ((0.0, [1, 0]), (1.0, [2, 3])):  # 1.0: as if u * total rounded up to the total
+        monkeypatch.setattr(torch, "rand", lambda n, generator=None, u=u: torch.full((n,), u))
+        assert _draw(probs, [None, None]) == expected

@@ -50,8 +50,10 @@ def _draw(probs: torch.Tensor, generators: list[torch.Generator | None]) -> list
     uniform = torch.cat([torch.rand(1, generator=g) for g in generators]).to(probs.device)
     cumulative = probs.float().cumsum(dim=-1)
     # the first word whose cumulative share passes u * total: a word of zero probability never is
-    picked = torch.searchsorted(cumulative, (uniform * cumulative[:, -1])[:, None], right=True)
-    return picked.clamp(max=probs.shape[-1] - 1).view(-1).tolist()
+    picked = torch.searchsorted(cumulative, (uniform * cumulative[:, -1])[:, None], right=True).view(-1)
+    # u * total can round up to the total itself: then the last word that has any probability
+    last = probs.shape[-1] - 1 - torch.argmax((probs.flip(-1) > 0).to(torch.uint8), dim=-1)
+    return torch.minimum(picked, last).tolist()
 
 
 @torch.no_grad()
