@@ -24,7 +24,7 @@ import torch
 import mozart
 from mozart.hardware import cpu_has_bf16
 from mozart.likelihood import model_likelihood
-from mozart.lmdata import load_tokenizer
+from mozart.lmdata import load_tokenizer, sliding_examples
 from mozart.models import default_model_dir, load_model
 
 from report import default_corpus, machine, midi_files, publish
@@ -57,14 +57,20 @@ def main(argv: list[str] | None = None) -> int:
             speeds.append(result["tokens"] / (time.perf_counter() - started))
         rows.append((result["precision"], statistics.median(speeds), speeds, result))
     name = "built-in" if args.model is None else str(args.model)
+    # what the model computes: every position of every window, of which the overlap is read twice
+    context, stride = rows[0][3]["context"], rows[0][3]["stride"]
+    positions = sum(len(e.input_ids) for e in sliding_examples(texts, tokenizer, context, stride).examples) \
+        if stride else rows[0][3]["tokens"]
+    computed = positions / rows[0][3]["tokens"]
     lines = [f"`python bench/scoring.py` ({machine()}, {torch.get_num_threads()} torch threads; CPU bf16: "
              f"{'yes' if cpu_has_bf16() else 'no'}): model `{name}` ({loaded.arch}), {len(texts)} files of "
              f"`{corpus.name}/` scored whole ({rows[0][3]['tokens']:,} tokens, sliding window of "
-             f"{rows[0][3]['context']}, stride {rows[0][3]['stride']}).", "",
-             "| precision | scored tokens/s (median) | runs | bits/note |", "|---|---|---|---|"]
+             f"{rows[0][3]['context']}, stride {rows[0][3]['stride']}: {positions:,} positions run through the "
+             f"model, {computed:.2f} per scored token).", "",
+             "| precision | scored tokens/s (median) | runs | positions/s | bits/note |", "|---|---|---|---|---|"]
     for precision, median, speeds, result in rows:
         lines.append(f"| {precision} | {median:,.0f} | {', '.join(f'{s:,.0f}' for s in speeds)} | "
-                     f"{result['bits_per_note']:.4f} |")
+                     f"{median * computed:,.0f} | {result['bits_per_note']:.4f} |")
     return publish("Scoring", "\n".join(lines), write=not args.no_write)
 
 
