@@ -93,7 +93,7 @@ class _CachedDecoder:
     def __init__(self, model, batch: int, layers: int, heads: int, head_dim: int, context: int,
                  matmul_dtype: torch.dtype | None = None, int8_weights: bool | None = None):
         p = next(model.parameters())
-        self.model, self.context, self.position = model, context, 0
+        self.context, self.position = context, 0
         self.matmul_dtype = matmul_dtype or p.dtype
         self.int8_weights = int8_available(p.device, self.matmul_dtype) if int8_weights is None else int8_weights
         if self.int8_weights and self.matmul_dtype != torch.bfloat16:
