@@ -379,3 +379,20 @@ def test_draws_follow_the_probabilities_and_never_pick_an_impossible_word(monkey
     for u, expected in ((0.0, [1, 0]), (1.0, [2, 3])):  # 1.0: as if u * total rounded up to the total
         monkeypatch.setattr(torch, "rand", lambda n, generator=None, u=u: torch.full((n,), u))
         assert _draw(probs, [None, None]) == expected
+
+
+@pytest.mark.skipif(default_model_dir() is None, reason="no built-in model")
+@pytest.mark.parametrize("adapter", [False, True])
+def test_a_truncated_weight_file_is_a_one_line_error(tmp_path, adapter):
+    """Read without transformers, or through it (an adapter takes the full loader): one line, exit 1."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for f in Path(str(default_model_dir())).iterdir():
+        if f.is_file():
+            (folder / f.name).write_bytes(f.read_bytes()[:1000] if f.name == "model.safetensors" else f.read_bytes())
+    cmd = [sys.executable, "-m", "mozart", "generate", "-m", str(folder), "--bars", "1", "-o", str(tmp_path / "x")]
+    result = subprocess.run(cmd + (["--adapter", str(tmp_path)] if adapter else []), capture_output=True, text=True)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"mozart: error: {folder / 'model.safetensors'}: unreadable weights (")
+    assert not (tmp_path / "x").exists()

@@ -17,10 +17,12 @@ from types import SimpleNamespace
 
 import torch
 
+from .errors import MozartError
+
 #: Config keys each family's step decoder reads (decoding.py); a config missing one loads the full model.
 NEEDED = {
-    "llama": ("hidden_size", "num_attention_heads", "num_hidden_layers", "intermediate_size", "rms_norm_eps",
-              "max_position_embeddings", "vocab_size", "hidden_act"),
+    "llama": ("hidden_size", "num_attention_heads", "num_key_value_heads", "num_hidden_layers", "intermediate_size",
+              "rms_norm_eps", "max_position_embeddings", "vocab_size", "hidden_act"),
     "gpt2": ("n_embd", "n_head", "n_layer", "n_positions", "layer_norm_epsilon", "vocab_size",
              "activation_function", "scale_attn_weights", "scale_attn_by_inverse_layer_idx",
              "reorder_and_upcast_attn"),
@@ -63,12 +65,27 @@ def read_decoder(folder: Path) -> DecoderWeights | None:
     if family == "gpt2":  # transformers' aliases, which the sampler reads for every family
         config.max_position_embeddings, config.num_hidden_layers = raw["n_positions"], raw["n_layer"]
     # float32 whatever the file stores, as models.load_base: the built-in model ships as float16
-    tensors = {name: t.float() for name, t in load_file(str(weights)).items()}
+    tensors = {name: t.float() for name, t in read_safetensors(weights, load_file).items()}
     if "lm_head.weight" not in tensors:
         if not raw.get("tie_word_embeddings", True) or EMBEDDINGS[family] not in tensors:
             return None
         tensors["lm_head.weight"] = tensors[EMBEDDINGS[family]]
     return DecoderWeights(config, tensors, ARCHITECTURES[family])
+
+
+def read_safetensors(path: Path, load_file=None) -> dict[str, torch.Tensor] | None:
+    """``load_file(path)`` (None: only open it and read its header, to check it); a truncated or corrupt
+    file is a one-line MozartError instead of safetensors' own exception."""
+    from safetensors import safe_open
+
+    try:
+        if load_file is not None:
+            return load_file(str(path))
+        with safe_open(str(path), framework="pt"):
+            return None
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError (and OSError)
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise MozartError(f"{path}: unreadable weights ({why})") from None
 
 
 def architecture_of(model) -> str:
