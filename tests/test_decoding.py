@@ -45,6 +45,22 @@ def test_step_decoders_match_transformers(arch, size, rows):
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_a_fresh_decoder_reads_like_a_new_one(arch):
+    """When the sampling window slides, ``fresh()`` reuses the prepared weights with an empty cache for the
+    rows kept: its logits equal a newly built decoder's."""
+    torch.manual_seed(4)
+    model = build_model(arch, "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
+    ids = _random_ids(40, 300, 5, rows=3)
+    used = step_decoder(model, batch=3)
+    used.step(ids[:, :30])
+    used.keep(torch.tensor([0, 2]))
+    fresh, new = used.fresh(), step_decoder(model, batch=2)
+    assert fresh.position == 0
+    assert torch.equal(fresh.step(ids[[0, 2], 10:30]), new.step(ids[[0, 2], 10:30]))
+    assert torch.equal(fresh.step(ids[[0, 2], 30:31]), new.step(ids[[0, 2], 30:31]))
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
 def test_dropping_rows_keeps_the_others_exact(arch):
     """keep(rows): the rows kept go on exactly as they would alone (a finished row stops costing compute)."""
     torch.manual_seed(1)

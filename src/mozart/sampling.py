@@ -128,16 +128,14 @@ class _Window:
         if encoder_ids is not None:  # BART: the decoder starts empty, reading the encoder's outputs
             encoded = model.get_encoder()(input_ids=torch.tensor([encoder_ids] * rows, device=device))
             self.start = [model.config.decoder_start_token_id]
-            self.new_decoder = lambda: step_decoder(model, encoded, batch=self.history.shape[0])
             first = list(self.start)
         else:
-            self.start = []
-            self.new_decoder = lambda: step_decoder(model, batch=self.history.shape[0])
+            self.start, encoded = [], None
             first = list(prompt_ids)
             if len(first) >= self.context:  # a prompt longer than the context: its end
                 first = first[-(self.context // 2):]
         self.history = torch.tensor([first] * rows, dtype=torch.long)
-        self.decoder = self.new_decoder()
+        self.decoder = step_decoder(model, encoded, batch=rows)
         self.logits = self.decoder.step(self.history)
 
     @property
@@ -161,7 +159,7 @@ class _Window:
             keep = self.history[:, -(self.context // 2):]
             start = torch.tensor([self.start] * keep.shape[0], dtype=torch.long).view(keep.shape[0], -1)
             self.history = torch.cat([start, keep], dim=1)
-            self.decoder = self.new_decoder()
+            self.decoder = self.decoder.fresh()  # the same weights, an empty cache for the rows kept
             self.logits = self.decoder.step(self.history)
         return self.logits
 
