@@ -225,13 +225,11 @@ def write_sample(text: str, stem: str | os.PathLike, max_audio_seconds: float | 
     return write_samples([text], [stem], max_audio_seconds)[0]
 
 
-def write_samples(texts: list[str], stems: list[str | os.PathLike], max_audio_seconds: float | None = None,
-                  also_plot: tuple[tuple[symusic.Score | str | os.PathLike, str | os.PathLike], ...] = (),
-                  ) -> list[dict]:
+def write_samples(texts: list[str], stems: list[str | os.PathLike],
+                  max_audio_seconds: float | None = None) -> list[dict]:
     """``write_sample`` for several pieces, faster: FluidSynth renders in C with the GIL released, so
     the pieces' audio is rendered two at a time in threads while this thread draws the piano rolls
-    (matplotlib's pyplot is not thread-safe; it stays here), and the ``also_plot`` (source, PNG path)
-    pairs after them."""
+    (matplotlib's pyplot is not thread-safe; it stays here)."""
     from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
@@ -255,8 +253,6 @@ def write_samples(texts: list[str], stems: list[str | os.PathLike], max_audio_se
                           pool.submit(_write_audio_of, score, stem.with_suffix(".wav"), max_audio_seconds)))
         for _, score, stem, _ in drawn:
             plot(score, stem.with_suffix(".png"))
-        for source, png in also_plot:
-            plot(source, png)
         for index, _, _, audio in drawn:
             results[index].update(audio.result())
     return results

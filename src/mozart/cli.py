@@ -354,10 +354,10 @@ def _write_rewrites(texts: list[str], output: Path, source: Path, command: str, 
     settings = {"command": command, "source": str(source), **options,
                 "adapter": str(options["adapter"]) if options.get("adapter") else None}
     output.mkdir(parents=True, exist_ok=True)
+    plot(source, output / "source.png")
     stems = [output / f"sample_{i:03d}" for i in range(len(texts))]
-    written = write_samples(texts, stems, also_plot=((source, output / "source.png"),))  # beside the renders
-    records = [{"file": stem.name, "seed": settings["seed"] + i, "tokens": len(text.split()), **result}
-               for i, (text, stem, result) in enumerate(zip(texts, stems, written))]
+    records = [{"file": stem.name, "seed": settings["seed"] + i, "tokens": len(text.split()), **written}
+               for i, (text, stem, written) in enumerate(zip(texts, stems, write_samples(texts, stems)))]
     write_atomic(output / "samples.json", json.dumps({**settings, "samples": records}, indent=1) + "\n")
     valid = sum(r["valid"] for r in records)
     typer.echo(f"{output}: {len(texts)} {command} samples ({valid} valid), .txt .mid .wav .png each, source.png; "

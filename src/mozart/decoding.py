@@ -286,10 +286,10 @@ class LlamaStepDecoder(_CachedDecoder):
         self._span(1)
         x = self.embed[ids.view(-1).to(self.keys.device)]  # (rows, width), float32
         rotation, heads, dim = self.rotation[position], self.heads, self.head_dim
-        qk_size, scale, eps = 2 * heads * dim, 1 / math.sqrt(dim), self.eps
+        qk_size, scale = 2 * heads * dim, 1 / math.sqrt(dim)
         for layer, ((qkv_w, _, gate_up_w, _, o_w, _, down_w, _), (norm_1, norm_2)) in enumerate(
                 zip(self.fused, self.norms)):
-            h = norm_1 * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+            h = self._norm(x, norm_1)
             qkv = self._product(h, qkv_w).float()
             qk = qkv[:, :qk_size].view(rows, 2 * heads, dim) @ rotation  # q and k rotated together
             self.keys[layer, :, :, position] = qk[:, heads:]
@@ -297,11 +297,11 @@ class LlamaStepDecoder(_CachedDecoder):
             attn = F.scaled_dot_product_attention(qk[:, :heads].unsqueeze(2), self.keys[layer, :, :, :position + 1],
                                                   self.values[layer, :, :, :position + 1], scale=scale)
             x = x + self._product(attn.view(rows, -1), o_w).float()
-            h = norm_2 * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+            h = self._norm(x, norm_2)
             gate_up = self._product(h, gate_up_w).float()
             x = x + self._product(F.silu(gate_up[:, :self.ffn]) * gate_up[:, self.ffn:], down_w).float()
         self.position = position + 1
-        last = self.final_norm * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+        last = self._norm(x, self.final_norm)
         return self._product(last, self.head).float()
 
     @torch.no_grad()

@@ -147,7 +147,7 @@ def load_base(folder: str | os.PathLike) -> tuple[PreTrainedModel, str]:
     if (folder / "model.safetensors").is_file():
         from .weights import read_safetensors
 
-        read_safetensors(folder / "model.safetensors")  # a corrupt file: one line, not transformers' traceback
+        read_safetensors(folder / "model.safetensors", header_only=True)  # one line, not transformers' traceback
     # float32 whatever the file stores: the built-in model ships as float16 (half the bytes),
     # and float16 arithmetic on CPU is slow and loses the precision sampling needs.
     return loader.from_pretrained(str(folder), dtype=torch.float32), model_type

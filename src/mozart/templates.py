@@ -175,6 +175,17 @@ class SpanConstraint:
                 return
         mask[ts_ids] &= keep
 
+    def _pos_high(self) -> int:
+        """The value of the PosHi digits written just before (0 when the position has none)."""
+        s = self.state
+        return (s.number.high or 0) if s.number_kind == "Pos" else 0
+
+    def _pos_values(self, pos_ids: np.ndarray) -> np.ndarray:
+        """The position (steps into the bar) each of these Pos words would complete, after the PosHi
+        digits already written."""
+        v = self.state.vocab
+        return self._pos_high() * v.lo_base + (v.value_of[pos_ids] - v.first_value["Pos"])
+
     def _mask_positions(self, mask: np.ndarray, allow_new: bool) -> None:
         s, v = self.state, self.state.vocab
         pos, hi = self.type_ids["Pos"], self.type_ids["PosHi"]
@@ -182,8 +193,8 @@ class SpanConstraint:
             mask[pos] = mask[hi] = False
             return
         lowest, highest, target = self._positions(allow_new)
-        high = (s.number.high or 0) if s.number_kind == "Pos" else 0
-        values = high * v.lo_base + (v.value_of[pos] - v.first_value["Pos"])
+        high = self._pos_high()
+        values = self._pos_values(pos)
         ok = (values >= lowest) & (values <= highest)
         if target is not None:
             ok |= values == target
@@ -251,7 +262,7 @@ class SpanConstraint:
         out = np.zeros_like(mask)
         if done:
             return out  # only the end
-        s, v = self.state, self.state.vocab
+        v = self.state.vocab
         for t in ("Dur", "DurHi", "Vel", "TS", "Bar", "Pos", "PosHi", "Prog", "Drums", "Pitch"):
             ids = self.type_ids[t][mask[self.type_ids[t]]]
             if ids.size:
@@ -261,8 +272,7 @@ class SpanConstraint:
                     # the forced note's (or the cut's) position, not the lowest: after a PosHi digit on the
                     # way there, new positions are open too, and the lowest would begin a new note, and
                     # again after it, until the budget ran out
-                    high = (s.number.high or 0) if s.number_kind == "Pos" else 0
-                    there = ids[high * v.lo_base + (v.value_of[ids] - v.first_value["Pos"]) == target]
+                    there = ids[self._pos_values(ids) == target]
                     pick = there[0] if there.size else pick
                 out[pick] = True
                 return out

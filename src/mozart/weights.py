@@ -50,8 +50,6 @@ class DecoderWeights:
 def read_decoder(folder: Path) -> DecoderWeights | None:
     """The decoder in ``folder`` as :class:`DecoderWeights`, or None when its family, config or
     weight file is one this light path does not read (the caller then loads the full model)."""
-    from safetensors.torch import load_file
-
     try:
         raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -65,7 +63,7 @@ def read_decoder(folder: Path) -> DecoderWeights | None:
     if family == "gpt2":  # transformers' aliases, which the sampler reads for every family
         config.max_position_embeddings, config.num_hidden_layers = raw["n_positions"], raw["n_layer"]
     # float32 whatever the file stores, as models.load_base: the built-in model ships as float16
-    tensors = {name: t.float() for name, t in read_safetensors(weights, load_file).items()}
+    tensors = {name: t.float() for name, t in read_safetensors(weights).items()}
     if "lm_head.weight" not in tensors:
         if not raw.get("tie_word_embeddings", True) or EMBEDDINGS[family] not in tensors:
             return None
@@ -73,16 +71,18 @@ def read_decoder(folder: Path) -> DecoderWeights | None:
     return DecoderWeights(config, tensors, ARCHITECTURES[family])
 
 
-def read_safetensors(path: Path, load_file=None) -> dict[str, torch.Tensor] | None:
-    """``load_file(path)`` (None: only open it and read its header, to check it); a truncated or corrupt
-    file is a one-line MozartError instead of safetensors' own exception."""
+def read_safetensors(path: Path, header_only: bool = False) -> dict[str, torch.Tensor] | None:
+    """The tensors of a safetensors file (``header_only``: open it and read its header, to check it, and
+    return None); a truncated or corrupt file is a one-line MozartError instead of safetensors' own
+    exception."""
     from safetensors import safe_open
+    from safetensors.torch import load_file
 
     try:
-        if load_file is not None:
-            return load_file(str(path))
-        with safe_open(str(path), framework="pt"):
-            return None
+        if header_only:
+            with safe_open(str(path), framework="pt"):
+                return None
+        return load_file(str(path))
     except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError (and OSError)
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise MozartError(f"{path}: unreadable weights ({why})") from None
