@@ -63,11 +63,19 @@ def test_piece_windows_from_the_store_equal_the_jsonl_examples(data):
 
 def test_packed_windows_are_the_stream_without_padding(data):
     store = TokenStore(data, "train")
-    windows = PackedWindows(store, 100)
-    rows = [windows[i]["input_ids"] for i in range(len(windows))]
+    in_order = PackedWindows(store, 100, seed=None)
+    rows = [in_order[i]["input_ids"] for i in range(len(in_order))]
     assert all(len(r) == 100 for r in rows[:-1]) and 1 <= len(rows[-1]) <= 100
     assert np.array_equal(np.concatenate(rows), np.asarray(store.tokens)[: sum(map(len, rows))])
     assert sum(map(len, rows)) >= store.n_tokens - 1
+    # by default the records are laid in a seeded random order: every record once, whole, in that order
+    windows = PackedWindows(store, 100)
+    laid = np.concatenate([windows[i]["input_ids"] for i in range(len(windows))])
+    order = np.random.default_rng(0).permutation(len(store))
+    assert np.array_equal(laid, np.concatenate([store.record(int(r)) for r in order]))
+    assert not np.array_equal(order, np.arange(len(store)))
+    again = PackedWindows(store, 100, seed=3)[2]["input_ids"]
+    assert again == PackedWindows(store, 100, seed=3)[2]["input_ids"]  # the same order on a rerun
     batch = collate([windows[i] for i in range(8)], 0)
     assert int(batch["attention_mask"].sum()) == batch["attention_mask"].numel()  # no padding at all
     padded = causal_examples(read_split(data, "train"), load_tokenizer(data), 100)

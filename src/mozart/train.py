@@ -138,7 +138,7 @@ def build_examples(data_dir: Path, split: str, config: TrainConfig, context: int
     if has_store:
         store = TokenStore(data_dir, split)
         packed = split == "train" and config.packing
-        examples = PackedWindows(store, context) if packed else piece_windows(store, context)
+        examples = PackedWindows(store, context, config.seed) if packed else piece_windows(store, context)
     else:
         examples = causal_examples(read_split(data_dir, split), tokenizer, context)
     markers = fim_ids(tokenizer.get_vocab())
