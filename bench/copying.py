@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from mozart.hardware import bf16_on_cpu
+from mozart.likelihood import token_losses
 from mozart.lmdata import load_tokenizer, piece_ids, read_split
 from mozart.models import load_model
 from mozart.tokens import BAR
@@ -30,16 +30,11 @@ from mozart.tokens import BAR
 from report import machine, publish
 
 
-@torch.no_grad()
 def bar_losses(model, windows: list[list[int]], bar_id: int) -> tuple[list[float], list[float]]:
     """Mean nats/token of each repeated and each new bar (after the first) of every window."""
     repeated, new = [], []
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_on_cpu(model.device))
     for window in windows:
-        ids = torch.tensor([window])
-        with autocast:
-            logits = model(ids).logits[0].float()
-        nll = -torch.log_softmax(logits[:-1], -1).gather(-1, ids[0, 1:, None])[:, 0].numpy()  # nll[j]: token j+1
+        nll = token_losses(model, window, bf16=bf16_on_cpu(model.device))  # nll[j]: token j+1
         starts = [int(i) for i in np.flatnonzero(np.asarray(window) == bar_id)]
         seen: set[tuple[int, ...]] = set()
         for first, (start, end) in enumerate(zip(starts, starts[1:])):

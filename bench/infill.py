@@ -14,6 +14,7 @@ Two measurements, written to docs/benchmarks.md:
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import subprocess
 import sys
@@ -21,21 +22,59 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import mozart
 from mozart.events import slice_steps
 from mozart.hardware import bf16_on_cpu
-from mozart.likelihood import likelihood
-from mozart.lmdata import infill_examples, load_tokenizer, read_split
+from mozart.likelihood import likelihood, token_losses
+from mozart.lmdata import Example, Examples, FimIds, fim_ids, infill_examples, load_tokenizer, read_split
 from mozart.midi import quantize, read_midi, to_score, write_midi
 from mozart.models import load_model
 from mozart.rewrite import NEXT_BARS, PREV_BARS, piece_bars
+from mozart.tokens import BAR
 
 from report import default_corpus, machine, publish
 
 #: (bars before, bars after) a gap: what `mozart infill` reads, then the 4/4 of earlier editions.
 SUFFIX_SETTINGS = ((PREV_BARS, NEXT_BARS), (4, 4))
+
+
+#: What a gap bar is, for the breakdown: its exact token sequence appears among the bars read before
+#: the gap, only among those read after it, or in neither.
+BAR_KINDS = ("repeats a bar before the gap", "repeats only a bar after the gap", "repeats neither")
+
+
+def _bars(ids: list[int], bar_id: int) -> list[tuple[int, ...]]:
+    """The bars of a token sequence, each from its ``Bar`` to the next (the header before the first is left out)."""
+    starts = [i for i, t in enumerate(ids) if t == bar_id] + [len(ids)]
+    return [tuple(ids[a:b]) for a, b in zip(starts, starts[1:])]
+
+
+def gap_kinds(fim_example: Example, markers: FimIds, bar_id: int) -> np.ndarray:
+    """The kind (an index into BAR_KINDS) of each gap token of an ``infill_examples`` FIM example."""
+    ids = fim_example.input_ids
+    s, m = ids.index(markers.suffix), ids.index(markers.middle)
+    ends = (markers.bos, markers.eos)
+    before = set(_bars([t for t in ids[1:s] if t not in ends], bar_id))
+    after = set(_bars([t for t in ids[s + 1:m] if t not in ends], bar_id))
+    kinds = [0 if bar in before else 1 if bar in after else 2 for bar in _bars(ids[m + 1:], bar_id)]
+    return np.repeat(kinds, [len(bar) for bar in _bars(ids[m + 1:], bar_id)])
+
+
+def suffix_by_bar_kind(model, fim: Examples, left_to_right: Examples, markers: FimIds, bar_id: int) -> dict:
+    """Total nats over the gap tokens of each bar kind, read with and without the bars after the gap
+    (the same gaps, one forward each), and the tokens of each kind."""
+    bf16 = bf16_on_cpu(model.device)
+    totals = {"fim": np.zeros(3), "l2r": np.zeros(3), "tokens": np.zeros(3, dtype=np.int64)}
+    for with_after, alone in zip(fim.examples, left_to_right.examples):
+        kinds = gap_kinds(with_after, markers, bar_id)
+        n = kinds.size
+        for key, example in (("fim", with_after), ("l2r", alone)):
+            totals[key] += np.bincount(kinds, weights=token_losses(model, example.input_ids, bf16)[-n:], minlength=3)
+        totals["tokens"] += np.bincount(kinds, minlength=3)
+    return totals
 
 
 def suffix_value(model_dir: Path, data_dir: Path) -> tuple[list[str], dict]:
@@ -44,6 +83,8 @@ def suffix_value(model_dir: Path, data_dir: Path) -> tuple[list[str], dict]:
     texts = read_split(data_dir, "test")
     context = loaded.model.config.max_position_embeddings
     pad = tokenizer.token_to_id("<pad>")
+    markers = fim_ids(tokenizer.get_vocab())
+    bar_id = tokenizer.token_to_id(BAR)
     lines = [
         f"Model `{model_dir}`, test split of `{data_dir}` ({len(texts)} pieces): every 4-bar gap with a bar after it "
         f"whose arrangement fits the context of {context}, scored given the bars before and after it "
@@ -54,18 +95,32 @@ def suffix_value(model_dir: Path, data_dir: Path) -> tuple[list[str], dict]:
         "suffix lowers bits/note by |",
         "|---|---|---|---|---|",
     ]
-    gains = {}
+    gains, breakdown = {}, []
     for prev, after in SUFFIX_SETTINGS:
-        scores = {}
-        for with_suffix in (True, False):
-            examples = infill_examples(texts, tokenizer, context, with_suffix, span_bars=4, prev_bars=prev,
-                                       next_bars=after)
-            scores[with_suffix] = likelihood(loaded.model, examples, pad, bf16=bf16_on_cpu(loaded.model.device))
-        a, b = scores[True], scores[False]
-        gains[f"{prev}/{after}"] = gain = 1 - a["bits_per_note"] / b["bits_per_note"]
-        lines.append(f"| {prev} / {after} | {a['notes']:,} | {a['bits_per_note']:.3f} | {b['bits_per_note']:.3f} | "
+        examples = {with_suffix: infill_examples(texts, tokenizer, context, with_suffix, span_bars=4, prev_bars=prev,
+                                                 next_bars=after) for with_suffix in (True, False)}
+        notes = examples[True].notes
+        if (prev, after) == SUFFIX_SETTINGS[0]:  # token by token, to split the gap by kind of bar
+            totals = suffix_by_bar_kind(loaded.model, examples[True], examples[False], markers, bar_id)
+            bits = {key: totals[key].sum() / math.log(2) / notes for key in ("fim", "l2r")}
+            breakdown = [
+                "",
+                f"Where the difference comes from ({prev} / {after}): the gap's bars by whether their exact token "
+                "sequence is among the bars the model reads before the gap, only among those after it, or neither.",
+                "",
+                "| gap bar | share of gap tokens | nats/token, before and after | nats/token, before only | ratio |",
+                "|---|---|---|---|---|",
+            ] + [f"| {kind} | {totals['tokens'][k] / totals['tokens'].sum():.0%} | "
+                 f"{totals['fim'][k] / totals['tokens'][k]:.3f} | {totals['l2r'][k] / totals['tokens'][k]:.3f} | "
+                 f"{totals['fim'][k] / totals['l2r'][k]:.2f} |" for k, kind in enumerate(BAR_KINDS)]
+        else:
+            bf16 = bf16_on_cpu(loaded.model.device)
+            bits = {key: likelihood(loaded.model, examples[with_suffix], pad, bf16=bf16)["bits_per_note"]
+                    for key, with_suffix in (("fim", True), ("l2r", False))}
+        gains[f"{prev}/{after}"] = gain = 1 - bits["fim"] / bits["l2r"]
+        lines.append(f"| {prev} / {after} | {notes:,} | {bits['fim']:.3f} | {bits['l2r']:.3f} | "
                      f"**{100 * gain:.1f}%** |")
-    return lines, {"gain": gains}
+    return lines + breakdown, {"gain": gains}
 
 
 def thirty_two_bars(corpus: Path, out: Path) -> Path:

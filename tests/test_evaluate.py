@@ -16,7 +16,16 @@ from transformers import AutoModelForCausalLM
 
 from mozart.dataset import MIDI_SUFFIXES, DatasetConfig, build_dataset
 from mozart.likelihood import baseline_likelihoods, model_likelihood
-from mozart.lmdata import IGNORE, causal_examples, load_tokenizer, piece_ids, read_split, sliding_examples
+from mozart.lmdata import (
+    IGNORE,
+    Example,
+    Examples,
+    causal_examples,
+    load_tokenizer,
+    piece_ids,
+    read_split,
+    sliding_examples,
+)
 from mozart.metrics import FEATURES
 from mozart.modelcard import evaluation_summary
 from mozart.models import default_model_dir, load_model
@@ -83,6 +92,25 @@ def test_sliding_window_scores_each_token_with_its_documented_context(trained):
                 logits = model(input_ids=torch.tensor([ids[start:i]])).logits[0, -1]
                 expected -= float(torch.log_softmax(logits, -1)[ids[i]])
     assert slid["nats_per_token"] * slid["tokens"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_token_losses_are_the_likelihood_split_by_token(trained):
+    """token_losses (the benchmarks' per-token view) gives each token's loss given the tokens
+    before it: the same as a prefix-by-prefix computation, and summing to likelihood's total."""
+    from mozart.likelihood import likelihood, token_losses
+
+    data, run = trained
+    model = AutoModelForCausalLM.from_pretrained(str(run)).eval()
+    tokenizer = load_tokenizer(data)
+    ids = piece_ids(read_split(data, "test")[:1], tokenizer)[0][:60]
+    losses = token_losses(model, ids)
+    assert losses.shape == (len(ids) - 1,)
+    with torch.no_grad():
+        for i in (1, 17, len(ids) - 1):
+            logits = model(input_ids=torch.tensor([ids[:i]])).logits[0, -1]
+            assert losses[i - 1] == pytest.approx(-float(torch.log_softmax(logits, -1)[ids[i]]), rel=1e-4, abs=1e-5)
+    whole = likelihood(model, Examples([Example(list(ids), list(ids), 0)]), 0)
+    assert whole["nats_per_token"] * whole["tokens"] == pytest.approx(float(losses.sum()), rel=1e-5)
 
 
 def test_bf16_scoring_counts_the_same_tokens_and_stays_close_to_float32(trained):

@@ -45,6 +45,18 @@ def likelihood(model, examples: Examples, pad_id: int, batch_size: int = 8, bf16
     return likelihood_summary(total_nll, total_tokens, examples.notes)
 
 
+@torch.no_grad()
+def token_losses(model, ids: list[int], bf16: bool = False) -> np.ndarray:
+    """A decoder's loss in nats on each token of ``ids`` after the first, given the tokens before
+    it (one forward; ``bf16`` as in :func:`likelihood`): entry j is the loss on ``ids[j + 1]``.
+    For measurements that split a sequence's loss by kind of token (the benchmarks)."""
+    model.eval()
+    tensor = torch.tensor([ids], device=next(model.parameters()).device)
+    with torch.autocast(tensor.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=tensor).logits[0, :-1].float()
+    return -torch.log_softmax(logits, -1).gather(-1, tensor[0, 1:, None])[:, 0].cpu().numpy()
+
+
 def likelihood_summary(nats: float, tokens: int, notes: int) -> dict:
     """The likelihood figures from a total negative log-likelihood in nats over ``tokens`` and ``notes``."""
     per_token = nats / max(1, tokens)
