@@ -1,13 +1,15 @@
 """Scoring speed: how fast ``mozart evaluate`` computes a model's likelihood, in float32 and bf16.
 
-    python bench/scoring.py [--model DIR] [--corpus DIR] [--files 15] [--runs 2] [--no-write]
+    python bench/scoring.py [--model DIR] [--corpus DIR] [--files 15] [--data DATA] [--runs 2] [--no-write]
 
 The first ``--files`` MIDI files of the corpus (default: 15 of the development corpus, as the issue's
 measurement had) is encoded at the model's grid and
 scored whole, as ``mozart evaluate`` scores a test split (``likelihood.model_likelihood``: sliding
 window, exact sums, each token scored once), in float32 and under bf16 autocast (evaluate's
 default where the CPU computes bf16 natively).  Reported: scored tokens per second (median of the
-runs, after a warm-up) and the bits/note each precision gives.
+runs, after a warm-up) and the bits/note each precision gives.  With ``--data DATA`` the test split
+of a dataset is timed too, record by record as ``mozart evaluate DATA`` scores it (a dataset cut
+at ``--max-tokens`` up to the context needs no sliding window).
 """
 
 from __future__ import annotations
@@ -24,10 +26,40 @@ import torch
 import mozart
 from mozart.hardware import cpu_has_bf16
 from mozart.likelihood import model_likelihood
-from mozart.lmdata import load_tokenizer, sliding_examples
+from mozart.lmdata import load_tokenizer, read_split, sliding_examples
 from mozart.models import default_model_dir, load_model
 
 from report import default_corpus, machine, midi_files, publish
+
+
+def measure(loaded, tokenizer, texts: list[str], runs: int) -> tuple[list[tuple], int]:
+    """(precision, median scored tokens/s, the runs, the result) in float32 and bf16, and the
+    positions the model computes for them (a sliding window computes its overlap twice)."""
+    model_likelihood(loaded.model, tokenizer, texts[:2], None)  # warm-up
+    rows = []
+    for bf16 in (False, True):
+        speeds, result = [], None
+        for _ in range(runs):
+            started = time.perf_counter()
+            result = model_likelihood(loaded.model, tokenizer, texts, None, bf16=bf16)
+            speeds.append(result["tokens"] / (time.perf_counter() - started))
+        rows.append((result["precision"], statistics.median(speeds), speeds, result))
+    context, stride = rows[0][3]["context"], rows[0][3]["stride"]
+    positions = sum(len(e.input_ids) for e in sliding_examples(texts, tokenizer, context, stride).examples) \
+        if stride else rows[0][3]["tokens"]
+    return rows, positions
+
+
+def table(what: str, rows: list[tuple], positions: int) -> list[str]:
+    computed = positions / rows[0][3]["tokens"]
+    lines = [f"{what}: {rows[0][3]['tokens']:,} tokens, sliding window of {rows[0][3]['context']}, stride "
+             f"{rows[0][3]['stride']}: {positions:,} positions run through the model, {computed:.2f} per scored "
+             "token.", "",
+             "| precision | scored tokens/s (median) | runs | positions/s | bits/note |", "|---|---|---|---|---|"]
+    for precision, median, speeds, result in rows:
+        lines.append(f"| {precision} | {median:,.0f} | {', '.join(f'{s:,.0f}' for s in speeds)} | "
+                     f"{median * computed:,.0f} | {result['bits_per_note']:.4f} |")
+    return lines + [""]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None, help="default: the built-in model")
     parser.add_argument("--corpus", type=Path, default=None)
     parser.add_argument("--files", type=int, default=15)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="also score this dataset's test split (its records, as `mozart evaluate DATA` does)")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
@@ -47,31 +81,17 @@ def main(argv: list[str] | None = None) -> int:
             texts.append(mozart.encode(symusic.Score(str(path)), grid=loaded.grid))
         except Exception:  # noqa: BLE001 - a file the codec refuses is simply not scored
             continue
-    model_likelihood(loaded.model, tokenizer, texts[:2], None)  # warm-up
-    rows = []
-    for bf16 in (False, True):
-        speeds, result = [], None
-        for _ in range(args.runs):
-            started = time.perf_counter()
-            result = model_likelihood(loaded.model, tokenizer, texts, None, bf16=bf16)
-            speeds.append(result["tokens"] / (time.perf_counter() - started))
-        rows.append((result["precision"], statistics.median(speeds), speeds, result))
     name = "built-in" if args.model is None else str(args.model)
-    # what the model computes: every position of every window, of which the overlap is read twice
-    context, stride = rows[0][3]["context"], rows[0][3]["stride"]
-    positions = sum(len(e.input_ids) for e in sliding_examples(texts, tokenizer, context, stride).examples) \
-        if stride else rows[0][3]["tokens"]
-    computed = positions / rows[0][3]["tokens"]
-    lines = [f"`python bench/scoring.py` ({machine()}, {torch.get_num_threads()} torch threads; CPU bf16: "
-             f"{'yes' if cpu_has_bf16() else 'no'}): model `{name}` ({loaded.arch}), {len(texts)} files of "
-             f"`{corpus.name}/` scored whole ({rows[0][3]['tokens']:,} tokens, sliding window of "
-             f"{rows[0][3]['context']}, stride {rows[0][3]['stride']}: {positions:,} positions run through the "
-             f"model, {computed:.2f} per scored token).", "",
-             "| precision | scored tokens/s (median) | runs | positions/s | bits/note |", "|---|---|---|---|---|"]
-    for precision, median, speeds, result in rows:
-        lines.append(f"| {precision} | {median:,.0f} | {', '.join(f'{s:,.0f}' for s in speeds)} | "
-                     f"{median * computed:,.0f} | {result['bits_per_note']:.4f} |")
-    return publish("Scoring", "\n".join(lines), write=not args.no_write)
+    lines = [f"`python bench/scoring.py{f' --data {args.data}' if args.data else ''}` ({machine()}, "
+             f"{torch.get_num_threads()} torch threads; CPU bf16: {'yes' if cpu_has_bf16() else 'no'}): model "
+             f"`{name}` ({loaded.arch}).", ""]
+    lines += table(f"{len(texts)} files of `{corpus.name}/` scored whole",
+                   *measure(loaded, tokenizer, texts, args.runs))
+    if args.data:
+        test = read_split(args.data, "test")
+        lines += table(f"The test split of `{args.data}` ({len(test):,} records, each scored whole as "
+                       "`mozart evaluate` does)", *measure(loaded, tokenizer, test, args.runs))
+    return publish("Scoring", "\n".join(lines).rstrip(), write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,12 @@ def test_token_losses_are_the_likelihood_split_by_token(trained):
             assert losses[i - 1] == pytest.approx(-float(torch.log_softmax(logits, -1)[ids[i]]), rel=1e-4, abs=1e-5)
     whole = likelihood(model, Examples([Example(list(ids), list(ids), 0)]), 0)
     assert whole["nats_per_token"] * whole["tokens"] == pytest.approx(float(losses.sum()), rel=1e-5)
+    # batched (longest first, padded) over examples of many lengths: the same total, each token once
+    cuts = [list(ids[:n]) for n in (60, 7, 33, 12, 59, 2, 41)]
+    batched = likelihood(model, Examples([Example(c, c, 0) for c in cuts]), 0, batch_size=3)
+    assert batched["tokens"] == sum(len(c) - 1 for c in cuts)
+    expected = sum(float(token_losses(model, c).sum()) for c in cuts)
+    assert batched["nats_per_token"] * batched["tokens"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_bf16_scoring_counts_the_same_tokens_and_stays_close_to_float32(trained):

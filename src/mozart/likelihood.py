@@ -28,8 +28,11 @@ def likelihood(model, examples: Examples, pad_id: int, batch_size: int = 8, bf16
     device = next(model.parameters()).device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
     total_nll, total_tokens = 0.0, 0
-    for start in range(0, len(examples), batch_size):
-        batch = collate([examples[i] for i in range(start, min(start + batch_size, len(examples)))], pad_id)
+    # longest first, so a batch holds examples of about one length: little compute goes to padding
+    # (a dataset cut at --max-tokens has segments of every length up to the context)
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]), reverse=True)
+    for start in range(0, len(order), batch_size):
+        batch = collate([examples[i] for i in order[start:start + batch_size]], pad_id)
         batch = {k: v.to(device) for k, v in batch.items()}
         labels = batch.pop("labels")  # scored here, exactly; the model's own (mean) loss is not needed
         if model.config.is_encoder_decoder:
