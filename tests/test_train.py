@@ -72,7 +72,9 @@ def test_valid_loss_drops(runs, data, arch):
     after = metrics["valid"]["nats_per_token"]
     assert after < before - 0.3, (before, after)  # from ~ln(1466) = 7.3 nats: clearly learning
     losses = eval_losses(run)
-    assert len(losses) >= 3 and losses[-1] < losses[0]
+    # 40 steps of a tiny model on 40 files: the valid loss falls below its first evaluation, but the last
+    # one can rise again (measured, gpt2: 6.06, 5.94, 5.91, 6.31 with one record order, 6.17 ... 5.98 with another)
+    assert len(losses) >= 3 and min(losses[1:]) < losses[0]
     v = metrics["valid"]
     assert abs(v["bits_per_token"] * 0.6931471805599453 - v["nats_per_token"]) < 1e-9
     assert v["bits_per_note"] > v["bits_per_token"] and v["notes"] > 0
