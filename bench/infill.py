@@ -59,8 +59,8 @@ def gap_kinds(fim_example: Example, markers: FimIds, bar_id: int) -> np.ndarray:
     ends = (markers.bos, markers.eos)
     before = set(_bars([t for t in ids[1:s] if t not in ends], bar_id))
     after = set(_bars([t for t in ids[s + 1:m] if t not in ends], bar_id))
-    kinds = [0 if bar in before else 1 if bar in after else 2 for bar in _bars(ids[m + 1:], bar_id)]
-    return np.repeat(kinds, [len(bar) for bar in _bars(ids[m + 1:], bar_id)])
+    gap = _bars(ids[m + 1:], bar_id)
+    return np.repeat([0 if bar in before else 1 if bar in after else 2 for bar in gap], [len(bar) for bar in gap])
 
 
 def suffix_by_bar_kind(model, fim: Examples, left_to_right: Examples, markers: FimIds, bar_id: int) -> dict:

@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import symusic
 import torch
@@ -32,9 +33,16 @@ from mozart.models import default_model_dir, load_model
 from report import default_corpus, machine, midi_files, publish
 
 
-def measure(loaded, tokenizer, texts: list[str], runs: int) -> tuple[list[tuple], int]:
-    """(precision, median scored tokens/s, the runs, the result) in float32 and bf16, and the
-    positions the model computes for them (a sliding window computes its overlap twice)."""
+class Row(NamedTuple):
+    precision: str
+    median: float  # scored tokens/s
+    speeds: list[float]
+    result: dict  # model_likelihood's figures
+
+
+def measure(loaded, tokenizer, texts: list[str], runs: int) -> tuple[list[Row], int]:
+    """A row per precision (float32, bf16), and the positions the model computes for the texts (a
+    sliding window computes its overlap twice)."""
     model_likelihood(loaded.model, tokenizer, texts[:2], None)  # warm-up
     rows = []
     for bf16 in (False, True):
@@ -43,22 +51,24 @@ def measure(loaded, tokenizer, texts: list[str], runs: int) -> tuple[list[tuple]
             started = time.perf_counter()
             result = model_likelihood(loaded.model, tokenizer, texts, None, bf16=bf16)
             speeds.append(result["tokens"] / (time.perf_counter() - started))
-        rows.append((result["precision"], statistics.median(speeds), speeds, result))
-    context, stride = rows[0][3]["context"], rows[0][3]["stride"]
-    positions = sum(len(e.input_ids) for e in sliding_examples(texts, tokenizer, context, stride).examples) \
-        if stride else rows[0][3]["tokens"]
+        rows.append(Row(result["precision"], statistics.median(speeds), speeds, result))
+    first = rows[0].result
+    positions = sum(len(e.input_ids) for e in sliding_examples(texts, tokenizer, first["context"],
+                                                               first["stride"]).examples) \
+        if first["stride"] else first["tokens"]
     return rows, positions
 
 
-def table(what: str, rows: list[tuple], positions: int) -> list[str]:
-    computed = positions / rows[0][3]["tokens"]
-    lines = [f"{what}: {rows[0][3]['tokens']:,} tokens, sliding window of {rows[0][3]['context']}, stride "
-             f"{rows[0][3]['stride']}: {positions:,} positions run through the model, {computed:.2f} per scored "
+def table(what: str, rows: list[Row], positions: int) -> list[str]:
+    first = rows[0].result
+    computed = positions / first["tokens"]
+    lines = [f"{what}: {first['tokens']:,} tokens, sliding window of {first['context']}, stride "
+             f"{first['stride']}: {positions:,} positions run through the model, {computed:.2f} per scored "
              "token.", "",
              "| precision | scored tokens/s (median) | runs | positions/s | bits/note |", "|---|---|---|---|---|"]
-    for precision, median, speeds, result in rows:
-        lines.append(f"| {precision} | {median:,.0f} | {', '.join(f'{s:,.0f}' for s in speeds)} | "
-                     f"{median * computed:,.0f} | {result['bits_per_note']:.4f} |")
+    for row in rows:
+        lines.append(f"| {row.precision} | {row.median:,.0f} | {', '.join(f'{s:,.0f}' for s in row.speeds)} | "
+                     f"{row.median * computed:,.0f} | {row.result['bits_per_note']:.4f} |")
     return lines + [""]
 
 
