@@ -63,7 +63,7 @@ TABLE: dict[str, tuple[list[str], dict[str, list[str]]]] = {
     "evaluate": (["-m", "MODEL", "DATA_DIR", "-o", "OUT", "-q"], {
         "DATA_DIR": ["MISSING", "MIDI", "FOLDER"], "-m": ["MISSING", "FOLDER"], "--samples": ["0", "nan", HUGE],
         "--seed": ["-1", "abc"], "--bars": ["0", "-2"], "--stride": ["0", "-1"], "--max-test-pieces": ["0"],
-        "--precision": ["fp16", "abc"]}),
+        "--precision": ["fp16", "abc"], "--temperature": ["0", "nan"], "--top-p": ["0", "1.5", "nan"]}),
     "stats": (["MIDI_DIR", "--json", "OUT/s.json"], {"MIDI_DIR": ["MISSING", "MIDI", "FOLDER"],
                                                      "--grid": ["10", "0", "abc"], "--json": ["FOLDER"]}),
     "serve": (["-m", "MODEL", "--port", "7860"], {"--port": ["0", "70000", "-1", "abc"], "-m": ["MISSING", "FOLDER"]}),

@@ -396,3 +396,26 @@ def test_a_truncated_weight_file_is_a_one_line_error(tmp_path, adapter):
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert lines[0].startswith(f"mozart: error: {folder / 'model.safetensors'}: unreadable weights (")
     assert not (tmp_path / "x").exists()
+
+
+def test_every_entry_point_samples_at_the_shared_defaults():
+    """The measured decoding defaults (defaults.py) are what the CLI, the Python API, the studio and
+    evaluate use when nothing is asked, so a sample means the same everywhere."""
+    import inspect
+
+    import mozart
+    from mozart import cli
+    from mozart.defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
+    from mozart.evaluate import EvaluateConfig
+    from mozart.serve import _form_settings
+
+    assert DEFAULT_TOP_P < 1.0  # chosen by measurement: nucleus sampling is on by default
+    functions = [mozart.generate, mozart.infill, mozart.accompany, cli.generate_cmd, cli.infill_cmd,
+                 cli.accompany_cmd, cli.evaluate_cmd]
+    for function in functions:
+        parameters = inspect.signature(function).parameters
+        assert parameters["temperature"].default == DEFAULT_TEMPERATURE, function.__name__
+        assert parameters["top_p"].default == DEFAULT_TOP_P, function.__name__
+    for settings in (SamplingSettings(), EvaluateConfig(), _form_settings({}, None)):
+        values = settings if isinstance(settings, dict) else vars(settings)
+        assert (values["temperature"], values["top_p"]) == (DEFAULT_TEMPERATURE, DEFAULT_TOP_P)

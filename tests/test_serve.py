@@ -228,7 +228,8 @@ def test_waiting_jobs_with_the_same_settings_share_one_batch(tiny_model, tmp_pat
         controls = Controls(bars=2, programs=(0, 40), drums=False, tempo=100.0, time_signature=(3, 4))
         texts = [(studio.workdir / j.id / "sample.txt").read_text().split() for j in jobs]
         for job, text in zip(jobs, texts):
-            alone = generate_pieces(studio.loaded, controls, SamplingSettings(), seed=job.settings["seed"])[0]
+            settings = SamplingSettings(temperature=base["temperature"], top_p=base["top_p"])
+            alone = generate_pieces(studio.loaded, controls, settings, seed=job.settings["seed"])[0]
             assert text == alone.split()
         assert len({" ".join(t) for t in texts}) == 3  # three seeds, three pieces
     finally:

@@ -13,6 +13,7 @@ import importlib
 import os
 from typing import TYPE_CHECKING
 
+from .defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from .errors import MozartError
 
 if TYPE_CHECKING:
@@ -128,9 +129,9 @@ def generate(
     drums: bool = True,
     tempo: float | None = None,
     time_signature: tuple[int, int] | None = None,
-    temperature: float = 1.0,
+    temperature: float = DEFAULT_TEMPERATURE,
     top_k: int = 0,
-    top_p: float = 1.0,
+    top_p: float = DEFAULT_TOP_P,
     n: int = 1,
     seed: int = 0,
     prompt: str | os.PathLike | None = None,
@@ -192,8 +193,8 @@ def _rewrite(source, model, adapter, bars, programs, drums, keep: bool, temperat
 
 
 def infill(source: str | os.PathLike, bars: str, model: str | os.PathLike | None = None,
-           programs: tuple[int, ...] | None = None, drums: bool | None = None, temperature: float = 1.0,
-           top_k: int = 0, top_p: float = 1.0, n: int = 1, seed: int = 0,
+           programs: tuple[int, ...] | None = None, drums: bool | None = None, temperature: float = DEFAULT_TEMPERATURE,
+           top_k: int = 0, top_p: float = DEFAULT_TOP_P, n: int = 1, seed: int = 0,
            adapter: str | os.PathLike | None = None) -> list[str]:
     """Rewrite bars ``bars`` (``"5-8"``, 1-based, inclusive) of a MIDI or token file; return ``n``
     canonical texts at the model's grid.  Every note that starts outside those bars is kept note
@@ -205,8 +206,9 @@ def infill(source: str | os.PathLike, bars: str, model: str | os.PathLike | None
 
 
 def accompany(source: str | os.PathLike, programs: tuple[int, ...] = (), drums: bool = False,
-              bars: str | None = None, model: str | os.PathLike | None = None, temperature: float = 1.0,
-              top_k: int = 0, top_p: float = 1.0, n: int = 1, seed: int = 0,
+              bars: str | None = None, model: str | os.PathLike | None = None,
+              temperature: float = DEFAULT_TEMPERATURE,
+              top_k: int = 0, top_p: float = DEFAULT_TOP_P, n: int = 1, seed: int = 0,
               adapter: str | os.PathLike | None = None) -> list[str]:
     """Add parts for ``programs`` (and a drum kit with ``drums``) to every bar of a MIDI or token
     file, or to ``bars`` (``"5-8"``), keeping every existing note exactly; ``n`` canonical texts.

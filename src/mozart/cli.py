@@ -17,6 +17,7 @@ import typer
 from . import decode, encode, generate, plot, render, write_sample, write_samples
 from .corpus import DEFAULT_TIMEOUT, export_music21
 from .dataset import DatasetConfig, build_dataset
+from .defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from .errors import MozartError, check_range
 from .events import validate_grid
 from .files import check_output_dir, read_text, write_atomic
@@ -307,8 +308,8 @@ def generate_cmd(
     drums: Annotated[bool, typer.Option(help="Allow drums.")] = True,
     tempo: Annotated[float | None, typer.Option(help="Fixed tempo, qpm.")] = None,
     time_signature: Annotated[str | None, typer.Option(help="Fixed time signature, e.g. 3/4.")] = None,
-    temperature: TemperatureOption = 1.0,
-    top_p: TopPOption = 1.0,
+    temperature: TemperatureOption = DEFAULT_TEMPERATURE,
+    top_p: TopPOption = DEFAULT_TOP_P,
     top_k: TopKOption = 0,
     seed: SeedOption = 0,
     n: SamplesOption = 1,
@@ -375,8 +376,8 @@ def infill_cmd(
                                                            "the source's instruments).")] = None,
     drums: Annotated[bool | None, typer.Option("--drums/--no-drums", help="Add / leave out drums (default: as "
                                                                          "the source).", show_default=False)] = None,
-    temperature: TemperatureOption = 1.0,
-    top_p: TopPOption = 1.0,
+    temperature: TemperatureOption = DEFAULT_TEMPERATURE,
+    top_p: TopPOption = DEFAULT_TOP_P,
     top_k: TopKOption = 0,
     seed: SeedOption = 0,
     n: SamplesOption = 1,
@@ -405,8 +406,8 @@ def accompany_cmd(
     bars: Annotated[str | None, typer.Option(help="Only these bars, A-B (default: every bar).")] = None,
     model_dir: ModelOption = None,
     adapter: AdapterOption = None,
-    temperature: TemperatureOption = 1.0,
-    top_p: TopPOption = 1.0,
+    temperature: TemperatureOption = DEFAULT_TEMPERATURE,
+    top_p: TopPOption = DEFAULT_TOP_P,
     top_k: TopKOption = 0,
     seed: SeedOption = 0,
     n: SamplesOption = 1,
@@ -438,7 +439,8 @@ def evaluate_cmd(
     stride: Annotated[int | None, typer.Option(help="Sliding-window stride, tokens (default: half the context).")]
     = None,
     max_test_pieces: Annotated[int | None, typer.Option(help="Score only the first N test pieces.")] = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature of the samples.")] = 1.0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature of the samples.")] = DEFAULT_TEMPERATURE,
+    top_p: Annotated[float, typer.Option(help="Top-p (nucleus) share of the samples; 1.0: off.")] = DEFAULT_TOP_P,
     per_style: Annotated[bool, typer.Option(help="Also compare samples of each style with its test pieces.")]
     = True,
     precision: Annotated[str, typer.Option(help="Scoring: auto (bf16 on a CPU that has it), bf16 or fp32.")]
@@ -459,10 +461,11 @@ def evaluate_cmd(
     for name, value in (("--bars", bars), ("--stride", stride), ("--max-test-pieces", max_test_pieces)):
         if value is not None:
             check_range(name, value, 1, MAX_BARS if name == "--bars" else 2**31 - 1, integer=True)
-    check_options(temperature=temperature)
+    check_options(temperature=temperature, top_p=top_p)
     check_output_dir(output, "report.json", force)
     config = EvaluateConfig(samples=samples, seed=seed, bars=bars, stride=stride, max_test_pieces=max_test_pieces,
-                            temperature=temperature, per_style=per_style, precision=precision)
+                            temperature=temperature, top_p=top_p, per_style=per_style,
+                            precision=precision)
     report = evaluate(model_dir, data_dir, output, config, progress=not quiet)
     for name, r in report["likelihood"].items():
         typer.echo(f"{name:>22}: {r['bits_per_note']:7.2f} bits/note  {r['bits_per_token']:.3f} bits/token")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from .errors import MozartError, check_range
 from .events import DENOMINATORS, MAX_NUMERATOR
 from .tokens import MAX_PLAIN_TEMPO_QPM, MIN_TEMPO_CENTI
@@ -38,9 +39,9 @@ class Controls:
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    temperature: float = 1.0
+    temperature: float = DEFAULT_TEMPERATURE
     top_k: int = 0  # 0: off
-    top_p: float = 1.0  # 1.0: off
+    top_p: float = DEFAULT_TOP_P  # 1.0: off
     constrained: bool = True  # False: the raw model (for evaluation)
     max_new_tokens: int | None = None  # default: 64 per bar + 64
 

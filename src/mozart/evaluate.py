@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from .errors import MozartError
 from .events import Piece, bar_layout
 from .files import write_atomic
@@ -45,7 +46,8 @@ class EvaluateConfig:
     samples: int = 32  # pieces sampled per mode (constrained, unconstrained)
     seed: int = 0  # seed of the first sample; sample i uses seed + i
     bars: int | None = None  # bars per sample; None: the median bar count of the test pieces (4..16)
-    temperature: float = 1.0  # sampling temperature
+    temperature: float = DEFAULT_TEMPERATURE  # sampling temperature
+    top_p: float = DEFAULT_TOP_P  # nucleus sampling share (1.0: off)
     stride: int | None = None  # sliding-window stride in tokens; None: half the context
     ngram_order: int = 4  # order of the Kneser-Ney baseline
     max_test_pieces: int | None = None  # score only the first N test pieces (None: all)
@@ -141,7 +143,7 @@ def evaluate(model_dir: Path | None, data_dir: Path, out_dir: Path, config: Eval
     samples, report["validity"] = {}, {}
     for mode, constrained in (("constrained", True), ("unconstrained", False)):
         bar.set_postfix_str(f"{mode} samples")
-        settings = SamplingSettings(temperature=config.temperature, constrained=constrained)
+        settings = SamplingSettings(temperature=config.temperature, top_p=config.top_p, constrained=constrained)
         # one batched call: sample i still uses seed + i, as it did one by one
         done = [0]
 
@@ -200,7 +202,7 @@ def style_statistics(loaded, data_dir: Path, test_texts: list[str], config: Eval
         if not reference:
             continue
         bars = config.bars or median_bars(reference)
-        settings = SamplingSettings(temperature=config.temperature)
+        settings = SamplingSettings(temperature=config.temperature, top_p=config.top_p)
         texts = generate_pieces(loaded, Controls(bars=bars, style=style), settings, n=config.samples,
                                 seed=config.seed)
         generated, _ = valid_pieces(texts)
@@ -240,7 +242,8 @@ def report_markdown(report: dict) -> str:
         lines.append(f"| {mode} | {v['samples']} | {v['valid']} | {v['share']:.1%} |")
     s = report["statistics"]
     lines += ["", "## Musical statistics", "",
-              f"{s['generated_pieces']} constrained samples of {report['config']['bars']} bars vs "
+              f"{s['generated_pieces']} constrained samples of {report['config']['bars']} bars (temperature "
+              f"{report['config']['temperature']}, top-p {report['config'].get('top_p', 1.0)}) vs "
               f"{s['reference_pieces']} test pieces. OA and KL compare the test pieces' intra-set distances "
               "with the generated-to-test distances (Yang & Lerch 2018): OA near 1 and KL near 0 mean the "
               "samples sit among real pieces as real pieces sit among themselves.", "",

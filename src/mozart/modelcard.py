@@ -268,8 +268,8 @@ def evaluation_summary(report: dict) -> str:
 Validity: {validity['constrained']['valid']}/{validity['constrained']['samples']} constrained samples and
 {validity['unconstrained']['valid']}/{validity['unconstrained']['samples']} unconstrained samples pass `check`.
 Musical statistics of {report['statistics']['generated_pieces']} constrained {c['bars']}-bar samples (temperature
-{c['temperature']}) vs {report['statistics']['reference_pieces']} test pieces (OA: overlapping area, 1 is best;
-KL: 0 is best; docs/evaluation.md):
+{c['temperature']}, top-p {c.get('top_p', 1.0)}) vs {report['statistics']['reference_pieces']} test pieces
+(OA: overlapping area, 1 is best; KL: 0 is best; docs/evaluation.md):
 
 | feature | samples mean ± std | test mean ± std | OA | KL |
 |---|---|---|---|---|

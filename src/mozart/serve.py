@@ -44,6 +44,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from starlette.datastructures import UploadFile
 
 from .controls import check_style
+from .defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from .errors import MozartError
 from .tokens import BAR, count_notes
 
@@ -246,7 +247,8 @@ def _form_settings(form: dict, upload_name: str | None) -> dict:
     settings = {"bars": number("bars", int, 8), "programs": programs,
                 "drums": form.get("drums") in ("on", "true", "1", True),
                 "tempo": number("tempo", float, None), "time_signature": None,
-                "temperature": number("temperature", float, 1.0), "top_p": number("top_p", float, 1.0),
+                "temperature": number("temperature", float, DEFAULT_TEMPERATURE),
+                "top_p": number("top_p", float, DEFAULT_TOP_P),
                 "seed": number("seed", int, 0), "prompt": upload_name, "prompt_bars": number("prompt_bars", int, 4)}
     settings["style"] = form.get("style") or None
     check_style(settings["style"])
