@@ -16,7 +16,8 @@ from mozart.tokens import decode_piece
 def assert_rewrite(source: Piece, text: str, first: int, last: int, streams, keep: bool) -> None:
     """The text is valid, has the source's bars, tempo map, meter and pedal, keeps every note
     outside bars first..last (and, with ``keep``, every note inside), and its new notes lie in
-    those bars and streams, within each instrument's range."""
+    those bars and streams, within each instrument's range; with ``keep`` (accompaniment) every
+    bar of the range has a new note."""
     mozart.check(text)
     out = decode_piece(text)
     starts = piece_bars(source)[0]
@@ -38,3 +39,6 @@ def assert_rewrite(source: Piece, text: str, first: int, last: int, streams, kee
     for _onset, stream, pitch, *_ in new:  # new notes keep to their instrument's range
         low, high = pitch_range(stream)
         assert low <= pitch <= high, (stream, pitch)
+    if keep:  # the added parts play in every bar of the range
+        bars_with_new = set(np.searchsorted(starts, [row[0] for row in new.elements()], side="right") - 1)
+        assert bars_with_new == set(range(first, last + 1)), (sorted(bars_with_new), first, last)

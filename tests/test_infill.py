@@ -168,7 +168,12 @@ def test_api_accompanies_every_bar_with_the_asked_programs(models):
     [text] = mozart.accompany(BACH, programs=(33,), model=models["random_gpt2"], temperature=0.8)
     n_bars = piece_bars(source)[0].size - 1
     assert_rewrite(source, text, 0, n_bars - 1, [33], keep=True)
-    assert (decode_piece(text).note_stream == 33).any()
+    # the chorale is one piano stream (0) and the bass (33) comes after it, so every bar's first new note can
+    # sit on the downbeat, after the chorale's notes there: each bar of the bass starts on its downbeat
+    out = decode_piece(text)
+    starts = piece_bars(source)[0]
+    bass_onsets = out.note_onset[out.note_stream == 33]
+    assert set(starts[:-1].tolist()) <= set(bass_onsets.tolist())
 
 
 @pytest.mark.parametrize("text, message", [("9-3", "expected 1 <= A <= B"), ("0-2", "expected 1 <= A"),

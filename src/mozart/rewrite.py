@@ -33,7 +33,7 @@ from .lmdata import fim_ids
 from .masks import CLOSING_MARGIN
 from .models import LoadedModel
 from .sampling import _encoder_context, sample_span
-from .templates import SpanConstraint, note_words
+from .templates import FILL_WORDS, SpanConstraint, note_words
 from .tokenizer import BOS, EOS
 from .tokens import TS_PACK, bar_indices, encode_piece
 
@@ -142,7 +142,8 @@ def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide:
     else:
         free = max(INFILL_TOKENS_PER_BAR * span, 7 * int(in_span.sum()))
     forced_words = int(note_words(forced[:, 3], r.lo_base).sum())
-    need = forced_words + free + 3 * span + 6 + CLOSING_MARGIN
+    reserve = FILL_WORDS * span if keep else 0  # accompaniment: a new note in every bar (templates.py)
+    need = forced_words + free + reserve + 3 * span + 6 + CLOSING_MARGIN
     context = loaded.model.config.max_position_embeddings
     ids = [vocab[w] for w in prompt]
     markers = fim_ids(vocab) if after else None
@@ -169,7 +170,7 @@ def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide:
     # the piece keeps its bar count: if nothing else starts in its last bar, the rewrite puts a note there
     fill_last = not keep and y == starts.size - 1 and bar_layout(seen)[0].size < starts.size - 1
     constraint = SpanConstraint(state, x - lo, span, starts[lo: y + 1] - starts[lo], ts[lo:y], forced, streams,
-                                fill_last)
+                                fill_last, fill_every_bar=keep)
     return _Chunk(x, y, lo, prompt, model_input, encoder_input, constraint, budget)
 
 

@@ -27,6 +27,9 @@ from .instruments import pitch_range
 from .masks import CLOSING_MARGIN, keep_new_notes_short
 from .tokens import HI_BASE, TYPES
 
+#: Most words one new note takes (position digits, program, pitch, velocity, one duration digit and
+#: its low digit) plus the program word back to the forced notes' stream: what a bar to fill reserves.
+FILL_WORDS = 8
 #: Columns of a note table: onset step, stream, pitch, duration, velocity (canonical sort order).
 ONSET, STREAM, PITCH, DURATION, VELOCITY = range(5)
 
@@ -50,10 +53,14 @@ class SpanConstraint:
     the end of the span), ``bar_ts[k]`` the packed time signature of bar k + 1.  ``forced``
     is a note table (rows sorted canonically) on the same step axis.  ``fill_last``: the span's
     last bar must get a note (it is the piece's last bar and nothing else starts in it, so the
-    piece keeps its bar count)."""
+    piece keeps its bar count).  ``fill_every_bar`` (accompaniment): every bar of the span must
+    get at least one new note, the first on the bar's downbeat where that is still open, so the
+    added part plays in every bar (left free, the model adds a part in a bar or two and then
+    leaves it: its training pieces bring their instruments in at the start, never in the middle)."""
 
     def __init__(self, state: GrammarState, prompt_bars: int, span_bars: int, bar_starts: np.ndarray,
-                 bar_ts: np.ndarray, forced: np.ndarray, new_streams, fill_last: bool = False):
+                 bar_ts: np.ndarray, forced: np.ndarray, new_streams, fill_last: bool = False,
+                 fill_every_bar: bool = False):
         self.state = state
         self.prompt_bars, self.target_bars = prompt_bars, prompt_bars + span_bars
         if bar_starts.size < self.target_bars + 1:
@@ -70,7 +77,8 @@ class SpanConstraint:
             self.never[self.type_ids[t]] = True
         costs = note_words(self.forced[:, DURATION], v.lo_base)
         self.cost_after = np.concatenate([np.cumsum(costs[::-1])[::-1], [0]])  # words of forced[i:]
-        self.fill_last = fill_last
+        self.fill_last, self.fill_every_bar = fill_last, fill_every_bar
+        self.bars_with_new: set[int] = set()  # bars (GrammarState.bars) in which a new note was written
         self.next = 0  # index of the next forced note
         self.forcing = False  # the note being spelled is forced[next]
         self.notes: list[tuple[int, int, int, int, int]] = []  # notes written in the span
@@ -111,10 +119,37 @@ class SpanConstraint:
         return s.prev == "Pos" and s.last_pos == cut
 
     def _must_fill(self) -> bool:
-        """Whether the piece's last bar is current and still needs its note."""
+        """Whether the current bar still needs a note: the piece's last bar (``fill_last``), or any
+        bar of the span without a new note while one still fits (``fill_every_bar``)."""
         s = self.state
+        if self.fill_every_bar and self.prompt_bars < s.bars <= self.target_bars \
+                and s.bars not in self.bars_with_new and self._room_for_new():
+            return True
         return self.fill_last and s.bars == self.target_bars and \
             not any(n[0] >= self.bar_starts[s.bars - 1] for n in self.notes[-1:])
+
+    def _owes_downbeat(self) -> bool:
+        """Whether the current bar's new note must come at its first step: ``fill_every_bar``, no new
+        note in the bar yet, and position 0 still open to one (not yet left, and a requested stream
+        after the one just written there).  A bass or a pad that enters on the downbeat hears the
+        harmony there first (forced notes of lower streams are written before it)."""
+        s = self.state
+        if not (self.fill_every_bar and self.prompt_bars < s.bars <= self.target_bars
+                and s.bars not in self.bars_with_new):
+            return False
+        if s.last_pos < 0:
+            return s.prev != "PosHi"
+        return s.last_pos == 0 and s.prev == "Dur" and bool(self.new_streams[s.stream + 1:].any())
+
+    def _room_for_new(self) -> bool:
+        """Whether a new note still fits in the current bar: a later position, or (notes of a
+        stream just written) a new stream after it at the same position; while forced notes of the
+        bar are still to come, the bar cannot end anyway, so this is asked again after them."""
+        s = self.state
+        start = int(self.bar_starts[s.bars - 1])
+        cut = self._cut_at()
+        last_free = (cut if cut is not None else self._bar_end() - start) - 1
+        return s.last_pos < last_free or (s.prev == "Dur" and bool(self.new_streams[s.stream + 1:].any()))
 
     def _positions(self, allow_new: bool) -> tuple[int, int, int | None]:
         """(lowest, highest) position new notes may take in this bar, and the one forced
@@ -137,7 +172,15 @@ class SpanConstraint:
     def closing(self, budget_left: int) -> bool:
         """Whether the budget only leaves room for the words that must come."""
         bars_left = self.target_bars - self.state.bars
-        return budget_left <= int(self.cost_after[self.next]) + 3 * bars_left + 6 + CLOSING_MARGIN
+        return budget_left <= int(self.cost_after[self.next]) + 3 * bars_left + FILL_WORDS * self._bars_to_fill() \
+            + 6 + CLOSING_MARGIN
+
+    def _bars_to_fill(self) -> int:
+        """Bars from the current one on that ``fill_every_bar`` still owes a new note."""
+        if not self.fill_every_bar:
+            return 0
+        first = max(self.state.bars, self.prompt_bars + 1)
+        return sum(1 for bar in range(first, self.target_bars + 1) if bar not in self.bars_with_new)
 
     def allowed(self, budget_left: int) -> tuple[np.ndarray, bool]:
         """(mask over the vocabulary, whether the span is complete here)."""
@@ -191,6 +234,10 @@ class SpanConstraint:
         pos, hi = self.type_ids["Pos"], self.type_ids["PosHi"]
         if self._forced_here():  # forced notes here come first
             mask[pos] = mask[hi] = False
+            return
+        if self._owes_downbeat():  # position 0 (or, already there, no move before the new note)
+            mask[hi] = False
+            mask[pos] &= self._pos_values(pos) == 0
             return
         lowest, highest, target = self._positions(allow_new)
         high = self._pos_high()
@@ -294,10 +341,12 @@ class SpanConstraint:
             if self.forcing:
                 self.next += 1
                 self.forcing = False
+            else:
+                self.bars_with_new.add(s.bars)
 
     def complete(self) -> bool:
         """Whether every forced note was written and the span has all its bars."""
         return self.next == len(self.forced) and self.state.bars == self.target_bars
 
 
-__all__ = ["SpanConstraint", "note_words"]
+__all__ = ["FILL_WORDS", "SpanConstraint", "note_words"]
