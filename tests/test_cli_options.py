@@ -52,7 +52,8 @@ TABLE: dict[str, tuple[list[str], dict[str, list[str]]]] = {
         "--bars": ["0", HUGE, "abc"], "--program": ["200", "-1", "abc"], "--tempo": ["0", "nan", "inf", HUGE],
         "--time-signature": ["3/5", "abc", "0/4", "4/0"], "--temperature": ["0", "-1", "nan", "inf"],
         "--top-p": ["0", "1.5", "nan"], "--top-k": ["-1", "abc"], "--seed": ["-1", str(2**64), "abc"],
-        "-n": ["0", "-1", HUGE], "--adapter": ["MISSING", "FOLDER"], "--style": ["jazz"]}),
+        "-n": ["0", "-1", HUGE], "--adapter": ["MISSING", "FOLDER"], "--style": ["jazz"],
+        "--form": ["A", "AB1", "aaba", "ABC", ""]}),
     "infill": (["MIDI", "--bars", "2-3", "-m", "MODEL", "-o", "OUT"], {
         "MIDI": PATHS, "--bars": ["0-2", "3-2", "1-999", "abc", "-1", ""], "-m": ["MISSING", "FOLDER", "MIDI"],
         "--program": ["200", "-1", "abc"], "--temperature": ["0", "nan", "inf"], "--top-p": ["0", "1.5"],

@@ -17,7 +17,7 @@ from mozart.events import DRUM_OFFSET, Piece
 from mozart.lmdata import FimIds, FimWindows, fim_rearrange
 from mozart.midi import quantize, read_midi
 from mozart.models import build_model, load_model
-from mozart.rewrite import parse_bars, piece_bars, rewrite
+from mozart.rewrite import note_table, parse_bars, piece_bars, rewrite
 from mozart.tokens import decode_piece
 from mozart.train import load_config, special_ids, train
 
@@ -248,3 +248,82 @@ def test_infill_examples_score_the_same_gap_with_and_without_the_bars_after(mode
         assert tokenizer.id_to_token(gap_a[0]) == "Bar" and "<fim_middle>" not in tokenizer.decode(gap_a)
         assert a.input_ids[0] == tokenizer.token_to_id("<fim_prefix>")
         assert b.input_ids[0] == tokenizer.token_to_id("<bos>")
+
+
+def _sections(text: str, section_bars: int, count: int) -> list[np.ndarray]:
+    """The note table of each of the ``count`` sections of a form piece, each shifted to start at 0."""
+    table = note_table(decode_piece(text))
+    if not table.size:
+        return [table] * count
+    # sections have one length; the second section starts at bar section_bars + 1, which the layout reaches
+    # because some later section has notes
+    length = int(piece_bars(decode_piece(text))[0][section_bars])
+    out = []
+    for k in range(count):
+        rows = table[(table[:, 0] >= k * length) & (table[:, 0] < (k + 1) * length)]
+        rows = rows - np.array([k * length, 0, 0, 0, 0])
+        out.append(rows[np.lexsort(rows.T[::-1])])
+    return out
+
+
+@pytest.mark.parametrize("name", ["trained_llama", "random_gpt2", "random_bart"])
+def test_form_repeats_its_sections_and_writes_the_new_ones(models, name):
+    """AABA: valid, 8 bars, sections 1, 2 and 4 the same notes (at their own bars), section 3 the model's;
+    over a few seeds section 3 differs from A at least once (it is written, not copied)."""
+    differs = 0
+    for seed in range(3):
+        [text] = mozart.generate(model=models[name], bars=8, form="AABA", seed=seed, temperature=1.5)
+        mozart.check(text)
+        assert text.split().count("Bar") == 8
+        a1, a2, b, a3 = _sections(text, 2, 4)
+        assert np.array_equal(a1, a2) and np.array_equal(a1, a3)
+        differs += not np.array_equal(a1, b)
+    assert differs >= 1
+
+
+def test_form_keeps_the_first_section_note_for_note(models):
+    """Every A of a form is the first section exactly, wherever the new sections fall."""
+    from mozart.form import form_piece
+
+    loaded = load_model(models["trained_llama"])
+    section = ("Format_1 Grid_24 TS_4/4 Tempo_120 Bar Pos_0 Prog_0 Pitch_60 Vel_90 Dur_24 Pitch_64 Vel_90 Dur_24 "
+               "Bar Pos_48 Pitch_67 Vel_70 Dur_48")
+    expected = np.array([[0, 0, 60, 24, 90], [0, 0, 64, 24, 90], [144, 0, 67, 48, 70]])
+    for form in ("AB", "ABA", "AAB", "BAAB"):
+        text = form_piece(loaded, form, section, 2, SamplingSettings(), seed=1)
+        mozart.check(text)
+        assert text.split().count("Bar") == 2 * len(form)
+        for k, letter in enumerate(form):
+            if letter == form[0]:
+                assert np.array_equal(_sections(text, 2, len(form))[k], expected), (form, k)
+
+
+def test_lay_out_restarts_tempo_and_meter_and_keeps_pedals_apart():
+    """Copies end to end: each starts with the section's tempo and meter (changes inside repeat), and a
+    pedal held to the section's end is cut one step before the next copy's pedal."""
+    from mozart.form import lay_out
+
+    section = Piece(grid=24, note_onset=np.array([0, 96]), note_duration=np.array([24, 24]),
+                    note_pitch=np.array([60, 62]), note_velocity=np.array([80, 80]), note_stream=np.array([0, 0]),
+                    pedal_onset=np.array([0]), pedal_duration=np.array([168]), pedal_stream=np.array([0]),
+                    tempo_step=np.array([0, 96]), tempo_centi=np.array([12000, 9000]),
+                    ts_step=np.array([0, 96]), ts_numerator=np.array([4, 3]), ts_denominator=np.array([4, 4]))
+    out = lay_out(section, 168, 3)  # a 4/4 bar then a 3/4 bar: 96 + 72 steps
+    assert out.note_onset.tolist() == [0, 96, 168, 264, 336, 432]
+    assert out.tempo_step.tolist() == [0, 96, 168, 264, 336, 432]
+    assert out.tempo_centi.tolist() == [12000, 9000] * 3
+    assert out.ts_step.tolist() == [0, 96, 168, 264, 336, 432] and out.ts_numerator.tolist() == [4, 3] * 3
+    assert out.pedal_onset.tolist() == [0, 168, 336] and out.pedal_duration.tolist() == [167, 167, 168]
+    mozart.check(mozart.encode_piece(out))
+
+
+@pytest.mark.parametrize("form, bars, message", [("A", 8, "2 to 16 capital letters"), ("AB1", 8, "capital"),
+                                                 ("aaba", 8, "capital"), ("ABC", 8, "not a multiple of its 3"),
+                                                 ("A" * 17, 17, "2 to 16")])
+def test_bad_forms_are_one_line_errors(form, bars, message):
+    from mozart.form import parse_form
+
+    with pytest.raises(mozart.MozartError, match=message):
+        parse_form(form, bars)
+    with pytest.raises(mozart.MozartError, match="--form AB: not with --prompt"):
+        mozart.generate(bars=4, form="AB", prompt=BACH)

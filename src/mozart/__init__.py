@@ -139,11 +139,14 @@ def generate(
     adapter: str | os.PathLike | None = None,
     constrained: bool = True,
     style: str | None = None,
+    form: str | None = None,
 ) -> list[str]:
     """Sample ``n`` pieces as token texts, valid by construction unless ``constrained`` is
     False (see `mozart generate`).  ``model`` defaults to the built-in model; the pieces (and
-    a ``prompt`` MIDI file, quantized) are at the model's grid.  Raises MozartError for an
-    option out of range (the same checks as the CLI and the studio)."""
+    a ``prompt`` MIDI file, quantized) are at the model's grid.  ``form`` (e.g. ``"AABA"``) lays
+    the ``bars`` out in equal sections, a letter seen before repeating its first appearance and each
+    new one written by infilling (mozart/form.py).  Raises MozartError for an option out of range
+    (the same checks as the CLI and the studio)."""
     from .controls import Controls, SamplingSettings, check_options, check_style, check_time_signature
     from .models import default_model_dir, load_sampler
     from .prompts import prompt_from_midi
@@ -154,6 +157,13 @@ def generate(
     if time_signature is not None:
         check_time_signature(*time_signature)
     check_style(style)
+    if form is not None:
+        from .form import parse_form
+
+        parse_form(form, bars)
+        if prompt or not constrained:
+            raise MozartError(f"--form {form}: not with {'--prompt' if prompt else '--no-constraints'} (a form "
+                              "starts from nothing, and its sections are written under the grammar)")
     folder = model or default_model_dir()
     if folder is None:
         raise MozartError("no built-in model in this installation: pass a model folder (made by `mozart train`), "
@@ -161,6 +171,10 @@ def generate(
     loaded = load_sampler(folder, adapter)
     controls = Controls(bars, tuple(programs) if programs else None, drums, tempo, time_signature, style)
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, constrained=constrained)
+    if form is not None:
+        from .form import generate_forms
+
+        return generate_forms(loaded, form, controls, settings, n, seed)
     prompt_words = prompt_from_midi(prompt, prompt_bars, loaded.grid) if prompt else None
     return generate_pieces(loaded, controls, settings, n, seed, prompt_words)
 

@@ -316,6 +316,8 @@ def generate_cmd(
     no_constraints: Annotated[bool, typer.Option("--no-constraints", help="Sample the raw model.")] = False,
     style: Annotated[str | None, typer.Option(help="Style control token: chorale, renaissance, baroque, classical, "
                                                    "romantic or folk (models trained with styles).")] = None,
+    form: Annotated[str | None, typer.Option(help="Sections of equal length, e.g. AABA: a letter seen before "
+                                                  "repeats, a new one is written by infilling.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder not made by generate.")]
     = False,
 ) -> None:
@@ -331,7 +333,7 @@ def generate_cmd(
     texts = generate(model=model_dir, bars=bars, programs=tuple(program) if program else None, drums=drums,
                      tempo=tempo, time_signature=parse_time_signature(time_signature), temperature=temperature,
                      top_k=top_k, top_p=top_p, n=n, seed=seed, prompt=prompt, prompt_bars=prompt_bars,
-                     adapter=adapter, constrained=not no_constraints, style=style)
+                     adapter=adapter, constrained=not no_constraints, style=style, form=form)
     output.mkdir(parents=True, exist_ok=True)
     stems = [output / f"sample_{i:03d}" for i in range(len(texts))]
     records = [{"file": stem.name, "seed": seed + i, "tokens": len(text.split()), **written}
@@ -341,6 +343,7 @@ def generate_cmd(
                      "bars": bars, "programs": program, "drums": drums, "tempo": tempo,
                      "time_signature": time_signature, "temperature": temperature, "top_p": top_p,
                      "top_k": top_k, "seed": seed, "n": n, "constrained": not no_constraints, "style": style,
+                     "form": form,
                      "samples": records}
     write_atomic(output / "samples.json", json.dumps(settings_json, indent=1) + "\n")
     valid = sum(r["valid"] for r in records)
