@@ -19,7 +19,9 @@ from mozart.events import bar_layout
 from mozart.midi import quantize, read_midi
 from mozart.models import build_model
 from mozart.prompts import prompt_from_midi
+from mozart.rewrite import piece_bars
 from mozart.serve import Studio, StudioBusy
+from mozart.tokens import decode_piece
 from mozart.train import special_ids
 
 from conftest import DATA, corpus_files, link_all
@@ -123,12 +125,32 @@ def test_concurrent_requests_are_queued_and_all_answered(server, tmp_path):
     ({"bars": "65"}, None, 422, "--bars 65"),
     ({"prompt_bars": "0"}, None, 422, "--prompt-bars 0"),
     ({"prompt_bars": "nan"}, None, 422, "not a number"),
+    ({"form": "AB1"}, None, 422, "--form 'AB1'"),
+    ({"form": "ABC", "bars": "8"}, None, 422, "not a multiple of its 3 sections"),
+    ({"form": "AB", "bars": "4"}, {"prompt": ("bach.mid", BACH.read_bytes(), "audio/midi")}, 422, "not with a prompt"),
 ])
 def test_bad_input_gets_a_readable_error(server, data, files, status, message):
     answer = requests.post(server.url + "/api/generate", data=data, files=files, timeout=30)
     assert answer.status_code == status
     error = answer.json()["error"]
     assert message in error and "Traceback" not in error and "\n" not in error
+
+
+def test_a_form_is_generated_with_its_sections(server):
+    """`form` on the page: the job's piece has the bars asked for, its A sections the same notes."""
+    answer = requests.post(server.url + "/api/generate", data={"bars": 4, "form": "aba", "seed": 3}, timeout=30)
+    assert answer.status_code == 422 and "not a multiple of its 3 sections" in answer.json()["error"]
+    answer = requests.post(server.url + "/api/generate", data={"bars": 6, "form": "aba", "seed": 3}, timeout=30)
+    assert answer.status_code == 202, answer.text
+    done = _wait(server.url, answer.json()["id"])
+    assert done["status"] == "done" and done["bars"] == 6 and done["settings"]["form"] == "ABA"
+    text = requests.get(server.url + done["files"]["txt"], timeout=10).text
+    piece = decode_piece(text)
+    starts = piece_bars(piece)[0]
+    first = piece.note_onset < starts[2]
+    last = piece.note_onset >= starts[4]
+    assert sorted(zip(piece.note_onset[first].tolist(), piece.note_pitch[first].tolist())) == \
+        sorted(zip((piece.note_onset[last] - starts[4]).tolist(), piece.note_pitch[last].tolist()))
 
 
 def test_prompt_upload_is_continued(server):

@@ -174,7 +174,7 @@ def generate(
     if form is not None:
         from .form import generate_forms
 
-        return generate_forms(loaded, form, controls, settings, n, seed)
+        return generate_forms(loaded, form, controls, settings, [seed + i for i in range(n)])
     prompt_words = prompt_from_midi(prompt, prompt_bars, loaded.grid) if prompt else None
     return generate_pieces(loaded, controls, settings, n, seed, prompt_words)
 

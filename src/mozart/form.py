@@ -18,6 +18,7 @@ section by the grammar mask, the new sections by infilling's, the copies by even
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -116,13 +117,19 @@ def form_piece(loaded: LoadedModel, form: str, section_text: str, section_bars: 
     return encode_piece(piece)
 
 
-def generate_forms(loaded: LoadedModel, form: str, controls: Controls, settings: SamplingSettings, n: int,
-                   seed: int) -> list[str]:
-    """``n`` pieces of ``form`` with ``controls.bars`` bars in all; piece i uses seed ``seed + i`` (its
-    first section as ``generate`` samples it, then its new sections)."""
+def generate_forms(loaded: LoadedModel, form: str, controls: Controls, settings: SamplingSettings,
+                   seeds: list[int], progress: Callable[[float], None] | None = None) -> list[str]:
+    """One piece of ``form`` with ``controls.bars`` bars in all per seed: its first section as
+    ``generate`` samples it with that seed (the first sections in one batch), then its new sections.
+    ``progress`` is called with the share of the pieces done."""
     section_bars = parse_form(form, controls.bars)
-    firsts = generate_pieces(loaded, replace(controls, bars=section_bars), settings, seeds=[seed + i for i in range(n)])
-    return [form_piece(loaded, form, text, section_bars, settings, seed + i) for i, text in enumerate(firsts)]
+    firsts = generate_pieces(loaded, replace(controls, bars=section_bars), settings, seeds=seeds)
+    out = []
+    for seed, text in zip(seeds, firsts):
+        out.append(form_piece(loaded, form, text, section_bars, settings, seed))
+        if progress is not None:
+            progress(len(out) / len(seeds))
+    return out
 
 
 __all__ = ["MAX_SECTIONS", "form_piece", "generate_forms", "lay_out", "parse_form", "section_length"]

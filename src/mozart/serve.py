@@ -158,6 +158,7 @@ class Studio:
     def _run(self, job: Job) -> None:
         from . import write_sample
         from .controls import Controls, SamplingSettings
+        from .form import generate_forms
         from .rewrite import rewrite_pieces
         from .sampling import generate_pieces
 
@@ -183,6 +184,9 @@ class Studio:
             if rewrite is not None:
                 piece, first, last, streams, keep = rewrite
                 texts = rewrite_pieces(self.loaded, piece, first, last, streams, keep, settings, n=1, seed=s["seed"],
+                                       progress=progress)
+            elif s.get("form"):
+                texts = generate_forms(self.loaded, s["form"], controls, settings, [j.settings["seed"] for j in batch],
                                        progress=progress)
             else:
                 texts = generate_pieces(self.loaded, controls, settings, seeds=[j.settings["seed"] for j in batch],
@@ -255,6 +259,14 @@ def _form_settings(form: dict, upload_name: str | None) -> dict:
     settings["mode"] = form.get("mode") or "generate"
     if settings["mode"] not in MODES:
         raise MozartError(f"mode {settings['mode']!r}: expected one of {', '.join(MODES)}")
+    # a form shapes what generate writes (infilling and accompaniment keep the source's bars)
+    settings["form"] = (form.get("form") or "").strip().upper() or None if settings["mode"] == "generate" else None
+    if settings["form"]:
+        from .form import parse_form
+
+        parse_form(settings["form"], settings["bars"])
+        if upload_name:
+            raise MozartError(f"--form {settings['form']}: not with a prompt (a form starts from nothing)")
     settings["range"] = (form.get("range") or "").strip() or None
     settings["source_job"] = form.get("source_job") or None
     ts = form.get("time_signature") or None
