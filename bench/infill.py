@@ -29,7 +29,7 @@ import mozart
 from mozart.events import slice_steps
 from mozart.hardware import bf16_on_cpu
 from mozart.likelihood import likelihood, token_losses
-from mozart.lmdata import Example, Examples, FimIds, fim_ids, infill_examples, load_tokenizer, read_split
+from mozart.lmdata import Example, Examples, FimIds, fim_ids, fim_order_of, infill_examples, load_tokenizer, read_split
 from mozart.midi import quantize, read_midi, to_score, write_midi
 from mozart.models import load_model
 from mozart.rewrite import NEXT_BARS, PREV_BARS, piece_bars
@@ -55,10 +55,11 @@ def _bars(ids: list[int], bar_id: int) -> list[tuple[int, ...]]:
 def gap_kinds(fim_example: Example, markers: FimIds, bar_id: int) -> np.ndarray:
     """The kind (an index into BAR_KINDS) of each gap token of an ``infill_examples`` FIM example."""
     ids = fim_example.input_ids
-    s, m = ids.index(markers.suffix), ids.index(markers.middle)
+    p, s, m = ids.index(markers.prefix), ids.index(markers.suffix), ids.index(markers.middle)
     ends = (markers.bos, markers.eos)
-    before = set(_bars([t for t in ids[1:s] if t not in ends], bar_id))
-    after = set(_bars([t for t in ids[s + 1:m] if t not in ends], bar_id))
+    read_before, read_after = (ids[p + 1:s], ids[s + 1:m]) if p < s else (ids[p + 1:m], ids[s + 1:p])  # psm / spm
+    before = set(_bars([t for t in read_before if t not in ends], bar_id))
+    after = set(_bars([t for t in read_after if t not in ends], bar_id))
     gap = _bars(ids[m + 1:], bar_id)
     return np.repeat([0 if bar in before else 1 if bar in after else 2 for bar in gap], [len(bar) for bar in gap])
 
@@ -98,7 +99,8 @@ def suffix_value(model_dir: Path, data_dir: Path) -> tuple[list[str], dict]:
     gains, breakdown = {}, []
     for prev, after in SUFFIX_SETTINGS:
         examples = {with_suffix: infill_examples(texts, tokenizer, context, with_suffix, span_bars=4, prev_bars=prev,
-                                                 next_bars=after) for with_suffix in (True, False)}
+                                                 next_bars=after, order=fim_order_of(loaded.model))
+                    for with_suffix in (True, False)}
         notes = examples[True].notes
         if (prev, after) == SUFFIX_SETTINGS[0]:  # token by token, to split the gap by kind of bar
             totals = suffix_by_bar_kind(loaded.model, examples[True], examples[False], markers, bar_id)

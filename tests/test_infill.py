@@ -36,9 +36,10 @@ def models(tmp_path_factory) -> dict[str, Path]:
     midi = link_all(corpus_files()[:20], root / "midi")
     data = root / "data"
     build_dataset(midi, data, DatasetConfig(max_tokens=256, workers=1, valid=0.2, test=0.1), progress=False)
-    out = {"trained_llama": root / "trained"}
-    train(data, out["trained_llama"], load_config(None, max_steps=20, eval_every=20, context=256, batch_size=4,
-                                                  lr=2e-3, validity_samples=0, fim_rate=0.5))
+    out = {"trained_llama": root / "trained", "trained_llama_spm": root / "trained_spm"}
+    for name, order in (("trained_llama", "psm"), ("trained_llama_spm", "spm")):
+        train(data, out[name], load_config(None, max_steps=20, eval_every=20, context=256, batch_size=4, lr=2e-3,
+                                           validity_samples=0, fim_rate=0.5, fim_order=order))
     tokenizer = AutoTokenizer.from_pretrained(str(data))
     for arch in ("gpt2", "bart"):
         folder = root / f"random_{arch}"
@@ -193,6 +194,38 @@ def test_fim_rearrangement_moves_whole_bars_of_one_piece():
         assert middle[0] == 7 and 1 not in middle and 2 not in middle  # whole bars, inside one piece
         prefix, suffix = out[1:out.index(901)], out[out.index(901) + 1:out.index(902)]
         assert prefix + middle + suffix == window[3:]  # the window less its first three tokens, reordered
+
+
+def test_fim_rearrangement_suffix_first_puts_the_middle_after_the_prefix():
+    ids = FimIds(prefix=900, suffix=901, middle=902, bar=7, bos=1, eos=2)
+    window = [5, 5, 1, 3, 3, 7, 10, 11, 7, 12, 7, 13, 2, 1, 3, 7, 14, 7, 15]
+    for seed in range(200):
+        out = fim_rearrange(window, ids, np.random.default_rng(seed), order="spm")
+        assert len(out) == len(window) and out[0] == 901 and out.count(900) == out.count(902) == 1
+        p, m = out.index(900), out.index(902)
+        suffix, prefix, middle = out[1:p], out[p + 1:m], out[m + 1:]
+        assert middle[0] == 7 and prefix + middle + suffix == window[3:]
+        # the same cut as prefix first, only the order differs
+        psm = fim_rearrange(window, ids, np.random.default_rng(seed))
+        assert psm == [900, *prefix, 901, *suffix, 902, *middle]
+
+
+def test_a_model_trained_suffix_first_infills_in_its_order(models):
+    """fim_order travels in the model's config; infilling arranges its input the same way, and the
+    result keeps every note outside the gap."""
+    from mozart.lmdata import fim_ids, fim_order_of
+    from mozart.rewrite import _chunk, _Request, source_streams
+
+    loaded = load_model(models["trained_llama_spm"])
+    assert fim_order_of(loaded.model) == "spm" and fim_order_of(load_model(models["trained_llama"]).model) == "psm"
+    source = quantize(read_midi(BACH), 24)
+    request = _Request.of(loaded, source, piece_bars(source), source_streams(source), keep=False)
+    markers = fim_ids(loaded.tokenizer.get_vocab())
+    chunk = _chunk(request, 1, 2, 0, 1, roomy=False, slide=True)  # slide: built even past the tiny context
+    assert chunk.model_input[0] == markers.suffix and chunk.model_input[-1] == markers.middle
+    assert chunk.model_input.index(markers.prefix) > 1
+    [text] = mozart.infill(BACH, "2-3", model=models["trained_llama_spm"], seed=4)
+    assert_rewrite(source, text, 1, 2, sorted(set(source.note_stream.tolist())), keep=False)
 
 
 def test_cli_infill_and_accompany_write_every_file(models, tmp_path):

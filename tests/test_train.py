@@ -271,3 +271,12 @@ def special_ids_of(vocab_size: int):
     from mozart.models import SpecialIds
 
     return SpecialIds(pad=0, bos=1, eos=2, vocab_size=vocab_size)
+
+
+@pytest.mark.parametrize("setting, value, message", [("fim_order", "mps", "unknown fim_order 'mps'"),
+                                                     ("precision", "fp8", "unknown precision"),
+                                                     ("fim_rate", 1.5, "--fim-rate")])
+def test_bad_training_settings_are_one_line_errors(setting, value, message):
+    with pytest.raises(MozartError, match=message):
+        load_config(None, **{setting: value})
+    assert load_config(None, fim_order="spm").fim_order == "spm"

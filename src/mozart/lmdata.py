@@ -156,14 +156,15 @@ def continuation_examples(texts: Iterable[str], tokenizer: Tokenizer, context: i
 
 
 def infill_examples(texts: list[str], tokenizer: Tokenizer, context: int, with_suffix: bool, span_bars: int = 4,
-                    prev_bars: int = 8, next_bars: int = 4) -> Examples:
+                    prev_bars: int = 8, next_bars: int = 4, order: str = "psm") -> Examples:
     """Middles to score, for measuring what the bars after a gap are worth to a FIM model.
 
     Each piece is cut into gaps of ``span_bars`` bars (every ``span_bars`` bars from bar 2, each
     with at least one bar after it); only the gap's tokens are labels.  The model reads the
     ``prev_bars`` bars before the gap (with ``<bos>`` and the header when they reach the start)
     and, ``with_suffix``, the ``next_bars`` after it as ``<fim_prefix> before <fim_suffix> after
-    <fim_middle> gap``; otherwise ``before gap``.  Both settings score the same gaps: those whose
+    <fim_middle> gap`` (or suffix first: ``order``, as the model was trained); otherwise ``before gap``.
+    Both settings score the same gaps: those whose
     FIM arrangement fits ``context``."""
     vocab = tokenizer.get_vocab()
     markers = fim_ids(vocab)
@@ -184,7 +185,7 @@ def infill_examples(texts: list[str], tokenizer: Tokenizer, context: int, with_s
             after = ids[bar_at[b]:stop] + ([markers.eos] if stop == len(ids) else [])
             if len(before) + len(after) + len(gap) + 3 > context:
                 continue
-            read = [markers.prefix, *before, markers.suffix, *after, markers.middle] if with_suffix else before
+            read = fim_input(before, after, markers, order) if with_suffix else before
             out.append(Example(read + gap, [IGNORE] * len(read) + gap, sum(1 for t in gap if t in notes)))
     return Examples(out)
 
@@ -245,8 +246,28 @@ def fim_ids(vocab: dict[str, int]) -> FimIds | None:
     return FimIds(vocab[FIM_PREFIX], vocab[FIM_SUFFIX], vocab[FIM_MIDDLE], vocab[BAR], vocab[BOS], vocab[EOS])
 
 
-def fim_rearrange(window: list[int], ids: FimIds, rng: np.random.Generator) -> list[int] | None:
-    """``window`` as ``<fim_prefix> before <fim_suffix> after <fim_middle> middle``, same length.
+#: Orders of a fill-in-the-middle arrangement: prefix first (``psm``, this project's first) or suffix
+#: first (``spm``: the middle follows the bars before it directly, as in left-to-right text).
+FIM_ORDERS = ("psm", "spm")
+
+
+def fim_input(before: list[int], after: list[int], ids: FimIds, order: str = "psm") -> list[int]:
+    """What a FIM model reads before it writes the middle: ``<fim_prefix> before <fim_suffix> after
+    <fim_middle>`` (``psm``) or ``<fim_suffix> after <fim_prefix> before <fim_middle>`` (``spm``)."""
+    if order == "spm":
+        return [ids.suffix, *after, ids.prefix, *before, ids.middle]
+    return [ids.prefix, *before, ids.suffix, *after, ids.middle]
+
+
+def fim_order_of(model) -> str:
+    """The FIM order a model was trained with (its config's ``fim_order``; models from before the
+    option were trained prefix first)."""
+    return getattr(model.config, "fim_order", "psm")
+
+
+def fim_rearrange(window: list[int], ids: FimIds, rng: np.random.Generator, order: str = "psm") -> list[int] | None:
+    """``window`` as ``<fim_prefix> before <fim_suffix> after <fim_middle> middle`` (or suffix
+    first, ``order="spm"``: ``fim_input``), same length.
 
     The middle is 1..FIM_MAX_BARS whole bars of one piece (from a ``Bar`` token to the next
     bar's ``Bar``, the piece's ``<eos>`` or the window's end), so the model learns to write
@@ -262,7 +283,7 @@ def fim_rearrange(window: list[int], ids: FimIds, rng: np.random.Generator) -> l
     end = a + int(boundary[0]) if boundary.size else len(window)  # the middle stays inside its piece
     ends = [int(b) for b in bars[(bars > a) & (bars < end)]] + [end]
     b = ends[int(rng.integers(min(FIM_MAX_BARS, len(ends))))]
-    return [ids.prefix, *window[FIM_MARKERS:a], ids.suffix, *window[b:], ids.middle, *window[a:b]]
+    return fim_input(window[FIM_MARKERS:a], window[b:], ids, order) + window[a:b]
 
 
 class FimWindows(torch.utils.data.Dataset):
@@ -272,8 +293,9 @@ class FimWindows(torch.utils.data.Dataset):
     depend on (seed, index, how many times this process served the index): a new draw every
     epoch (on a small corpus a fixed draw would be learnt by heart), the same draws on a rerun."""
 
-    def __init__(self, windows: torch.utils.data.Dataset, ids: FimIds, rate: float, seed: int = 0):
-        self.windows, self.ids, self.rate, self.seed = windows, ids, rate, seed
+    def __init__(self, windows: torch.utils.data.Dataset, ids: FimIds, rate: float, seed: int = 0,
+                 order: str = "psm"):
+        self.windows, self.ids, self.rate, self.seed, self.order = windows, ids, rate, seed, order
         self.draws = np.zeros(len(windows), dtype=np.int64)
 
     def __len__(self) -> int:
@@ -285,7 +307,7 @@ class FimWindows(torch.utils.data.Dataset):
         self.draws[i] += 1
         if rng.random() >= self.rate:
             return item
-        rearranged = fim_rearrange(list(item["input_ids"]), self.ids, rng)
+        rearranged = fim_rearrange(list(item["input_ids"]), self.ids, rng, self.order)
         if rearranged is None:
             return item
         return {"input_ids": rearranged, "labels": rearranged}

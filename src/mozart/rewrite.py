@@ -9,7 +9,8 @@ time so that any length fits the model's context:
 
 For each chunk the model reads the bars before it (``<bos>`` + header + up to ``PREV_BARS`` bars)
 and, when it was trained for fill-in-the-middle (``lmdata.FimWindows``) and infilling, up to
-``NEXT_BARS`` bars after the span: ``<fim_prefix> <bos> before <fim_suffix> after <fim_middle>``.
+``NEXT_BARS`` bars after the span: ``<fim_prefix> <bos> before <fim_suffix> after <fim_middle>``, or
+suffix first for a model trained so (``lmdata.fim_input``).
 Sampling is masked by ``templates.SpanConstraint``: the source's bar layout, the kept notes,
 the new streams.  The result is put together from events: the source's tempo map, time
 signatures and pedal are kept as they are, and the text is the canonical encoding of the result,
@@ -29,7 +30,7 @@ from .controls import SamplingSettings
 from .errors import MozartError
 from .events import Piece, bar_layout, bar_steps, slice_steps
 from .grammar import new_state
-from .lmdata import fim_ids
+from .lmdata import fim_ids, fim_input, fim_order_of
 from .masks import CLOSING_MARGIN
 from .models import LoadedModel
 from .sampling import _encoder_context, sample_span
@@ -157,8 +158,8 @@ def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide:
     else:
         if markers is not None and suffix:
             ends = stop is None
-            model_input = [markers.prefix, vocab[BOS], *ids, markers.suffix, *[vocab[w] for w in suffix],
-                           *([vocab[EOS]] if ends else []), markers.middle]
+            model_input = fim_input([vocab[BOS], *ids], [*(vocab[w] for w in suffix), *([vocab[EOS]] if ends else [])],
+                                    markers, fim_order_of(loaded.model))
         else:
             model_input = [vocab[BOS], *ids]
         if len(model_input) + need > context and not slide:

@@ -33,6 +33,7 @@ from .errors import MozartError, check_range
 from .hardware import PRECISIONS, cpu_has_bf16
 from .likelihood import likelihood
 from .lmdata import (
+    FIM_ORDERS,
     Examples,
     FimWindows,
     PackedWindows,
@@ -74,6 +75,7 @@ class TrainConfig:
     validity_samples: int = 4  # unconstrained samples drawn after training to log the share passing `check`
     packing: bool = True  # decoders: train on full windows cut from the token store, no padding
     fim_rate: float = 0.5  # decoders: share of training windows rearranged for fill-in-the-middle (lmdata.FimWindows)
+    fim_order: str = "psm"  # psm (prefix, suffix, middle) | spm (suffix first: the middle follows the prefix)
     precision: str = "auto"  # auto (bf16 where the CPU or GPU has it) | bf16 | fp32
     auto_batch: bool = False  # GPU: the largest micro-batch that fits (halving on OOM), the rest by accumulation
     grad_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% more time
@@ -111,6 +113,8 @@ def load_config(path: Path | None, **overrides) -> TrainConfig:
     for flag in ("packing", "auto_batch", "grad_checkpointing"):
         if not isinstance(getattr(config, flag), bool):
             raise MozartError(f"{flag} {getattr(config, flag)!r}: expected true or false")
+    if config.fim_order not in FIM_ORDERS:
+        raise MozartError(f"unknown fim_order {config.fim_order!r}: choose one of {', '.join(FIM_ORDERS)}")
     if config.size not in SIZES:
         raise MozartError(f"unknown --size {config.size!r}: choose one of {', '.join(SIZES)}")
     for name, (low, high, integer) in _LIMITS.items():
@@ -143,7 +147,7 @@ def build_examples(data_dir: Path, split: str, config: TrainConfig, context: int
         examples = causal_examples(read_split(data_dir, split), tokenizer, context)
     markers = fim_ids(tokenizer.get_vocab())
     if split == "train" and config.fim_rate > 0 and markers is not None:
-        return FimWindows(examples, markers, config.fim_rate, config.seed)
+        return FimWindows(examples, markers, config.fim_rate, config.seed, config.fim_order)
     return examples
 
 
@@ -349,6 +353,7 @@ def train(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool = Fal
     started = time.perf_counter()
     hf_tokenizer, ids, train_set, valid_set, context = _prepare(data_dir, run_dir, config, resume)
     model = build_model(config.arch, config.size, ids, context)
+    model.config.fim_order = config.fim_order  # saved in config.json: infilling arranges its input the same way
     if config.auto_batch:
         config = fit_batch(model, config, context, ids)
     print_memory_estimate(model, config, context)
@@ -478,6 +483,8 @@ def finetune(base_dir: Path, data_dir: Path, out_dir: Path, config: TrainConfig,
             raise MozartError(f"{data_dir}: its pieces carry style tokens the model {base_dir} was trained without; "
                               "rebuild the dataset without a style column in corpus.tsv to fine-tune it")
         config = replace(config, fim_rate=0.0)
+    if config.fim_rate > 0:
+        base.config.fim_order = config.fim_order  # the order this fine-tune trains (and infilling then uses)
     hf_tokenizer, ids, train_set, valid_set, _ = _prepare(data_dir, out_dir, config, resume)
     lora = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.05, target_modules=LORA_TARGETS[arch],
                       fan_in_fan_out=arch == "gpt2",
