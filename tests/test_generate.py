@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from transformers import AutoTokenizer
 
 import mozart
@@ -419,3 +420,22 @@ def test_every_entry_point_samples_at_the_shared_defaults():
     for settings in (SamplingSettings(), EvaluateConfig(), _form_settings({}, None)):
         values = settings if isinstance(settings, dict) else vars(settings)
         assert (values["temperature"], values["top_p"]) == (DEFAULT_TEMPERATURE, DEFAULT_TOP_P)
+
+
+def test_top_p_keeps_the_smallest_likeliest_set_reaching_p():
+    """The nucleus (sampling._nucleus, which looks at the 64 likeliest words first and sorts a row whole
+    only when they hold too little): per row, the kept words are the likeliest ones, they hold at least p,
+    and without the least likely of them they would hold less; a flat row takes the full sort."""
+    from mozart.sampling import _nucleus
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.cat([torch.randn(6, 1475, generator=generator) * scale for scale in (0.3, 3.0, 12.0)]
+                       + [torch.zeros(1, 1475)])
+    for p in (0.5, 0.9, 0.95):
+        keep = _nucleus(logits, p)
+        probs = torch.softmax(logits, dim=-1)
+        for row in range(logits.shape[0]):
+            kept, dropped = probs[row][keep[row]], probs[row][~keep[row]]
+            assert dropped.numel() == 0 or kept.min() >= dropped.max()  # the likeliest words
+            assert kept.sum() >= p - 1e-5 and kept.sum() - kept.min() <= p + 1e-5  # the smallest set reaching p
+        assert keep[-1].sum() == pytest.approx(p * 1475, abs=2)  # flat: more than 64 words, the sorted path

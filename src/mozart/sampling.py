@@ -34,12 +34,31 @@ def _warp(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
         threshold = torch.topk(logits, k, dim=-1).values[..., -1:]
         logits = logits.masked_fill(logits < threshold, float("-inf"))
     if settings.top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
-        probs = torch.softmax(sorted_logits, dim=-1)
-        cumulative = torch.cumsum(probs, dim=-1)
-        drop = cumulative - probs > settings.top_p  # keep the smallest set reaching top_p
-        logits = logits.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float("-inf"))
+        logits = logits.masked_fill(~_nucleus(logits, settings.top_p), float("-inf"))
     return logits
+
+
+#: Candidates top-p looks at first: a full sort of the vocabulary cost 0.56 ms a step for 8 rows (12% of a
+#: step), and the nucleus of a trained model at p 0.95 nearly always lies within its 64 likeliest words.
+NUCLEUS_CANDIDATES = 64
+
+
+def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Per row, the smallest set of likeliest words whose probabilities reach ``top_p`` (a word is kept
+    when the words likelier than it hold at most ``top_p``).  Exact: a row whose ``NUCLEUS_CANDIDATES``
+    likeliest words hold no more than ``top_p`` is sorted whole; every row's set depends on that row only."""
+    probs = torch.softmax(logits.float(), dim=-1)
+    k = min(NUCLEUS_CANDIDATES, probs.shape[-1])
+    top, order = torch.topk(probs, k, dim=-1)
+    before = torch.cumsum(top, dim=-1) - top
+    keep = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, before <= top_p)
+    # the words after the k likeliest are all dropped only when those k hold more than top_p
+    wide = torch.nonzero(top.sum(dim=-1) <= top_p).view(-1)
+    if wide.numel():
+        sorted_probs, full = torch.sort(probs[wide], dim=-1, descending=True)
+        kept = torch.cumsum(sorted_probs, dim=-1) - sorted_probs <= top_p
+        keep[wide] = torch.zeros_like(kept).scatter(-1, full, kept)
+    return keep
 
 
 def _draw(probs: torch.Tensor, generators: list[torch.Generator | None]) -> list[int]:
