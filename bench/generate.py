@@ -3,7 +3,7 @@
     python bench/generate.py [--model DIR ...] [--runs 3] [--no-write]
 
 Sampling is timed in-process (model loaded once, one warm-up piece first), 16 bars at
-temperature 1, seeds 0..runs-1, for each model (default: the built-in one):
+the decoding defaults, seeds 0..runs-1, for each model (default: the built-in one):
 - n = 1 and n = 8 (one batch of 8 rows: aggregate tokens/s), constrained;
 - the time spent in the grammar mask, as a share of constrained sampling (timed directly), and the
   same pieces' rate unconstrained (no mask; other pieces of other lengths, so only indicative);
@@ -29,6 +29,7 @@ import torch
 import mozart.sampling
 from mozart.controls import Controls, SamplingSettings
 from mozart.decoding import HFStepDecoder
+from mozart.defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from mozart.masks import GrammarLogitsProcessor
 from mozart.models import default_model_dir, load_model, load_sampler
 from mozart.sampling import generate_pieces
@@ -154,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     body = "\n".join([
         "## Generation",
         "",
-        f"`python bench/generate.py` ({machine()}, {torch.get_num_threads()} torch threads): 16 bars, temperature 1, "
+        f"`python bench/generate.py` ({machine()}, {torch.get_num_threads()} torch threads): 16 bars, the decoding "
+        f"defaults (temperature {DEFAULT_TEMPERATURE}, top-p {DEFAULT_TOP_P}), "
         f"seeds 0..{args.runs - 1}, in-process after a warm-up (sampling only); n=8 is one batch of 8 rows, "
         "aggregate tokens/s. Unconstrained: the same loop without the grammar mask (up to 640 tokens). The mask's "
         "cost is the time inside `GrammarLogitsProcessor.row_mask_array` over the sampling time.",
