@@ -360,3 +360,28 @@ def test_bad_forms_are_one_line_errors(form, bars, message):
         parse_form(form, bars)
     with pytest.raises(mozart.MozartError, match="--form AB: not with --prompt"):
         mozart.generate(bars=4, form="AB", prompt=BACH)
+
+
+def test_infilling_reads_the_style_token_after_bos(models):
+    """infill(style=...) puts the style's control token after <bos>, as generation does (the new sections
+    of a form read their style too); a model that cannot take it is a one-line error."""
+    from mozart.lmdata import fim_ids
+    from mozart.rewrite import _chunk, _Request, source_streams
+    from mozart.tokenizer import BOS, style_token
+
+    source = quantize(read_midi(BACH), 24)
+    for name in ("trained_llama", "trained_llama_spm"):
+        loaded = load_model(models[name])
+        vocab = loaded.tokenizer.get_vocab()
+        for after in (0, 1):
+            request = _Request.of(loaded, source, piece_bars(source), source_streams(source), False, style="folk")
+            ids = _chunk(request, 1, 2, 0, after, roomy=False, slide=True).model_input
+            at = ids.index(vocab[BOS])
+            assert ids[at + 1] == vocab[style_token("folk")] and ids.count(vocab[style_token("folk")]) == 1
+            assert (fim_ids(vocab).middle in ids) == bool(after)
+        [text] = mozart.infill(BACH, "2-3", model=models[name], seed=1, style="folk")
+        assert_rewrite(source, text, 1, 2, sorted(set(source.note_stream.tolist())), keep=False)
+    with pytest.raises(mozart.MozartError, match="BART models learn continuation without styles"):
+        mozart.infill(BACH, "2-3", model=models["random_bart"], style="folk")
+    with pytest.raises(mozart.MozartError, match="--style 'jazz'"):
+        mozart.infill(BACH, "2-3", model=models["trained_llama"], style="jazz")

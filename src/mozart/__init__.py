@@ -180,7 +180,7 @@ def generate(
 
 
 def _rewrite(source, model, adapter, bars, programs, drums, keep: bool, temperature: float, top_k: int,
-             top_p: float, n: int, seed: int) -> list[str]:
+             top_p: float, n: int, seed: int, style: str | None = None) -> list[str]:
     """What ``infill`` and ``accompany`` share: checks, loading, the bars, the streams."""
     from .controls import SamplingSettings, check_options
     from .events import DRUM_OFFSET
@@ -203,20 +203,21 @@ def _rewrite(source, model, adapter, bars, programs, drums, keep: bool, temperat
         streams = {s for s in source_streams(piece) if drums is not False or s < DRUM_OFFSET}
         streams |= {DRUM_OFFSET} if drums else set()
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p)
-    return rewrite_pieces(loaded, piece, first, last, sorted(streams), keep, settings, n, seed)
+    return rewrite_pieces(loaded, piece, first, last, sorted(streams), keep, settings, n, seed, style=style)
 
 
 def infill(source: str | os.PathLike, bars: str, model: str | os.PathLike | None = None,
            programs: tuple[int, ...] | None = None, drums: bool | None = None, temperature: float = DEFAULT_TEMPERATURE,
            top_k: int = 0, top_p: float = DEFAULT_TOP_P, n: int = 1, seed: int = 0,
-           adapter: str | os.PathLike | None = None) -> list[str]:
+           adapter: str | os.PathLike | None = None, style: str | None = None) -> list[str]:
     """Rewrite bars ``bars`` (``"5-8"``, 1-based, inclusive) of a MIDI or token file; return ``n``
     canonical texts at the model's grid.  Every note that starts outside those bars is kept note
     for note (notes starting before them may ring into them); the tempo map, time signatures
     and pedal are the source's.  New notes use ``programs`` (default: the source's instruments;
     ``drums`` False drops its drum kits, True adds the standard kit).  A model trained with
-    fill-in-the-middle also reads the bars after the gap (docs/generation.md)."""
-    return _rewrite(source, model, adapter, bars, programs, drums, False, temperature, top_k, top_p, n, seed)
+    fill-in-the-middle also reads the bars after the gap (docs/generation.md); ``style``, the style
+    token it reads after ``<bos>`` (a model trained with styles)."""
+    return _rewrite(source, model, adapter, bars, programs, drums, False, temperature, top_k, top_p, n, seed, style)
 
 
 def accompany(source: str | os.PathLike, programs: tuple[int, ...] = (), drums: bool = False,

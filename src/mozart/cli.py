@@ -41,6 +41,8 @@ TopPOption = Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off)
 TopKOption = Annotated[int, typer.Option(help="Keep the k likeliest tokens (0 = off).")]
 SeedOption = Annotated[int, typer.Option(help="Seed of the first sample (sample i uses seed + i).")]
 SamplesOption = Annotated[int, typer.Option("-n", help="Number of samples.")]
+StyleOption = Annotated[str | None, typer.Option(help="Style control token: chorale, renaissance, baroque, classical, "
+                                                      "romantic or folk (models trained with styles).")]
 
 
 def _in_file(path: Path, error: MozartError) -> MozartError:
@@ -314,8 +316,7 @@ def generate_cmd(
     seed: SeedOption = 0,
     n: SamplesOption = 1,
     no_constraints: Annotated[bool, typer.Option("--no-constraints", help="Sample the raw model.")] = False,
-    style: Annotated[str | None, typer.Option(help="Style control token: chorale, renaissance, baroque, classical, "
-                                                   "romantic or folk (models trained with styles).")] = None,
+    style: StyleOption = None,
     form: Annotated[str | None, typer.Option(help="Sections of equal length, e.g. AABA: a letter seen before "
                                                   "repeats, a new one is written by infilling.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder not made by generate.")]
@@ -384,6 +385,7 @@ def infill_cmd(
     top_k: TopKOption = 0,
     seed: SeedOption = 0,
     n: SamplesOption = 1,
+    style: StyleOption = None,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty folder not made by infill.")]
     = False,
 ) -> None:
@@ -395,9 +397,10 @@ def infill_cmd(
 
     check_output_dir(output, "samples.json", force)
     texts = infill(source, bars, model=model_dir, programs=tuple(program) if program else None, drums=drums,
-                   temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter)
+                   temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter, style=style)
     _write_rewrites(texts, output, source, "infill", model=str(model_dir or "built-in"), adapter=adapter, bars=bars,
-                    programs=program, drums=drums, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, n=n)
+                    programs=program, drums=drums, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, n=n,
+                    style=style)
 
 
 @app.command("accompany")

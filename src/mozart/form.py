@@ -11,8 +11,9 @@ when it was trained with fill-in-the-middle, the music after them (the sections 
 The repeats are the request's, the music in every section the model's.  Why a form rather than
 waiting for the model to repeat itself: the built-in model almost never repeats a bar (0.2% of its
 bars against 17% of real music, docs/training.md), so its pieces wander; a form gives them the
-phrase structure of a song or a dance tune.  Every result is valid by construction (the first
-section by the grammar mask, the new sections by infilling's, the copies by events).
+phrase structure of a song or a dance tune.  The new sections read the same style token as the
+first.  Every result is valid by construction (the first section by the grammar mask, the new
+sections by infilling's, the copies by events).
 """
 
 from __future__ import annotations
@@ -101,9 +102,10 @@ def lay_out(section: Piece, length: int, count: int) -> Piece:
 
 
 def form_piece(loaded: LoadedModel, form: str, section_text: str, section_bars: int, settings: SamplingSettings,
-               seed: int) -> str:
+               seed: int, style: str | None = None) -> str:
     """The whole piece of ``form`` from its first section's text (``section_bars`` bars): copies for
-    the letters seen before, infilling for each new one (with a generator seeded ``seed``)."""
+    the letters seen before, infilling for each new one (with a generator seeded ``seed``, reading the
+    ``style`` token as the first section did)."""
     section = decode_piece(section_text)
     length = section_length(section, section_bars)
     piece = lay_out(section, length, len(form))
@@ -113,7 +115,7 @@ def form_piece(loaded: LoadedModel, form: str, section_text: str, section_bars: 
         if k == 0 or letter in form[:k]:
             continue  # the model's own first section, or a copy already laid out
         piece = rewrite(loaded, piece, k * section_bars, (k + 1) * section_bars - 1, streams, False, settings,
-                        generator)
+                        generator, style=style)
     return encode_piece(piece)
 
 
@@ -126,7 +128,7 @@ def generate_forms(loaded: LoadedModel, form: str, controls: Controls, settings:
     firsts = generate_pieces(loaded, replace(controls, bars=section_bars), settings, seeds=seeds)
     out = []
     for seed, text in zip(seeds, firsts):
-        out.append(form_piece(loaded, form, text, section_bars, settings, seed))
+        out.append(form_piece(loaded, form, text, section_bars, settings, seed, controls.style))
         if progress is not None:
             progress(len(out) / len(seeds))
     return out

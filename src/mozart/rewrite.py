@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .controls import SamplingSettings
+from .controls import SamplingSettings, check_style
 from .errors import MozartError
 from .events import Piece, bar_layout, bar_steps, slice_steps
 from .grammar import new_state
@@ -35,7 +35,7 @@ from .masks import CLOSING_MARGIN
 from .models import LoadedModel
 from .sampling import _encoder_context, sample_span
 from .templates import FILL_WORDS, SpanConstraint, note_words
-from .tokenizer import BOS, EOS
+from .tokenizer import BOS, EOS, style_token
 from .tokens import TS_PACK, bar_indices, encode_piece
 
 #: Bars before a chunk the model reads (fewer when the context is short).
@@ -114,11 +114,13 @@ class _Request:
     vocab: dict[str, int]  # the tokenizer's
     notes: np.ndarray  # note_table(piece)
     lo_base: int  # low-digit words of positions and durations at the model's grid
+    style_id: int | None = None  # the style control token the model reads after <bos> (None: any style)
 
     @classmethod
-    def of(cls, loaded: LoadedModel, piece: Piece, bars, streams, keep: bool) -> _Request:
-        return cls(loaded, piece, bars, frozenset(streams), keep, loaded.tokenizer.get_vocab(), note_table(piece),
-                   new_state(loaded.grid).vocab.lo_base)
+    def of(cls, loaded: LoadedModel, piece: Piece, bars, streams, keep: bool, style: str | None = None) -> _Request:
+        vocab = loaded.tokenizer.get_vocab()
+        return cls(loaded, piece, bars, frozenset(streams), keep, vocab, note_table(piece),
+                   new_state(loaded.grid).vocab.lo_base, vocab[style_token(style)] if style else None)
 
 
 def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide: bool = False) -> _Chunk | None:
@@ -147,6 +149,7 @@ def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide:
     need = forced_words + free + reserve + 3 * span + 6 + CLOSING_MARGIN
     context = loaded.model.config.max_position_embeddings
     ids = [vocab[w] for w in prompt]
+    head = [vocab[BOS]] + ([r.style_id] if r.style_id is not None else [])  # as generation starts a piece
     markers = fim_ids(vocab) if after else None
     suffix = words[bar_at[y - lo]:] if after and len(bar_at) > y - lo else []
     encoder_input = None
@@ -158,10 +161,10 @@ def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide:
     else:
         if markers is not None and suffix:
             ends = stop is None
-            model_input = fim_input([vocab[BOS], *ids], [*(vocab[w] for w in suffix), *([vocab[EOS]] if ends else [])],
+            model_input = fim_input([*head, *ids], [*(vocab[w] for w in suffix), *([vocab[EOS]] if ends else [])],
                                     markers, fim_order_of(loaded.model))
         else:
-            model_input = [vocab[BOS], *ids]
+            model_input = [*head, *ids]
         if len(model_input) + need > context and not slide:
             return None
         budget = need  # new notes get about the room the source's notes had: no more
@@ -199,17 +202,21 @@ def _plan(r: _Request, x: int, last: int) -> _Chunk:
 
 def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, keep: bool,
             settings: SamplingSettings, generator: torch.Generator,
-            progress: Callable[[float], None] | None = None) -> Piece:
+            progress: Callable[[float], None] | None = None, style: str | None = None) -> Piece:
     """``piece`` with bars ``first``..``last`` (0-based, inclusive) rewritten: new notes in
     ``streams``; with ``keep`` the notes there stay (accompaniment), otherwise those that start
-    there are replaced (infilling)."""
+    there are replaced (infilling).  ``style``: the style control token the model reads after
+    ``<bos>``, as when it generates (a decoder trained with styles; controls.check_style)."""
+    check_style(style, loaded.tokenizer.get_vocab(), loaded.model.config.vocab_size)
+    if style and loaded.model.config.is_encoder_decoder:
+        raise MozartError("--style: BART models learn continuation without styles; use a decoder")
     bars = piece_bars(piece)
     starts = bars[0]
     if not 0 <= first <= last < starts.size - 1:
         raise MozartError(f"bars {first + 1}-{last + 1}: the piece has bars 1-{starts.size - 1}")
     x = first
     while x <= last:
-        request = _Request.of(loaded, piece, bars, streams, keep)
+        request = _Request.of(loaded, piece, bars, streams, keep, style)
         chunk = _plan(request, x, last)
         sample_span(loaded.model, loaded.tokenizer, chunk.model_input, chunk.constraint, settings,
                     budget=chunk.budget, encoder_ids=chunk.encoder_input, generator=generator)
@@ -241,15 +248,16 @@ def source_streams(piece: Piece) -> tuple[int, ...]:
 
 def rewrite_pieces(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, keep: bool,
                    settings: SamplingSettings, n: int = 1, seed: int = 0,
-                   progress: Callable[[float], None] | None = None) -> list[str]:
-    """``n`` rewrites of ``piece`` as canonical texts; rewrite i uses seed ``seed + i``."""
+                   progress: Callable[[float], None] | None = None, style: str | None = None) -> list[str]:
+    """``n`` rewrites of ``piece`` as canonical texts; rewrite i uses seed ``seed + i`` (``style`` as
+    in ``rewrite``)."""
     if not streams:
         raise MozartError("no instruments to write: the piece has no notes; pass --program")
     texts = []
     for i in range(n):
         report = None if progress is None else (lambda share, i=i: progress((i + share) / n))
         out = rewrite(loaded, piece, first, last, streams, keep, settings, torch.Generator().manual_seed(seed + i),
-                      report)
+                      report, style)
         texts.append(encode_piece(out))
     return texts
 

@@ -184,7 +184,7 @@ class Studio:
             if rewrite is not None:
                 piece, first, last, streams, keep = rewrite
                 texts = rewrite_pieces(self.loaded, piece, first, last, streams, keep, settings, n=1, seed=s["seed"],
-                                       progress=progress)
+                                       progress=progress, style=s.get("style"))
             elif s.get("form"):
                 texts = generate_forms(self.loaded, s["form"], controls, settings, [j.settings["seed"] for j in batch],
                                        progress=progress)
