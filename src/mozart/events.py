@@ -127,6 +127,16 @@ def bar_layout(piece: Piece) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(starts), np.concatenate(which)
 
 
+def changes_only(*columns: np.ndarray) -> np.ndarray:
+    """Mask of rows that differ from the previous row in any of ``columns`` (first row kept): what makes
+    a tempo or time-signature list an *effective change list*."""
+    differs = np.zeros(columns[0].size, dtype=bool)
+    differs[0] = True
+    for c in columns:
+        differs[1:] |= c[1:] != c[:-1]
+    return differs
+
+
 def _in_force(step: np.ndarray, at: int) -> int:
     """Index of the map entry in force at step ``at`` (maps start at step 0)."""
     return int(np.searchsorted(step, at, side="right") - 1)

@@ -27,7 +27,7 @@ import torch
 
 from .controls import Controls, SamplingSettings
 from .errors import MozartError
-from .events import Piece
+from .events import Piece, changes_only
 from .models import LoadedModel
 from .rewrite import piece_bars, rewrite, source_streams
 from .sampling import generate_pieces
@@ -57,14 +57,6 @@ def section_length(piece: Piece, bars: int) -> int:
     return int(starts[bars])
 
 
-def _effective(steps: np.ndarray, *values: np.ndarray) -> tuple[np.ndarray, ...]:
-    """A change list without the entries that change nothing (same values as the entry before)."""
-    stacked = np.stack(values, axis=1)
-    keep = np.ones(steps.size, dtype=bool)
-    keep[1:] = np.any(stacked[1:] != stacked[:-1], axis=1)
-    return (steps[keep], *(v[keep] for v in values))
-
-
 def _separate_pedals(onset: np.ndarray, duration: np.ndarray, stream: np.ndarray) -> tuple[np.ndarray, ...]:
     """Pedal intervals per stream made disjoint and non-touching again after copies were laid end to
     end (a pedal held to the end of a section would touch the next copy's first one): each is cut
@@ -82,23 +74,21 @@ def _separate_pedals(onset: np.ndarray, duration: np.ndarray, stream: np.ndarray
 def lay_out(section: Piece, length: int, count: int) -> Piece:
     """``count`` copies of ``section`` end to end, ``length`` steps apart (the caller rewrites the
     sections that are to be new).  Tempo and meter start every copy as they start the section."""
-    shifts = np.repeat(np.arange(count, dtype=np.int64) * length, section.note_onset.size)
-
     def tiled(a: np.ndarray) -> np.ndarray:
         return np.tile(a, count)
 
-    tempo = _effective(np.concatenate([section.tempo_step + k * length for k in range(count)]),
-                       tiled(section.tempo_centi))
-    ts = _effective(np.concatenate([section.ts_step + k * length for k in range(count)]),
-                    tiled(section.ts_numerator), tiled(section.ts_denominator))
-    pedal_shift = np.repeat(np.arange(count, dtype=np.int64) * length, section.pedal_onset.size)
-    pedals = _separate_pedals(tiled(section.pedal_onset) + pedal_shift, tiled(section.pedal_duration),
-                              tiled(section.pedal_stream))
-    return replace(section, note_onset=tiled(section.note_onset) + shifts, note_duration=tiled(section.note_duration),
+    def shifted(steps: np.ndarray) -> np.ndarray:  # the k-th copy's steps, k * length later
+        return tiled(steps) + np.repeat(np.arange(count, dtype=np.int64) * length, steps.size)
+
+    tempo_step, tempo_centi = shifted(section.tempo_step), tiled(section.tempo_centi)
+    ts_step, ts_num, ts_den = shifted(section.ts_step), tiled(section.ts_numerator), tiled(section.ts_denominator)
+    tempo, ts = changes_only(tempo_centi), changes_only(ts_num, ts_den)  # effective change lists again
+    pedals = _separate_pedals(shifted(section.pedal_onset), tiled(section.pedal_duration), tiled(section.pedal_stream))
+    return replace(section, note_onset=shifted(section.note_onset), note_duration=tiled(section.note_duration),
                    note_pitch=tiled(section.note_pitch), note_velocity=tiled(section.note_velocity),
                    note_stream=tiled(section.note_stream), pedal_onset=pedals[0], pedal_duration=pedals[1],
-                   pedal_stream=pedals[2], tempo_step=tempo[0], tempo_centi=tempo[1], ts_step=ts[0],
-                   ts_numerator=ts[1], ts_denominator=ts[2])
+                   pedal_stream=pedals[2], tempo_step=tempo_step[tempo], tempo_centi=tempo_centi[tempo],
+                   ts_step=ts_step[ts], ts_numerator=ts_num[ts], ts_denominator=ts_den[ts])
 
 
 def form_piece(loaded: LoadedModel, form: str, section_text: str, section_bars: int, settings: SamplingSettings,

@@ -22,6 +22,7 @@ from .events import (
     DRUM_OFFSET,
     MAX_NUMERATOR,
     Piece,
+    changes_only,
     validate_grid,
 )
 from .files import check_regular_file, write_atomic
@@ -76,15 +77,6 @@ def _last_per_step(step: np.ndarray) -> np.ndarray:
     s = step[order]
     keep = np.append(s[1:] != s[:-1], True)
     return order[keep]
-
-
-def _changes_only(*columns: np.ndarray) -> np.ndarray:
-    """Mask of rows that differ from the previous row in any of ``columns`` (first row kept)."""
-    differs = np.zeros(columns[0].size, dtype=bool)
-    differs[0] = True
-    for c in columns:
-        differs[1:] |= c[1:] != c[:-1]
-    return differs
 
 
 def quantize(score: symusic.Score, grid: int = 24) -> Piece:
@@ -204,7 +196,7 @@ def _quantize_tempos(score: symusic.Score, piece: Piece, q_time) -> None:
         step, centi = np.zeros(0, np.int64), np.zeros(0, np.int64)
     if not step.size or step[0] > 0:
         step, centi = np.append(0, step), np.append(DEFAULT_TEMPO_CENTI, centi)
-    keep = _changes_only(centi)
+    keep = changes_only(centi)
     piece.tempo_step, piece.tempo_centi = step[keep], centi[keep]
 
 
@@ -220,7 +212,7 @@ def _quantize_time_signatures(score: symusic.Score, piece: Piece, q_time) -> Non
         step = np.append(0, step)
         num = np.append(DEFAULT_TIME_SIGNATURE[0], num)
         den = np.append(DEFAULT_TIME_SIGNATURE[1], den)
-    keep = _changes_only(num, den)
+    keep = changes_only(num, den)
     step, num, den = step[keep], num[keep], den[keep]
     bad = (num < 1) | (num > MAX_NUMERATOR) | ~np.isin(den, DENOMINATORS)
     if bad.any():
