@@ -76,6 +76,14 @@ def check_style(style: str | None, vocab: dict[str, int] | None = None, model_si
         raise MozartError(f"--style {style}: this model was trained without style tokens")
 
 
+def check_model_style(style: str | None, model, vocab: dict[str, int]) -> None:
+    """``check_style`` against a loaded model and its tokenizer's ``vocab``; a BART model takes no
+    style (it learns continuation without the control token)."""
+    check_style(style, vocab, model.config.vocab_size)
+    if style and model.config.is_encoder_decoder:
+        raise MozartError("--style: BART models learn continuation without styles; use a decoder")
+
+
 def knows_style(style: str, vocab: dict[str, int], model_size: int) -> bool:
     """Whether a model (its tokenizer ``vocab``, ``model_size`` outputs) has the style's control token."""
     from .tokenizer import style_token

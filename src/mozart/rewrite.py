@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from .controls import SamplingSettings, check_style
+from .controls import SamplingSettings, check_model_style
 from .errors import MozartError
 from .events import Piece, bar_layout, bar_steps, slice_steps
 from .grammar import new_state
@@ -206,10 +206,8 @@ def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, k
     """``piece`` with bars ``first``..``last`` (0-based, inclusive) rewritten: new notes in
     ``streams``; with ``keep`` the notes there stay (accompaniment), otherwise those that start
     there are replaced (infilling).  ``style``: the style control token the model reads after
-    ``<bos>``, as when it generates (a decoder trained with styles; controls.check_style)."""
-    check_style(style, loaded.tokenizer.get_vocab(), loaded.model.config.vocab_size)
-    if style and loaded.model.config.is_encoder_decoder:
-        raise MozartError("--style: BART models learn continuation without styles; use a decoder")
+    ``<bos>``, as when it generates (a decoder trained with styles; controls.check_model_style)."""
+    check_model_style(style, loaded.model, loaded.tokenizer.get_vocab())
     bars = piece_bars(piece)
     starts = bars[0]
     if not 0 <= first <= last < starts.size - 1:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from .controls import Controls, SamplingSettings, check_style
+from .controls import Controls, SamplingSettings, check_model_style
 from .decoding import step_decoder
 from .errors import MozartError
 from .masks import GrammarLogitsProcessor, new_constraint
@@ -95,9 +95,7 @@ def sample_pieces(model, tokenizer, prompt_words: list[str], controls: Controls,
     n_model = model.config.vocab_size
     eos, bos, pad = vocab_words[EOS], vocab_words[BOS], vocab_words[PAD]
     budget = settings.max_new_tokens or 64 * controls.bars + 64
-    check_style(controls.style, vocab_words, n_model)
-    if controls.style and model.config.is_encoder_decoder:
-        raise MozartError("--style: BART models learn continuation without styles; use a decoder")
+    check_model_style(controls.style, model, vocab_words)
     style = [vocab_words[style_token(controls.style)]] if controls.style else []
     prefix = [bos] + style + [vocab_words[w] for w in prompt_words]
     words = [list(prompt_words) for _ in range(rows)]

@@ -122,8 +122,7 @@ class SpanConstraint:
         """Whether the current bar still needs a note: the piece's last bar (``fill_last``), or any
         bar of the span without a new note while one still fits (``fill_every_bar``)."""
         s = self.state
-        if self.fill_every_bar and self.prompt_bars < s.bars <= self.target_bars \
-                and s.bars not in self.bars_with_new and self._room_for_new():
+        if self._owes_new_note() and self._room_for_new():
             return True
         return self.fill_last and s.bars == self.target_bars and \
             not any(n[0] >= self.bar_starts[s.bars - 1] for n in self.notes[-1:])
@@ -134,12 +133,21 @@ class SpanConstraint:
         after the one just written there).  A bass or a pad that enters on the downbeat hears the
         harmony there first (forced notes of lower streams are written before it)."""
         s = self.state
-        if not (self.fill_every_bar and self.prompt_bars < s.bars <= self.target_bars
-                and s.bars not in self.bars_with_new):
+        if not self._owes_new_note():
             return False
         if s.last_pos < 0:
             return s.prev != "PosHi"
-        return s.last_pos == 0 and s.prev == "Dur" and bool(self.new_streams[s.stream + 1:].any())
+        return s.last_pos == 0 and s.prev == "Dur" and self._new_stream_after_current()
+
+    def _owes_new_note(self) -> bool:
+        """``fill_every_bar``, and the current bar is in the span and has no new note yet."""
+        s = self.state
+        in_span = self.prompt_bars < s.bars <= self.target_bars
+        return self.fill_every_bar and in_span and s.bars not in self.bars_with_new
+
+    def _new_stream_after_current(self) -> bool:
+        """Whether a new stream may still come at the current position (canonical order: after this one)."""
+        return bool(self.new_streams[self.state.stream + 1:].any())
 
     def _room_for_new(self) -> bool:
         """Whether a new note still fits in the current bar: a later position, or (notes of a
@@ -149,7 +157,7 @@ class SpanConstraint:
         start = int(self.bar_starts[s.bars - 1])
         cut = self._cut_at()
         last_free = (cut if cut is not None else self._bar_end() - start) - 1
-        return s.last_pos < last_free or (s.prev == "Dur" and bool(self.new_streams[s.stream + 1:].any()))
+        return s.last_pos < last_free or (s.prev == "Dur" and self._new_stream_after_current())
 
     def _positions(self, allow_new: bool) -> tuple[int, int, int | None]:
         """(lowest, highest) position new notes may take in this bar, and the one forced
