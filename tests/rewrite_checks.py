@@ -16,8 +16,8 @@ from mozart.tokens import decode_piece
 def assert_rewrite(source: Piece, text: str, first: int, last: int, streams, keep: bool) -> None:
     """The text is valid, has the source's bars, tempo map, meter and pedal, keeps every note
     outside bars first..last (and, with ``keep``, every note inside), and its new notes lie in
-    those bars and streams, within each instrument's range; with ``keep`` (accompaniment) every
-    bar of the range has a new note."""
+    those bars and streams, within each instrument's range; with ``keep`` (accompaniment) each
+    new stream has a note in every bar of the range."""
     mozart.check(text)
     out = decode_piece(text)
     starts = piece_bars(source)[0]
@@ -39,6 +39,8 @@ def assert_rewrite(source: Piece, text: str, first: int, last: int, streams, kee
     for _onset, stream, pitch, *_ in new:  # new notes keep to their instrument's range
         low, high = pitch_range(stream)
         assert low <= pitch <= high, (stream, pitch)
-    if keep:  # the added parts play in every bar of the range
-        bars_with_new = set(np.searchsorted(starts, [row[0] for row in new.elements()], side="right") - 1)
-        assert bars_with_new == set(range(first, last + 1)), (sorted(bars_with_new), first, last)
+    if keep:  # each added part plays in every bar of the range
+        for stream in streams:
+            onsets = [row[0] for row in new.elements() if row[1] == stream]
+            bars = set(np.searchsorted(starts, onsets, side="right") - 1)
+            assert bars == set(range(first, last + 1)), (stream, sorted(bars), first, last)

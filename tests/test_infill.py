@@ -164,17 +164,19 @@ def test_api_infills_a_midi_file_with_the_same_seed_the_same_way(models):
         assert_rewrite(source, text, 1, 2, sorted(set(source.note_stream.tolist())), keep=False)
 
 
-def test_api_accompanies_every_bar_with_the_asked_programs(models):
+@pytest.mark.parametrize("programs", [(33,), (42, 48)])
+def test_api_accompanies_every_bar_with_the_asked_programs(models, programs):
     source = quantize(read_midi(BACH), 24)
-    [text] = mozart.accompany(BACH, programs=(33,), model=models["random_gpt2"], temperature=0.8)
+    [text] = mozart.accompany(BACH, programs=programs, model=models["random_gpt2"], temperature=0.8)
     n_bars = piece_bars(source)[0].size - 1
-    assert_rewrite(source, text, 0, n_bars - 1, [33], keep=True)
-    # the chorale is one piano stream (0) and the bass (33) comes after it, so every bar's first new note can
-    # sit on the downbeat, after the chorale's notes there: each bar of the bass starts on its downbeat
+    assert_rewrite(source, text, 0, n_bars - 1, programs, keep=True)  # each part in every bar
+    # the chorale is one piano stream (0) and the new parts come after it, so each can enter on every
+    # downbeat, after the chorale's notes there: each bar of each part starts on its downbeat
     out = decode_piece(text)
     starts = piece_bars(source)[0]
-    bass_onsets = out.note_onset[out.note_stream == 33]
-    assert set(starts[:-1].tolist()) <= set(bass_onsets.tolist())
+    for program in programs:
+        onsets = out.note_onset[out.note_stream == program]
+        assert set(starts[:-1].tolist()) <= set(onsets.tolist()), program
 
 
 @pytest.mark.parametrize("text, message", [("9-3", "expected 1 <= A <= B"), ("0-2", "expected 1 <= A"),

@@ -227,7 +227,8 @@ def accompany(source: str | os.PathLike, programs: tuple[int, ...] = (), drums: 
               adapter: str | os.PathLike | None = None) -> list[str]:
     """Add parts for ``programs`` (and a drum kit with ``drums``) to every bar of a MIDI or token
     file, or to ``bars`` (``"5-8"``), keeping every existing note exactly; ``n`` canonical texts.
-    The model reads the music before each bar and the kept notes as they come (not the future)."""
+    Each part plays in every bar, entering on its downbeat where that is still open.  The model
+    reads the music before each bar and the kept notes as they come (not the future)."""
     if not programs and not drums:
         raise MozartError("accompany: name at least one --program (or --drums) to add")
     return _rewrite(source, model, adapter, bars, tuple(programs), drums, True, temperature, top_k, top_p, n,

@@ -145,7 +145,7 @@ def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide:
     else:
         free = max(INFILL_TOKENS_PER_BAR * span, 7 * int(in_span.sum()))
     forced_words = int(note_words(forced[:, 3], r.lo_base).sum())
-    reserve = FILL_WORDS * span if keep else 0  # accompaniment: a new note in every bar (templates.py)
+    reserve = FILL_WORDS * span * len(streams) if keep else 0  # accompaniment: each part in every bar (templates.py)
     need = forced_words + free + reserve + 3 * span + 6 + CLOSING_MARGIN
     context = loaded.model.config.max_position_embeddings
     ids = [vocab[w] for w in prompt]

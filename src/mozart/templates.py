@@ -53,10 +53,11 @@ class SpanConstraint:
     the end of the span), ``bar_ts[k]`` the packed time signature of bar k + 1.  ``forced``
     is a note table (rows sorted canonically) on the same step axis.  ``fill_last``: the span's
     last bar must get a note (it is the piece's last bar and nothing else starts in it, so the
-    piece keeps its bar count).  ``fill_every_bar`` (accompaniment): every bar of the span must
-    get at least one new note, the first on the bar's downbeat where that is still open, so the
-    added part plays in every bar (left free, the model adds a part in a bar or two and then
-    leaves it: its training pieces bring their instruments in at the start, never in the middle)."""
+    piece keeps its bar count).  ``fill_every_bar`` (accompaniment): every new stream must get at
+    least one note in every bar of the span, entering on the bar's downbeat where that is still
+    open, so each added part plays in every bar (left free, the model adds a part in a bar or two
+    and then leaves it: its training pieces bring their instruments in at the start, never in the
+    middle)."""
 
     def __init__(self, state: GrammarState, prompt_bars: int, span_bars: int, bar_starts: np.ndarray,
                  bar_ts: np.ndarray, forced: np.ndarray, new_streams, fill_last: bool = False,
@@ -78,7 +79,7 @@ class SpanConstraint:
         costs = note_words(self.forced[:, DURATION], v.lo_base)
         self.cost_after = np.concatenate([np.cumsum(costs[::-1])[::-1], [0]])  # words of forced[i:]
         self.fill_last, self.fill_every_bar = fill_last, fill_every_bar
-        self.bars_with_new: set[int] = set()  # bars (GrammarState.bars) in which a new note was written
+        self.new_in_bar: dict[int, set[int]] = {}  # bar (GrammarState.bars) -> streams with a new note there
         self.next = 0  # index of the next forced note
         self.forcing = False  # the note being spelled is forced[next]
         self.notes: list[tuple[int, int, int, int, int]] = []  # notes written in the span
@@ -119,8 +120,8 @@ class SpanConstraint:
         return s.prev == "Pos" and s.last_pos == cut
 
     def _must_fill(self) -> bool:
-        """Whether the current bar still needs a note: the piece's last bar (``fill_last``), or any
-        bar of the span without a new note while one still fits (``fill_every_bar``)."""
+        """Whether the current bar still needs a note: the piece's last bar (``fill_last``), or a
+        new stream without a note in this bar of the span while one still fits (``fill_every_bar``)."""
         s = self.state
         if self._owes_new_note() and self._room_for_new():
             return True
@@ -128,36 +129,76 @@ class SpanConstraint:
             not any(n[0] >= self.bar_starts[s.bars - 1] for n in self.notes[-1:])
 
     def _owes_downbeat(self) -> bool:
-        """Whether the current bar's new note must come at its first step: ``fill_every_bar``, no new
-        note in the bar yet, and position 0 still open to one (not yet left, and a requested stream
-        after the one just written there).  A bass or a pad that enters on the downbeat hears the
-        harmony there first (forced notes of lower streams are written before it)."""
+        """Whether the current position must stay the bar's first step until the streams that owe
+        this bar a note have entered: ``fill_every_bar``, and position 0 still open to one of them
+        (not yet left, and an owing stream after the one just written there).  A bass or a pad that
+        enters on the downbeat hears the harmony there first (forced notes of lower streams are
+        written before it)."""
         s = self.state
         if not self._owes_new_note():
             return False
         if s.last_pos < 0:
             return s.prev != "PosHi"
-        return s.last_pos == 0 and s.prev == "Dur" and self._new_stream_after_current()
+        return s.last_pos == 0 and s.prev == "Dur" and self._owing_after_current()
+
+    def _owing(self) -> np.ndarray:
+        """Per stream: whether it is a new stream still owing the current bar of the span a note
+        (``fill_every_bar``; all False outside the span)."""
+        s = self.state
+        owing = np.zeros_like(self.new_streams)
+        if self.fill_every_bar and self.prompt_bars < s.bars <= self.target_bars:
+            owing[:] = self.new_streams
+            owing[list(self.new_in_bar.get(s.bars, ()))] = False
+        return owing
 
     def _owes_new_note(self) -> bool:
-        """``fill_every_bar``, and the current bar is in the span and has no new note yet."""
-        s = self.state
-        in_span = self.prompt_bars < s.bars <= self.target_bars
-        return self.fill_every_bar and in_span and s.bars not in self.bars_with_new
+        """Whether a new stream still owes the current bar of the span a note."""
+        return bool(self._owing().any())
 
-    def _new_stream_after_current(self) -> bool:
-        """Whether a new stream may still come at the current position (canonical order: after this one)."""
-        return bool(self.new_streams[self.state.stream + 1:].any())
+    def _at_downbeat(self) -> bool:
+        """Whether the current position is the bar's first step (written, or implied before any Pos word)."""
+        s = self.state
+        return s.last_pos == 0 or (s.last_pos < 0 and s.prev != "PosHi")
+
+    def _last_free(self) -> int:
+        """The bar's last position a note may take (before its cut, if it is cut short)."""
+        start = int(self.bar_starts[self.state.bars - 1])
+        cut = self._cut_at()
+        return (cut if cut is not None else self._bar_end() - start) - 1
+
+    def _owing_strict(self) -> bool:
+        """Whether the streams owing the bar a note take precedence here: at its downbeat (where they
+        enter) and at its last free position (their last chance), no other new stream, and they come
+        before a forced note of a higher stream."""
+        s = self.state
+        return self._owes_new_note() and (self._at_downbeat() or s.last_pos == self._last_free())
+
+    def _next_owing(self) -> np.ndarray:
+        """Per stream: whether it is the lowest owing stream that may still come at this position
+        (canonical order: after the streams already written here).  Where owing streams take
+        precedence only it may: choosing a higher one would shut the lower out of this position."""
+        s = self.state
+        owing = self._owing()
+        owing[: s.stream + 1 if s.prev == "Dur" else 0] = False
+        first = np.flatnonzero(owing)[:1]
+        owing[:] = False
+        owing[first] = True
+        return owing
+
+    def _owing_before(self, stream: int) -> bool:
+        """Whether, where owing streams take precedence, one may still come here before ``stream``."""
+        return self._owing_strict() and bool(self._next_owing()[:stream].any())
+
+    def _owing_after_current(self) -> bool:
+        """Whether an owing stream may still come at the current position (canonical order: after this one)."""
+        return bool(self._owing()[self.state.stream + 1:].any())
 
     def _room_for_new(self) -> bool:
         """Whether a new note still fits in the current bar: a later position, or (notes of a
         stream just written) a new stream after it at the same position; while forced notes of the
         bar are still to come, the bar cannot end anyway, so this is asked again after them."""
         s = self.state
-        start = int(self.bar_starts[s.bars - 1])
-        cut = self._cut_at()
-        last_free = (cut if cut is not None else self._bar_end() - start) - 1
-        return s.last_pos < last_free or (s.prev == "Dur" and self._new_stream_after_current())
+        return s.last_pos < self._last_free() or (s.prev == "Dur" and self._owing_after_current())
 
     def _positions(self, allow_new: bool) -> tuple[int, int, int | None]:
         """(lowest, highest) position new notes may take in this bar, and the one forced
@@ -184,11 +225,12 @@ class SpanConstraint:
             + 6 + CLOSING_MARGIN
 
     def _bars_to_fill(self) -> int:
-        """Bars from the current one on that ``fill_every_bar`` still owes a new note."""
+        """New notes ``fill_every_bar`` still owes from the current bar on: one per new stream and bar."""
         if not self.fill_every_bar:
             return 0
         first = max(self.state.bars, self.prompt_bars + 1)
-        return sum(1 for bar in range(first, self.target_bars + 1) if bar not in self.bars_with_new)
+        parts = int(self.new_streams.sum())
+        return sum(parts - len(self.new_in_bar.get(bar, ())) for bar in range(first, self.target_bars + 1))
 
     def allowed(self, budget_left: int) -> tuple[np.ndarray, bool]:
         """(mask over the vocabulary, whether the span is complete here)."""
@@ -204,7 +246,8 @@ class SpanConstraint:
         self._mask_time_signature(mask)
         if s.bars >= 1 and s.header_done:
             self._mask_positions(mask, allow_new)
-        self._mask_streams(mask, allow_new)
+        self._mask_streams(mask, allow_new, owing=self._next_owing() if self._owing_strict() else
+                           self._owing() if closing and self._owes_new_note() else None)
         self._mask_note(mask)
         if closing:
             mask = self._closing_mask(mask, done)
@@ -266,15 +309,20 @@ class SpanConstraint:
             mask[:] = False
             mask[self.type_ids["Bar"]] = only
 
-    def _mask_streams(self, mask: np.ndarray, allow_new: bool) -> None:
+    def _mask_streams(self, mask: np.ndarray, allow_new: bool, owing: np.ndarray | None = None) -> None:
+        """Streams and pitches: new notes only in the new streams (only in ``owing`` where given: the
+        streams that owe the bar a note take precedence, or a closing budget goes to what must come),
+        each in its instrument's range; the forced note's stream and pitch where it is due."""
         s, v = self.state, self.state.vocab
         f, here = self._pending(), self._forced_here()
+        new_streams = self.new_streams if owing is None else owing
+        owing_first = here and self._owing_before(int(f[STREAM]))
         for t in ("Prog", "Drums"):
             t_ids = self.type_ids[t]
             streams = v.value_of[t_ids]
-            ok = self.new_streams[streams] & allow_new
+            ok = new_streams[streams] & allow_new
             if here:
-                ok = (ok & (streams < f[STREAM])) | (streams == f[STREAM])
+                ok = (ok & (streams < f[STREAM])) | ((streams == f[STREAM]) & (not owing_first))
             mask[t_ids] &= ok
         pitch_ids = self.type_ids["Pitch"]
         if not mask[pitch_ids].any():
@@ -282,10 +330,14 @@ class SpanConstraint:
         g = s.stream
         pitches = v.value_of[pitch_ids]
         new_ok = np.zeros(pitches.size, dtype=bool)
-        if allow_new and g >= 0 and self.new_streams[g]:
+        # a stream just chosen keeps its note (it was allowed then); one carried over from before obeys ``owing``
+        pool = new_streams if s.prev not in ("Prog", "Drums") else self.new_streams
+        if allow_new and g >= 0 and pool[g]:
             low, high = pitch_range(g)  # new notes keep to the instrument's range
             new_ok = (pitches >= low) & (pitches <= high)
-        if here and g == f[STREAM]:
+        if here and g == f[STREAM] and owing_first:
+            ok = np.zeros(pitches.size, dtype=bool)  # the owing stream first: a Prog word to it
+        elif here and g == f[STREAM]:
             ok = (pitches == f[PITCH]) | (new_ok & (pitches < f[PITCH]))
         elif here and g > f[STREAM]:
             ok = np.zeros(pitches.size, dtype=bool)  # a higher stream here would pass the forced one
@@ -350,7 +402,7 @@ class SpanConstraint:
                 self.next += 1
                 self.forcing = False
             else:
-                self.bars_with_new.add(s.bars)
+                self.new_in_bar.setdefault(s.bars, set()).add(s.stream)
 
     def complete(self) -> bool:
         """Whether every forced note was written and the span has all its bars."""
