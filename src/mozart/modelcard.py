@@ -133,7 +133,8 @@ def card_text(run_dir: Path, data_dir: Path) -> str:
                   + ", ".join(f"`{k}` {n}" for k, n in sorted(styles.items()))
                   + ", each a control token after `<bos>` (`mozart generate --style S`)") if styles else ""
     fim = c.get("fim_rate", 0) if c["arch"] != "bart" else 0
-    fim_words = f", {fim:.0%} of the windows fill-in-the-middle (`mozart infill`)" if fim else ""
+    order = {"psm": "prefix first", "spm": "suffix first"}.get(c.get("fim_order", "psm"), c.get("fim_order"))
+    fim_words = f", {fim:.0%} of the windows fill-in-the-middle, {order} (`mozart infill`)" if fim else ""
     packed = c["arch"] != "bart" and c.get("packing", True)
     packed_words = " cut from the train records laid end to end in a random order" if packed else ""
     precision = f", {metrics['precision']}" if metrics.get("precision") else ""
