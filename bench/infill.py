@@ -78,6 +78,11 @@ def suffix_by_bar_kind(model, fim: Examples, left_to_right: Examples, markers: F
     return totals
 
 
+#: How each FIM order lays a gap out, as the table's text names it.
+ARRANGEMENTS = {"psm": "`<fim_prefix> ... <fim_suffix> ... <fim_middle>`",
+                "spm": "`<fim_suffix> ... <fim_prefix> ... <fim_middle>`"}
+
+
 def suffix_value(model_dir: Path, data_dir: Path) -> tuple[list[str], dict]:
     loaded = load_model(model_dir)
     tokenizer = load_tokenizer(data_dir)
@@ -89,7 +94,8 @@ def suffix_value(model_dir: Path, data_dir: Path) -> tuple[list[str], dict]:
     lines = [
         f"Model `{model_dir}`, test split of `{data_dir}` ({len(texts)} pieces): every 4-bar gap with a bar after it "
         f"whose arrangement fits the context of {context}, scored given the bars before and after it "
-        "(`<fim_prefix> ... <fim_suffix> ... <fim_middle>`) and given the same bars before alone (left to right). "
+        f"({ARRANGEMENTS[fim_order_of(loaded.model)]}, the model's FIM order) and given the same bars before "
+        "alone (left to right). "
         f"The first row is what `mozart infill` reads (up to {PREV_BARS} bars before, {NEXT_BARS} after).",
         "",
         "| bars before / after | notes scored | bits/note, before and after | bits/note, before only | "

@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer = load_tokenizer(folder)
         texts = [mozart.encode(symusic.Score(str(p)), grid=loaded.grid) for p in paths]
         started = time.perf_counter()
-        m = model_likelihood(loaded.model, tokenizer, texts, None)
+        # half the context, as every figure of this table since the first: comparable across editions
+        m = model_likelihood(loaded.model, tokenizer, texts, loaded.model.config.max_position_embeddings // 2)
         seconds = time.perf_counter() - started
         ids = piece_ids(texts, tokenizer)
         unigram = baseline_likelihoods(ids, ids, tokenizer.get_vocab(), 2)["unigram"]

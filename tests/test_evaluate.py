@@ -181,7 +181,7 @@ def test_evaluate_command_writes_a_full_report(trained, tmp_path):
     for r in lik.values():
         assert np.isfinite(r["bits_per_note"]) and r["bits_per_note"] > 0
         assert r["perplexity"] == pytest.approx(np.exp(r["nats_per_token"]))
-    assert lik["model"]["stride"] == 128 and lik["model"]["context"] == 256
+    assert lik["model"]["stride"] == 192 and lik["model"]["context"] == 256  # 3/4 of the context by default
     assert report["validity"]["constrained"] == {"samples": 4, "valid": 4, "share": 1.0}
     assert report["validity"]["unconstrained"]["samples"] == 4
     features = report["statistics"]["features"]

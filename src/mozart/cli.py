@@ -442,7 +442,7 @@ def evaluate_cmd(
     samples: Annotated[int, typer.Option(help="Samples per mode (constrained, unconstrained).")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of the first sample.")] = 0,
     bars: Annotated[int | None, typer.Option(help="Bars per sample (default: the test pieces' median).")] = None,
-    stride: Annotated[int | None, typer.Option(help="Sliding-window stride, tokens (default: half the context).")]
+    stride: Annotated[int | None, typer.Option(help="Sliding-window stride, tokens (default: 3/4 of the context).")]
     = None,
     max_test_pieces: Annotated[int | None, typer.Option(help="Score only the first N test pieces.")] = None,
     temperature: Annotated[float, typer.Option(help="Sampling temperature of the samples.")] = DEFAULT_TEMPERATURE,

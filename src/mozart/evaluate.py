@@ -9,8 +9,9 @@ drew (``samples.jsonl``).
   ``ngram.KneserNey``).  All three predict the same tokens (each piece's words, then
   ``<eos>``), so bits/note compares them whatever their context.  Decoders score pieces
   longer than their context with a sliding window (``lmdata.sliding_examples``; stride
-  half the context by default).  BART models score continuation: the bars after the
-  first, each window seeing the four bars before it (the header is context, not scored).
+  three quarters of the context by default, ``likelihood.default_stride``).  BART models
+  score continuation: the bars after the first, each window seeing the four bars before it
+  (the header is context, not scored).
 - **Validity**: the share of samples that pass ``check`` and decode, sampled with and
   without the grammar constraint.
 - **Statistics**: ``metrics.FEATURES`` of the constrained samples vs the test pieces,
@@ -48,7 +49,7 @@ class EvaluateConfig:
     bars: int | None = None  # bars per sample; None: the median bar count of the test pieces (4..16)
     temperature: float = DEFAULT_TEMPERATURE  # sampling temperature
     top_p: float = DEFAULT_TOP_P  # nucleus sampling share (1.0: off)
-    stride: int | None = None  # sliding-window stride in tokens; None: half the context
+    stride: int | None = None  # sliding-window stride in tokens; None: 3/4 of the context (likelihood.default_stride)
     ngram_order: int = 4  # order of the Kneser-Ney baseline
     max_test_pieces: int | None = None  # score only the first N test pieces (None: all)
     per_style: bool = True  # also compare, per style label of the test split, samples of that style with its pieces

@@ -68,15 +68,23 @@ def likelihood_summary(nats: float, tokens: int, notes: int) -> dict:
             "tokens": tokens, "notes": notes}
 
 
+def default_stride(context: int) -> int:
+    """The sliding window's default stride: three quarters of the context, so a token is scored with at
+    least a quarter of the context before it.  Measured on 15 long dev pieces with the built-in model
+    (context 512; docs/evaluation.md): 1.33 positions per scored token instead of 2 at half the context,
+    39 s instead of 54 s, for bits/note 0.34% higher (41.08 vs 40.94: less context, a pessimistic figure)."""
+    return max(1, context * 3 // 4)
+
+
 def model_likelihood(model, tokenizer, texts: list[str], stride: int | None, bf16: bool = False) -> dict:
-    """The model's likelihood of ``texts`` (see the module docstring for what is scored); ``bf16``
-    as in :func:`likelihood`."""
+    """The model's likelihood of ``texts`` (see the module docstring for what is scored); ``stride``
+    None: :func:`default_stride`; ``bf16`` as in :func:`likelihood`."""
     context = model.config.max_position_embeddings  # transformers' name for every family's context
     if model.config.is_encoder_decoder:
         examples = continuation_examples(texts, tokenizer, context)
         stride_used = None
     else:
-        stride_used = stride or context // 2
+        stride_used = stride or default_stride(context)
         examples = sliding_examples(texts, tokenizer, context, stride_used)
     result = likelihood(model, examples, tokenizer.token_to_id(PAD), bf16=bf16)
     return {**result, "context": context, "stride": stride_used, "precision": "bf16" if bf16 else "fp32"}
