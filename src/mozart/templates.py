@@ -80,6 +80,7 @@ class SpanConstraint:
         self.cost_after = np.concatenate([np.cumsum(costs[::-1])[::-1], [0]])  # words of forced[i:]
         self.fill_last, self.fill_every_bar = fill_last, fill_every_bar
         self.new_in_bar: dict[int, set[int]] = {}  # bar (GrammarState.bars) -> streams with a new note there
+        self._owing_here: np.ndarray | None = None  # _owing() until the next word: asked many times per step
         self.next = 0  # index of the next forced note
         self.forcing = False  # the note being spelled is forced[next]
         self.notes: list[tuple[int, int, int, int, int]] = []  # notes written in the span
@@ -144,12 +145,14 @@ class SpanConstraint:
     def _owing(self) -> np.ndarray:
         """Per stream: whether it is a new stream still owing the current bar of the span a note
         (``fill_every_bar``; all False outside the span)."""
-        s = self.state
-        owing = np.zeros_like(self.new_streams)
-        if self.fill_every_bar and self.prompt_bars < s.bars <= self.target_bars:
-            owing[:] = self.new_streams
-            owing[list(self.new_in_bar.get(s.bars, ()))] = False
-        return owing
+        if self._owing_here is None:
+            s = self.state
+            owing = np.zeros_like(self.new_streams)
+            if self.fill_every_bar and self.prompt_bars < s.bars <= self.target_bars:
+                owing[:] = self.new_streams
+                owing[list(self.new_in_bar.get(s.bars, ()))] = False
+            self._owing_here = owing
+        return self._owing_here
 
     def _owes_new_note(self) -> bool:
         """Whether a new stream still owes the current bar of the span a note."""
@@ -178,16 +181,10 @@ class SpanConstraint:
         (canonical order: after the streams already written here).  Where owing streams take
         precedence only it may: choosing a higher one would shut the lower out of this position."""
         s = self.state
-        owing = self._owing()
-        owing[: s.stream + 1 if s.prev == "Dur" else 0] = False
-        first = np.flatnonzero(owing)[:1]
-        owing[:] = False
-        owing[first] = True
-        return owing
-
-    def _owing_before(self, stream: int) -> bool:
-        """Whether, where owing streams take precedence, one may still come here before ``stream``."""
-        return self._owing_strict() and bool(self._next_owing()[:stream].any())
+        low = s.stream + 1 if s.prev == "Dur" else 0
+        out = np.zeros_like(self.new_streams)
+        out[np.flatnonzero(self._owing()[low:])[:1] + low] = True
+        return out
 
     def _owing_after_current(self) -> bool:
         """Whether an owing stream may still come at the current position (canonical order: after this one)."""
@@ -246,8 +243,14 @@ class SpanConstraint:
         self._mask_time_signature(mask)
         if s.bars >= 1 and s.header_done:
             self._mask_positions(mask, allow_new)
-        self._mask_streams(mask, allow_new, owing=self._next_owing() if self._owing_strict() else
-                           self._owing() if closing and self._owes_new_note() else None)
+        strict = self._owing_strict()
+        if strict:
+            owing = self._next_owing()
+        elif closing and self._owes_new_note():
+            owing = self._owing()
+        else:
+            owing = None
+        self._mask_streams(mask, allow_new, owing, strict)
         self._mask_note(mask)
         if closing:
             mask = self._closing_mask(mask, done)
@@ -309,14 +312,16 @@ class SpanConstraint:
             mask[:] = False
             mask[self.type_ids["Bar"]] = only
 
-    def _mask_streams(self, mask: np.ndarray, allow_new: bool, owing: np.ndarray | None = None) -> None:
+    def _mask_streams(self, mask: np.ndarray, allow_new: bool, owing: np.ndarray | None = None,
+                      strict: bool = False) -> None:
         """Streams and pitches: new notes only in the new streams (only in ``owing`` where given: the
-        streams that owe the bar a note take precedence, or a closing budget goes to what must come),
-        each in its instrument's range; the forced note's stream and pitch where it is due."""
+        streams that owe the bar a note take precedence, ``strict``, or a closing budget goes to what
+        must come), each in its instrument's range; the forced note's stream and pitch where it is due,
+        after the owing stream where ``strict`` and that stream is lower."""
         s, v = self.state, self.state.vocab
         f, here = self._pending(), self._forced_here()
         new_streams = self.new_streams if owing is None else owing
-        owing_first = here and self._owing_before(int(f[STREAM]))
+        owing_first = here and strict and bool(new_streams[:f[STREAM]].any())
         for t in ("Prog", "Drums"):
             t_ids = self.type_ids[t]
             streams = v.value_of[t_ids]
@@ -395,6 +400,7 @@ class SpanConstraint:
                 and int(s.vocab.value_of[vocab_id]) == f[PITCH]:
             self.forcing = True
         s.advance(vocab_id)
+        self._owing_here = None
         if type_name == "Dur" and not s.in_pedal and s.last_note is not None and s.prev == "Dur":
             pitch, duration, velocity = s.last_note
             self.notes.append((s.now, s.stream, pitch, duration, velocity))
