@@ -20,7 +20,7 @@ from pathlib import Path
 import symusic
 
 import mozart
-from mozart.likelihood import baseline_likelihoods, model_likelihood
+from mozart.likelihood import baseline_likelihoods, comparable_stride, model_likelihood
 from mozart.lmdata import load_tokenizer, piece_ids
 from mozart.modelcard import check_figure
 from mozart.models import load_model
@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer = load_tokenizer(folder)
         texts = [mozart.encode(symusic.Score(str(p)), grid=loaded.grid) for p in paths]
         started = time.perf_counter()
-        # half the context, as every figure of this table since the first: comparable across editions
-        m = model_likelihood(loaded.model, tokenizer, texts, loaded.model.config.max_position_embeddings // 2)
+        stride = comparable_stride(loaded.model.config.max_position_embeddings)  # comparable across editions
+        m = model_likelihood(loaded.model, tokenizer, texts, stride)
         seconds = time.perf_counter() - started
         ids = piece_ids(texts, tokenizer)
         unigram = baseline_likelihoods(ids, ids, tokenizer.get_vocab(), 2)["unigram"]

@@ -76,6 +76,12 @@ def default_stride(context: int) -> int:
     return max(1, context * 3 // 4)
 
 
+def comparable_stride(context: int) -> int:
+    """Half the context: the stride of the figures that are compared across editions of a model (the
+    card's check figure, the out-of-domain table), whatever :func:`default_stride` is."""
+    return max(1, context // 2)
+
+
 def model_likelihood(model, tokenizer, texts: list[str], stride: int | None, bf16: bool = False) -> dict:
     """The model's likelihood of ``texts`` (see the module docstring for what is scored); ``stride``
     None: :func:`default_stride`; ``bf16`` as in :func:`likelihood`."""

@@ -44,16 +44,14 @@ _CHECK_PATTERN = re.compile(r"at ([0-9.]+) bits/note with these weights")
 def check_figure(model_dir: Path) -> float:
     """The model's bits/note on CHECK_PIECE (encoded at the model's grid, scored whole)."""
     from . import encode
-    from .likelihood import model_likelihood
+    from .likelihood import comparable_stride, model_likelihood
     from .lmdata import load_tokenizer
     from .models import load_model
 
     loaded = load_model(model_dir)
     with resources.as_file(resources.files("mozart") / "examples" / CHECK_PIECE) as path:
         text = encode(path, grid=loaded.grid)
-    # the stride pinned at half the context, as for every card so far: the figure stays comparable across editions
-    # whatever evaluate's default stride is
-    stride = loaded.model.config.max_position_embeddings // 2
+    stride = comparable_stride(loaded.model.config.max_position_embeddings)
     return model_likelihood(loaded.model, load_tokenizer(model_dir), [text], stride)["bits_per_note"]
 
 
