@@ -101,7 +101,8 @@ def model_rows(folder: Path | None, label: str, seeds: range) -> list[str]:
     loaded = load_sampler(folder or default_model_dir())  # as `mozart generate` loads it
     params = sum({t.data_ptr(): t.numel() for t in loaded.model.state_dict().values()}.values())  # tied once
     fast = mozart.sampling.step_decoder(loaded.model)
-    decoder = type(fast).__name__ + (", int8 weights" if getattr(fast, "int8_weights", False) else "")
+    weights = getattr(fast, "weights", "dense")
+    decoder = type(fast).__name__ + ("" if weights == "dense" else f", {weights} weights")
     generate_pieces(loaded, Controls(bars=4), SamplingSettings(), n=2, seed=99)  # warm-up
     r1, r8 = sampling_rates(loaded, 1, True, seeds), sampling_rates(loaded, 8, True, seeds)
     u1, u8 = sampling_rates(loaded, 1, False, seeds), sampling_rates(loaded, 8, False, seeds)

@@ -7,7 +7,7 @@ import torch
 from transformers import AutoTokenizer
 
 from mozart.controls import Controls, SamplingSettings
-from mozart.decoding import Gpt2StepDecoder, HFStepDecoder, LlamaStepDecoder, step_decoder
+from mozart.decoding import Gpt2StepDecoder, HFStepDecoder, LlamaStepDecoder, fp16_kernel_works, step_decoder
 from mozart.masks import hf_logits_processors
 from mozart.models import SpecialIds, build_model, default_model_dir, load_model
 from mozart.tokens import check
@@ -38,7 +38,7 @@ def test_step_decoders_match_transformers(arch, size, rows):
     fast_type = {"gpt2": Gpt2StepDecoder, "llama": LlamaStepDecoder}[arch]
     assert isinstance(step_decoder(model, batch=rows), fast_type)
     ids = _random_ids(100, 300, 1, rows)
-    fast = fast_type(model, rows, matmul_dtype=torch.float32)
+    fast = fast_type(model, rows, matmul_dtype=torch.float32, weights="dense")
     _assert_steps_match(fast, HFStepDecoder(model), ids, model)
     with pytest.raises(ValueError):
         fast.step(ids[:, :40])  # 95 + 40 tokens exceed the context of 128
@@ -90,10 +90,11 @@ def test_sampling_precisions_stay_close_to_float32_and_exact_per_row(arch, int8,
     torch.manual_seed(2)
     model = build_model(arch, "small", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
     ids = _random_ids(60, 300, 3, rows=3)
-    exact = step_decoder(model, batch=3, matmul_dtype=torch.float32)
-    fast = step_decoder(model, batch=3, matmul_dtype=torch.bfloat16, int8_weights=int8)
-    alone = step_decoder(model, batch=1, matmul_dtype=torch.bfloat16, int8_weights=int8)
-    assert fast.int8_weights == int8
+    exact = step_decoder(model, batch=3, matmul_dtype=torch.float32, weights="dense")
+    weights = "int8" if int8 else "dense"
+    fast = step_decoder(model, batch=3, matmul_dtype=torch.bfloat16, weights=weights)
+    alone = step_decoder(model, batch=1, matmul_dtype=torch.bfloat16, weights=weights)
+    assert fast.weights == weights
     same_top = total = 0
     for chunk in [ids[:, :20]] + [ids[:, i:i + 1] for i in range(20, 55)] + [ids[:, 55:60]]:
         a, b, c = exact.step(chunk), fast.step(chunk), alone.step(chunk[1:2])
@@ -108,10 +109,12 @@ def test_sampling_precisions_stay_close_to_float32_and_exact_per_row(arch, int8,
 def test_int8_weights_need_bf16_activations():
     model = build_model("llama", "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
     with pytest.raises(ValueError, match="bf16"):
-        step_decoder(model, matmul_dtype=torch.float32, int8_weights=True)
+        step_decoder(model, matmul_dtype=torch.float32, weights="int8")
 
 
 def test_sampling_uses_bf16_products_only_where_the_cpu_has_them(monkeypatch):
+    """bf16 products with int8 weights on a bf16 CPU; float32 products with FBGEMM's fp16 weights elsewhere
+    (where this CPU runs that kernel)."""
     import mozart.hardware
 
     model = build_model("llama", "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
@@ -119,7 +122,40 @@ def test_sampling_uses_bf16_products_only_where_the_cpu_has_them(monkeypatch):
         monkeypatch.setattr(mozart.hardware, "cpu_has_bf16", lambda has=has: has)
         decoder = step_decoder(model)
         assert decoder.matmul_dtype == expected
-        assert decoder.int8_weights == (has and hasattr(torch, "_weight_int8pack_mm"))
+        if has:
+            assert decoder.weights == ("int8" if hasattr(torch, "_weight_int8pack_mm") else "dense")
+        else:
+            assert decoder.weights == ("fp16" if fp16_kernel_works() else "dense")
+
+
+def test_weight_formats_are_checked():
+    model = build_model("llama", "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
+    with pytest.raises(ValueError, match="unknown weight format"):
+        step_decoder(model, weights="int4")
+    with pytest.raises(ValueError, match="float32"):
+        step_decoder(model, matmul_dtype=torch.bfloat16, weights="fp16")
+
+
+FP16 = pytest.mark.skipif(not fp16_kernel_works(), reason="this torch or CPU has no FBGEMM fp16 kernel")
+
+
+@FP16
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_fp16_weights_stay_close_to_float32_in_batches_and_alone(arch):
+    """The sampling path on a CPU without bf16: float32 products over fp16-rounded weights, logits within
+    1e-2 of float32's (random weights, so near ties), each row's logits the same alone as in a batch to
+    float precision, through the one-token path and the block path alike."""
+    torch.manual_seed(2)
+    model = build_model(arch, "small", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
+    ids = _random_ids(60, 300, 3, rows=3)
+    exact = step_decoder(model, batch=3, matmul_dtype=torch.float32, weights="dense")
+    fast = step_decoder(model, batch=3, matmul_dtype=torch.float32, weights="fp16")
+    alone = step_decoder(model, batch=1, matmul_dtype=torch.float32, weights="fp16")
+    assert fast.weights == "fp16"
+    for chunk in [ids[:, :20]] + [ids[:, i:i + 1] for i in range(20, 55)] + [ids[:, 55:60]]:
+        a, b, c = exact.step(chunk), fast.step(chunk), alone.step(chunk[1:2])
+        assert float((a - b).abs().max()) < 1e-2, float((a - b).abs().max())
+        assert torch.allclose(b[1], c[0], atol=1e-4, rtol=1e-4)
 
 
 def test_other_models_use_transformers_forward():
@@ -131,7 +167,7 @@ def test_other_models_use_transformers_forward():
 @pytest.mark.skipif(default_model_dir() is None, reason="no built-in model")
 def test_built_in_model_takes_the_fast_path_with_equal_logits():
     model = load_model(default_model_dir()).model
-    fast = step_decoder(model, matmul_dtype=torch.float32)
+    fast = step_decoder(model, matmul_dtype=torch.float32, weights="dense")
     assert isinstance(fast, (Gpt2StepDecoder, LlamaStepDecoder))
     ids = _random_ids(60, model.config.vocab_size, 2)
     hf = HFStepDecoder(model)
@@ -152,13 +188,35 @@ def test_built_in_model_with_int8_weights_predicts_like_float32():
     text = generate_pieces(loaded, Controls(bars=8), SamplingSettings(), seed=5)[0]
     ids = torch.tensor([[tokenizer.convert_tokens_to_ids("<bos>")] + tokenizer.convert_tokens_to_ids(text.split())])
     ids = ids[:, :300]
-    exact = step_decoder(model, matmul_dtype=torch.float32)
-    quantised = step_decoder(model, matmul_dtype=torch.bfloat16, int8_weights=True)
+    exact = step_decoder(model, matmul_dtype=torch.float32, weights="dense")
+    quantised = step_decoder(model, matmul_dtype=torch.bfloat16, weights="int8")
     a = torch.cat([exact.step(ids[:, :1])] + [exact.step(ids[:, i:i + 1]) for i in range(1, ids.shape[1])])
     b = torch.cat([quantised.step(ids[:, :1])] + [quantised.step(ids[:, i:i + 1]) for i in range(1, ids.shape[1])])
     assert float((a.argmax(-1) == b.argmax(-1)).float().mean()) >= 0.95
     kl = torch.nn.functional.kl_div(b.log_softmax(-1), a.log_softmax(-1), log_target=True, reduction="batchmean")
     assert float(kl) < 0.002  # measured 1e-4 nats (bf16 products alone: 5e-5)
+
+
+@pytest.mark.skipif(default_model_dir() is None or not fp16_kernel_works(),
+                    reason="no built-in model or no FBGEMM fp16 kernel")
+def test_built_in_model_with_fp16_weights_predicts_like_float32():
+    """fp16 weights (the path of a CPU without bf16) on the trained model's own piece: the same most likely
+    token at >= 99% of steps and a divergence far below the int8 path's."""
+    loaded = load_model(default_model_dir())
+    model, tokenizer = loaded.model, loaded.tokenizer
+    from mozart.controls import Controls
+    from mozart.sampling import generate_pieces
+
+    text = generate_pieces(loaded, Controls(bars=8), SamplingSettings(), seed=5)[0]
+    ids = torch.tensor([[tokenizer.convert_tokens_to_ids("<bos>")] + tokenizer.convert_tokens_to_ids(text.split())])
+    ids = ids[:, :300]
+    exact = step_decoder(model, matmul_dtype=torch.float32, weights="dense")
+    packed = step_decoder(model, matmul_dtype=torch.float32, weights="fp16")
+    a = torch.cat([exact.step(ids[:, :1])] + [exact.step(ids[:, i:i + 1]) for i in range(1, ids.shape[1])])
+    b = torch.cat([packed.step(ids[:, :1])] + [packed.step(ids[:, i:i + 1]) for i in range(1, ids.shape[1])])
+    assert float((a.argmax(-1) == b.argmax(-1)).float().mean()) >= 0.99
+    kl = torch.nn.functional.kl_div(b.log_softmax(-1), a.log_softmax(-1), log_target=True, reduction="batchmean")
+    assert float(kl) < 1e-5  # measured 5e-10 nats per step
 
 
 @pytest.mark.skipif(default_model_dir() is None, reason="no built-in model")
