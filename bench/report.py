@@ -23,8 +23,23 @@ def midi_files(corpus: Path) -> list[Path]:
     return sorted(p for p in Path(corpus).iterdir() if p.suffix.lower() in (".mid", ".midi"))
 
 
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform knows: figures differ several-fold between
+    the machines we run on (an Intel CPU with AMX and an AVX2-only AMD EPYC), so every table names it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+    from mozart.hardware import cpu_has_bf16
+
+    bf16 = "native bf16" if cpu_has_bf16() else "no native bf16"
+    return f"{cpu_name()}, {platform.machine()}, {os.cpu_count()} CPUs, {bf16}, Python {platform.python_version()}"
 
 
 def package_version(name: str) -> str:

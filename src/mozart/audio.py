@@ -4,7 +4,10 @@ Events are fed to libfluidsynth (through pyfluidsynth's ctypes binding) at exact
 positions and rendered offline as 32-bit float stereo, so output is deterministic.
 Every (program, drum) stream gets its own synth channel (more than 16 when needed);
 the silent tail is trimmed to the natural release; loudness is normalised to -16 LUFS
-unless that would push the peak above -1 dBFS.
+unless that would push the peak above -1 dBFS.  Loudness is measured by libebur128 (the EBU
+R 128 reference implementation, through pyebur128): pyloudnorm, used before, imports
+scipy.signal, 1.4 s of every command that renders on a 2-core machine, against 8 ms; the
+two agree to 0.05 LU (the tests check the result with pyloudnorm).
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pyloudnorm
 import soundfile
+from pyebur128 import MeasurementMode, R128State, get_loudness_global
 
 from .errors import MozartError
 from .files import write_atomic
@@ -41,6 +44,8 @@ INSTALL_HINT = "sudo apt-get install --no-install-recommends fluidsynth fluid-so
 
 DRUM_BANK = 128
 CHANNEL_TYPE_MELODIC, CHANNEL_TYPE_DRUM = 0, 1
+#: The gating block of ITU-R BS.1770: shorter audio has no integrated loudness.
+LOUDNESS_BLOCK_S = 0.4
 #: After the last note-off, render at most this long while the release and reverb decay.
 MAX_RELEASE_S = 6.0
 #: The tail is cut where the signal stays below this level relative to the peak.
@@ -195,18 +200,25 @@ def _trim_tail(audio: np.ndarray, last_event: int) -> np.ndarray:
     return audio[:end]
 
 
+def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
+    """Integrated loudness in LUFS (ITU-R BS.1770 / EBU R 128, libebur128) of (samples, channels)
+    audio; -inf for silence."""
+    state = R128State(audio.shape[1], sample_rate, MeasurementMode.MODE_I)
+    state.add_frames(np.ascontiguousarray(audio, dtype=np.float32).reshape(-1), audio.shape[0])
+    return float(get_loudness_global(state))
+
+
 def normalise(audio: np.ndarray, settings: RenderSettings) -> np.ndarray:
-    """Scale to the target integrated loudness (ITU-R BS.1770, pyloudnorm), unless the peak
-    would then exceed the peak limit, in which case the peak limit wins.  Audio too short
+    """Scale to the target integrated loudness (ITU-R BS.1770, :func:`integrated_loudness`), unless
+    the peak would then exceed the peak limit, in which case the peak limit wins.  Audio too short
     to measure (under one 400 ms block) is peak-normalised."""
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if settings.loudness is None or peak == 0.0:
         return audio
     limit = 10 ** (settings.peak_limit_db / 20)
     gain = limit / peak
-    meter = pyloudnorm.Meter(settings.sample_rate)
-    if audio.shape[0] > meter.block_size * settings.sample_rate:
-        loudness = meter.integrated_loudness(audio.astype(np.float64))
+    if audio.shape[0] > LOUDNESS_BLOCK_S * settings.sample_rate:
+        loudness = integrated_loudness(audio, settings.sample_rate)
         if np.isfinite(loudness):
             gain = min(gain, 10 ** ((settings.loudness - loudness) / 20))
     return (audio * gain).astype(np.float32)
