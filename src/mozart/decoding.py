@@ -24,15 +24,14 @@ cost in likelihood: 4.6110 vs 4.6100 bits/note on 400 test pieces (measured with
 rounded the same way).  ``matmul_dtype=torch.float32, weights="dense"`` gives transformers' arithmetic
 exactly (the tests compare logits that way).
 
-On a CPU without native bf16 (AVX2 only, e.g. the AMD EPYC some of our machines are) the products stay
-float32, and bf16 or int8 weights would be emulated, many times slower.  There the weights are stored
-as fp16, packed for FBGEMM's fp16 kernel (``weights="fp16"``: torch's ``linear_dynamic_fp16``, float32
-activations and accumulation, the weights widened in registers): half of float32's bytes per step, and
-no float32 GEMM slow path for a handful of rows.  On a 2-core AMD EPYC (AVX2), the built-in model's
-products per step took 1.16 instead of 3.0 ms at one row and 2.5 instead of 8.4 ms at eight; whole
-sampling at n=8 went from 387 to 493 tokens/s (three paired runs each).  The cost: a divergence of
-5e-10 nats per step from float32 and the same likeliest word at every step (702 steps of the built-in
-model's own pieces).  Its rows are not bit-exact across batch sizes (nor are float32's: ~1e-6 in a logit).
+On a CPU without native bf16 (AVX2 only, e.g. the 2-core AMD EPYC some of our machines are) bf16
+matrix products are emulated (the built-in model's: 21 ms a step at one row, float32's 0.95 ms), but torch's
+int8 weight kernel is not: it widens the bf16 activations in registers and reads a quarter of float32's
+bytes.  So int8 weights with bf16 activations are the default wherever torch has that kernel, native bf16
+or not (``sampling_matmul_dtype``).  On that AMD EPYC (``build/exp/fmt2.py``, three paired runs), sampling
+gave 221 tokens/s at n=1 and 624 at n=8, against 171 and 569 with fp16 weights for FBGEMM's fp16 product
+(float32 activations; in another paired run, fp16 143 and 493, float32 weights 146 and 387); rows stay exact
+there too (tested).
 """
 
 from __future__ import annotations
@@ -40,7 +39,6 @@ from __future__ import annotations
 import copy
 import inspect
 import math
-from functools import lru_cache
 from typing import NamedTuple
 
 import torch
@@ -96,20 +94,10 @@ class _Int8Weight(NamedTuple):
         return _Int8Weight(values, scales.to(torch.bfloat16))
 
 
-class _Fp16Weight(NamedTuple):
-    """An (out, in) weight as fp16, packed by FBGEMM for ``torch.ops.quantized.linear_dynamic_fp16``."""
-
-    packed: torch.Tensor
-
-    @staticmethod
-    def of(weight: torch.Tensor) -> _Fp16Weight:
-        return _Fp16Weight(torch.ops.quantized.linear_prepack_fp16(weight.float().contiguous(), None))
-
-
-#: How the products' weights are stored: as they are (transposed, in the products' dtype), int8 with
-#: bf16 activations, or fp16 packed for FBGEMM with float32 activations.
-DENSE, INT8, FP16 = "dense", "int8", "fp16"
-WEIGHT_FORMATS = (DENSE, INT8, FP16)
+#: How the products' weights are stored: as they are (transposed, in the products' dtype) or int8 with
+#: bf16 activations.
+DENSE, INT8 = "dense", "int8"
+WEIGHT_FORMATS = (DENSE, INT8)
 
 
 def int8_available(device: torch.device, matmul_dtype: torch.dtype) -> bool:
@@ -118,26 +106,9 @@ def int8_available(device: torch.device, matmul_dtype: torch.dtype) -> bool:
     return device.type == "cpu" and matmul_dtype == torch.bfloat16 and hasattr(torch, "_weight_int8pack_mm")
 
 
-@lru_cache(maxsize=1)
-def fp16_kernel_works() -> bool:
-    """Whether this torch and CPU run FBGEMM's fp16 product (FBGEMM needs AVX2; tried once, on a tiny
-    weight, since a torch built without it or a CPU without AVX2 raises)."""
-    try:
-        packed = torch.ops.quantized.linear_prepack_fp16(torch.ones(4, 8), None)
-        out = torch.ops.quantized.linear_dynamic_fp16(torch.ones(2, 8), packed)
-    except (AttributeError, RuntimeError):
-        return False
-    return bool(torch.equal(out, torch.full((2, 4), 8.0)))
-
-
 def default_weight_format(device: torch.device, matmul_dtype: torch.dtype) -> str:
-    """int8 weights under bf16 products where the kernel exists, fp16 weights under float32 products on a
-    CPU that runs FBGEMM's fp16 product, else the weights as they are."""
-    if int8_available(device, matmul_dtype):
-        return INT8
-    if device.type == "cpu" and matmul_dtype == torch.float32 and fp16_kernel_works():
-        return FP16
-    return DENSE
+    """int8 weights under bf16 products where the kernel exists, else the weights as they are."""
+    return INT8 if int8_available(device, matmul_dtype) else DENSE
 
 
 class _CachedDecoder:
@@ -154,22 +125,18 @@ class _CachedDecoder:
             raise ValueError(f"unknown weight format {self.weights!r} (one of {', '.join(WEIGHT_FORMATS)})")
         if self.weights == INT8 and self.matmul_dtype != torch.bfloat16:
             raise ValueError("int8 weights take bf16 activations")
-        if self.weights == FP16 and (self.matmul_dtype != torch.float32 or p.device.type != "cpu"):
-            raise ValueError("fp16 weights take float32 activations, on a CPU")
         self.keys = torch.zeros(layers, batch, heads, context, head_dim, dtype=p.dtype, device=p.device)
         self.values = torch.zeros_like(self.keys)
 
-    def _weight(self, weight: torch.Tensor) -> torch.Tensor | _Int8Weight | _Fp16Weight:
+    def _weight(self, weight: torch.Tensor) -> torch.Tensor | _Int8Weight:
         """An (out, in) weight as ``_linear`` multiplies by it, a copy made once, at start: int8 with
-        per-output-channel scales or fp16 packed for FBGEMM (``weights``), else the (in, out) transpose,
+        per-output-channel scales (``weights``), else the (in, out) transpose,
         contiguous, in the dtype of the products.  Multiplying by the stored transpose is faster than
         ``F.linear`` for few rows on a bf16 CPU (bf16: 0.9 vs 1.6 ms per step of the built-in model's
         products at one row) and as row-exact."""
         weight = weight.detach()
         if self.weights == INT8:
             return _Int8Weight.of(weight)
-        if self.weights == FP16:
-            return _Fp16Weight.of(weight)
         return weight.T.contiguous().to(self.matmul_dtype)
 
     def _bias(self, bias: torch.Tensor | None) -> torch.Tensor | None:
@@ -191,8 +158,6 @@ class _CachedDecoder:
         x = x.to(self.matmul_dtype)
         if isinstance(weight, _Int8Weight):
             return torch._weight_int8pack_mm(x, weight.values, weight.scales)
-        if isinstance(weight, _Fp16Weight):
-            return torch.ops.quantized.linear_dynamic_fp16(x.contiguous(), weight.packed)
         return torch.mm(x, weight)
 
     def keep(self, rows: torch.Tensor) -> None:
@@ -442,9 +407,13 @@ def _rope_parameters(cfg) -> dict:
 
 
 def sampling_matmul_dtype(model) -> torch.dtype | None:
-    """bf16 for a float32 model on a CPU with native bf16; otherwise None (the model's own dtype)."""
+    """bf16 for a float32 model on a CPU with native bf16 or with torch's int8 weight kernel (which takes
+    bf16 activations, and is fast without native bf16 too: see the module docstring); otherwise None (the
+    model's own dtype)."""
     p = next(model.parameters())
-    return torch.bfloat16 if p.dtype == torch.float32 and bf16_on_cpu(p.device) else None
+    if p.dtype != torch.float32:
+        return None
+    return torch.bfloat16 if bf16_on_cpu(p.device) or int8_available(p.device, torch.bfloat16) else None
 
 
 def step_decoder(model, encoder_outputs=None, batch: int = 1, matmul_dtype: torch.dtype | None = None,
