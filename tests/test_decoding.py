@@ -77,6 +77,36 @@ def test_dropping_rows_keeps_the_others_exact(arch):
         assert torch.allclose(both[1], alone.step(ids[2:3, i:i + 1])[0], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_long_one_token_steps_are_row_exact_at_the_sampling_precision(arch):
+    """The sampler's own decoder (default products and weights): a row's logits are the same alone and in
+    a batch of five at every one-token step up to 200 positions (SDPA's CPU kernel was not, past ~120 keys,
+    and bf16 activations turned that into a different piece for the same seed)."""
+    torch.manual_seed(7)
+    model = build_model(arch, "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 256).eval()
+    ids = _random_ids(200, 300, 8, rows=5)
+    batch, alone = step_decoder(model, batch=5), step_decoder(model, batch=1)
+    assert torch.equal(batch.step(ids[:, :1])[4], alone.step(ids[4:, :1])[0])
+    for i in range(1, 200):
+        assert torch.equal(batch.step(ids[:, i:i + 1])[4], alone.step(ids[4:, i:i + 1])[0]), i
+
+
+@pytest.mark.parametrize("heads, kv_heads", [(4, 4), (8, 2)])
+def test_one_query_attention_is_row_exact_and_equals_sdpa(heads, kv_heads):
+    """attend_one, rows of (grouped) queries against 120-500 keys: each row's output the same alone as in a
+    batch of five (SDPA's CPU kernel differs by ~1e-8 there on an AMD EPYC), and SDPA's values to 1e-6."""
+    from mozart.decoding import attend_one
+
+    torch.manual_seed(0)
+    for length in (120, 127, 200, 500):
+        q = torch.randn(5, heads, 1, 32)
+        k, v = torch.randn(5, kv_heads, length, 32), torch.randn(5, kv_heads, length, 32)
+        out = attend_one(q, k, v, 0.125)
+        assert torch.equal(out[3], attend_one(q[3:4], k[3:4], v[3:4], 0.125)[0])
+        sdpa = torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=0.125, enable_gqa=True)
+        assert torch.allclose(out, sdpa, atol=1e-6, rtol=1e-5)
+
+
 INT8 = pytest.mark.skipif(not hasattr(torch, "_weight_int8pack_mm"), reason="this torch has no int8 weight kernel")
 
 

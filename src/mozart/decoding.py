@@ -186,6 +186,8 @@ class _CachedDecoder:
         self.keys[layer, :, :, start:end] = k
         self.values[layer, :, :, start:end] = v
         t = q.shape[2]
+        if t == 1:
+            return attend_one(q, self.keys[layer, :, :, :end], self.values[layer, :, :, :end], scale)
         return F.scaled_dot_product_attention(q, self.keys[layer, :, :, :end], self.values[layer, :, :, :end],
                                               attn_mask=mask, is_causal=mask is None and t > 1, scale=scale)
 
@@ -324,8 +326,8 @@ class LlamaStepDecoder(_CachedDecoder):
             qk = qkv[:, :qk_size].view(rows, 2 * heads, dim) @ rotation  # q and k rotated together
             self.keys[layer, :, :, position] = qk[:, heads:]
             self.values[layer, :, :, position] = qkv[:, qk_size:].view(rows, heads, dim)
-            attn = F.scaled_dot_product_attention(qk[:, :heads].unsqueeze(2), self.keys[layer, :, :, :position + 1],
-                                                  self.values[layer, :, :, :position + 1], scale=scale)
+            attn = attend_one(qk[:, :heads].unsqueeze(2), self.keys[layer, :, :, :position + 1],
+                              self.values[layer, :, :, :position + 1], scale)
             x = x + self._product(attn.view(rows, -1), o_w).float()
             h = self._norm(x)
             gate_up = self._product(h, gate_up_w).float()
@@ -361,9 +363,12 @@ class LlamaStepDecoder(_CachedDecoder):
                 q, k = self._rotate(q, start, end), self._rotate(k, start, end)
             if gqa:
                 self.keys[layer, :, :, start:end], self.values[layer, :, :, start:end] = k, v
-                attn = F.scaled_dot_product_attention(q, self.keys[layer, :, :, :end], self.values[layer, :, :, :end],
-                                                      attn_mask=mask, is_causal=mask is None and t > 1, scale=scale,
-                                                      enable_gqa=True)
+                if t == 1:
+                    attn = attend_one(q, self.keys[layer, :, :, :end], self.values[layer, :, :, :end], scale)
+                else:
+                    attn = F.scaled_dot_product_attention(q, self.keys[layer, :, :, :end],
+                                                          self.values[layer, :, :, :end], attn_mask=mask,
+                                                          is_causal=mask is None, scale=scale, enable_gqa=True)
             else:
                 attn = self._attend(layer, q, k, v, start, end, mask, scale)
             x = x + self._linear(attn.transpose(1, 2).reshape(rows, t, -1), o_w, o_b)
@@ -373,6 +378,19 @@ class LlamaStepDecoder(_CachedDecoder):
         self.position = end
         last = self._norm(x[:, -1])
         return self._linear(last, self.head).float()
+
+
+def attend_one(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float) -> torch.Tensor:
+    """Attention of one query per row and head, (rows, heads, 1, dim), to (rows, kv_heads, length, dim) keys
+    and values (kv_heads divides heads: grouped queries share their group's keys).  Written out, not SDPA:
+    SDPA's CPU kernel gives a row slightly different results alone and in a batch past ~120 keys (1e-8 on
+    an AMD EPYC), which bf16 activations round into different logits, so a seed's piece depended on -n
+    (a test caught it); these products are row-exact.  It costs a few percent of a step."""
+    rows, heads, _, dim = q.shape
+    kv_heads = keys.shape[1]
+    grouped = q.reshape(rows, kv_heads, heads // kv_heads, dim)  # a group's queries against its keys
+    weights = torch.softmax((grouped @ keys.transpose(-1, -2)) * scale, dim=-1)
+    return (weights @ values).reshape(rows, heads, 1, dim)
 
 
 def _rotation_matrices(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
