@@ -181,15 +181,17 @@ class _CachedDecoder:
             mask = torch.ones(t, end, dtype=torch.bool, device=self.keys.device).tril(diagonal=start)
         return start, end, mask
 
-    def _attend(self, layer: int, q, k, v, start: int, end: int, mask, scale: float) -> torch.Tensor:
-        """Store k, v (rows, heads, t, dim) at start..end and attend q to the cache up to end."""
+    def _attend(self, layer: int, q, k, v, start: int, end: int, mask, scale: float,
+                gqa: bool = False) -> torch.Tensor:
+        """Store k, v (rows, kv_heads, t, dim) at start..end and attend q (rows, heads, t, dim) to the cache
+        up to end; ``gqa``: fewer key/value heads than query heads.  One query: ``attend_one`` (row-exact)."""
         self.keys[layer, :, :, start:end] = k
         self.values[layer, :, :, start:end] = v
-        t = q.shape[2]
-        if t == 1:
-            return attend_one(q, self.keys[layer, :, :, :end], self.values[layer, :, :, :end], scale)
-        return F.scaled_dot_product_attention(q, self.keys[layer, :, :, :end], self.values[layer, :, :, :end],
-                                              attn_mask=mask, is_causal=mask is None and t > 1, scale=scale)
+        keys, values = self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+        if q.shape[2] == 1:
+            return attend_one(q, keys, values, scale)
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, is_causal=mask is None, scale=scale,
+                                              enable_gqa=gqa)
 
 
 class Gpt2StepDecoder(_CachedDecoder):
@@ -361,16 +363,7 @@ class LlamaStepDecoder(_CachedDecoder):
                 k = k.view(rows, t, self.kv_heads, self.head_dim).transpose(1, 2)
                 v = v.view(rows, t, self.kv_heads, self.head_dim).transpose(1, 2)
                 q, k = self._rotate(q, start, end), self._rotate(k, start, end)
-            if gqa:
-                self.keys[layer, :, :, start:end], self.values[layer, :, :, start:end] = k, v
-                if t == 1:
-                    attn = attend_one(q, self.keys[layer, :, :, :end], self.values[layer, :, :, :end], scale)
-                else:
-                    attn = F.scaled_dot_product_attention(q, self.keys[layer, :, :, :end],
-                                                          self.values[layer, :, :, :end], attn_mask=mask,
-                                                          is_causal=mask is None, scale=scale, enable_gqa=True)
-            else:
-                attn = self._attend(layer, q, k, v, start, end, mask, scale)
+            attn = self._attend(layer, q, k, v, start, end, mask, scale, gqa)
             x = x + self._linear(attn.transpose(1, 2).reshape(rows, t, -1), o_w, o_b)
             h = self._norm(x)
             gate, up = self._linear(h, gate_up_w, gate_up_b).chunk(2, dim=-1)
