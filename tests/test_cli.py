@@ -180,6 +180,28 @@ def test_demo_asks_the_model_whether_it_knows_the_styles(tmp_path, monkeypatch):
     assert pieces[0][1].split().count("Bar") == 16
 
 
+def test_ctrl_c_that_escaped_an_exec_still_exits_130(tmp_path):
+    """Regression: a Ctrl-C that escaped an ``exec`` of a string (dataclasses, while a command lazily
+    imports transformers) and was then handled made ``python -m mozart`` die by SIGINT (-2, with
+    nothing on stderr) instead of exiting 130.  The command here is a stand-in that interrupts
+    itself inside such an exec, then exits 130 as the real CLI does; ``run`` is the real entry point."""
+    (tmp_path / "launch.py").write_text(
+        "import sys\n"
+        "import mozart.cli\n"
+        "def main():\n"
+        "    try:\n"
+        "        exec('import os, signal\\nos.kill(os.getpid(), signal.SIGINT)\\nfor _ in range(1000): pass')\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('mozart: interrupted', file=sys.stderr)\n"
+        "        sys.exit(130)\n"
+        "mozart.cli.main = main\n"
+        "from mozart.__main__ import run\n"
+        "run()\n")
+    result = subprocess.run([sys.executable, "-m", "launch"], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 130, (result.returncode, result.stderr)
+    assert result.stderr == "mozart: interrupted\n"
+
+
 @pytest.mark.parametrize("command", ["train", "evaluate", "corpus"])
 def test_ctrl_c_in_a_long_command_exits_130_quickly(command, tmp_path):
     """Ctrl-C in the middle of train, evaluate or corpus: exit 130 within 5 s, no traceback, no
@@ -205,6 +227,7 @@ def test_ctrl_c_in_a_long_command_exits_130_quickly(command, tmp_path):
     sent = time.monotonic()
     _, err = proc.communicate(timeout=60)
     assert time.monotonic() - sent < 5 and proc.returncode == 130, (proc.returncode, err[-1000:])
+    assert err.strip().splitlines()[-1:] == ["mozart: interrupted"], err[-1000:]
     assert "Traceback" not in err
     if command == "evaluate":
         assert not out.exists()

@@ -4,21 +4,36 @@ The CLI's imports happen inside ``run``, so a Ctrl-C while they load is an exit 
 one line, like a Ctrl-C anywhere else, not a traceback.
 """
 
-import os
 import sys
 
 
 def run() -> None:
     """Console entry point."""
+    from .interrupts import install
+
+    install()
     try:
-        from .cli import main
-    except KeyboardInterrupt:
-        print("mozart: interrupted", file=sys.stderr, flush=True)
-        # os._exit, not sys.exit: nothing has started yet, and an interrupt inside some extension's
-        # import can leave CPython's "unhandled KeyboardInterrupt" flag set, which turns any later
-        # exit into death by SIGINT (status -2 instead of 130)
-        os._exit(130)
-    main()
+        try:
+            from .cli import main
+        except KeyboardInterrupt:
+            print("mozart: interrupted", file=sys.stderr, flush=True)
+            sys.exit(130)
+        main()
+    finally:
+        _forget_escaped_interrupts()
+
+
+def _forget_escaped_interrupts() -> None:
+    """Make a Ctrl-C that we handled end in exit status 130, not in death by SIGINT (-2).
+
+    CPython remembers a KeyboardInterrupt that escaped any ``exec`` of a string, even one that
+    was caught further up: ``dataclasses`` builds its methods that way, so a Ctrl-C that lands
+    while a command lazily imports torch or transformers is remembered.  Under ``python -m`` (and
+    ``torchrun -m``) the interpreter then kills itself with SIGINT after a clean
+    ``sys.exit(130)``, with nothing on stderr.  Every ``exec`` of a string starts by clearing
+    that memory, so an empty one on the way out does.
+    """
+    exec("")  # noqa: S102 - a constant empty string; see above
 
 
 if __name__ == "__main__":

@@ -644,6 +644,10 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("mozart: interrupted", file=sys.stderr)
         sys.exit(130)
+    except SystemExit as e:
+        if e.code == 130:  # typer turns a Ctrl-C inside a command into a silent exit 130: say why
+            print("mozart: interrupted", file=sys.stderr)
+        raise
     except OSError as e:
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         print(f"mozart: error: {where}{e.strerror or e}", file=sys.stderr)

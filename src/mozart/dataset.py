@@ -30,8 +30,9 @@ from tqdm import tqdm
 
 from .errors import MozartError, check_range
 from .events import Piece, bar_layout, content_digest, slice_steps, transpose, validate_grid
-from .files import check_output_dir, interrupts_deferred, make_parents, write_atomic
+from .files import check_output_dir, make_parents, write_atomic
 from .fingerprint import SHINGLE, THRESHOLD, group_near_duplicates, signature
+from .interrupts import interrupts_deferred
 from .tokenizer import STYLES, piece_ids, save_tokenizer
 from .tokens import FORMAT_VERSION, bar_indices, count_notes, encode_piece, vocabulary
 from .tokenstore import StoreWriter

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import signal
 import stat
 import tempfile
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import MozartError
@@ -91,21 +88,3 @@ def read_text(path: Path) -> str:
         raise MozartError(f"{path}: not a text file (not UTF-8)") from None
     except OSError as e:
         raise MozartError(f"{path}: cannot read: {e.strerror or e}") from None
-
-
-@contextmanager
-def interrupts_deferred():
-    """Hold a Ctrl-C that arrives inside the block and raise it right after: for steps that must
-    not be cut in half (starting a worker process, which would otherwise run untracked; moving a
-    finished dataset into place).  Outside the main thread it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: pending.append(signum))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if pending:
-            raise KeyboardInterrupt

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import torch
 
+from .interrupts import raise_if_interrupted
 from .lmdata import IGNORE, Examples, collate, continuation_examples, sliding_examples
 from .ngram import KneserNey, Unigram
 from .tokenizer import BOS, PAD, UNK
@@ -32,6 +33,7 @@ def likelihood(model, examples: Examples, pad_id: int, batch_size: int = 8, bf16
     # (a dataset cut at --max-tokens has segments of every length up to the context)
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]), reverse=True)
     for start in range(0, len(order), batch_size):
+        raise_if_interrupted()
         batch = collate([examples[i] for i in order[start:start + batch_size]], pad_id)
         batch = {k: v.to(device) for k, v in batch.items()}
         labels = batch.pop("labels")  # scored here, exactly; the model's own (mean) loss is not needed

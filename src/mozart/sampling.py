@@ -17,6 +17,7 @@ import torch
 from .controls import Controls, SamplingSettings, check_model_style
 from .decoding import step_decoder
 from .errors import MozartError
+from .interrupts import raise_if_interrupted
 from .masks import GrammarLogitsProcessor, new_constraint
 from .models import LoadedModel
 from .tokenizer import BOS, EOS, PAD, style_token
@@ -107,6 +108,7 @@ def sample_pieces(model, tokenizer, prompt_words: list[str], controls: Controls,
     shares = [0.0] * rows
     logits = window.logits[:, :n_model]
     for used in range(budget + 1):
+        raise_if_interrupted()
         if settings.constrained:
             allowed = np.stack([processor.row_mask_array(r, new_tokens[r], used, n_model) for r in live])
             logits = logits.masked_fill(~torch.from_numpy(allowed).to(logits.device), float("-inf"))
@@ -199,6 +201,7 @@ def sample_span(model, tokenizer, prompt_ids: list[int], constraint, settings: S
     logits = window.logits[0, :n_model]
     new_tokens: list[int] = []
     for used in range(budget + 1):
+        raise_if_interrupted()
         allowed = processor.row_mask(0, new_tokens, used, n_model).to(device)
         probs = torch.softmax(_warp(logits.masked_fill(~allowed, float("-inf")), settings), dim=-1)
         token = _draw(probs[None], [generator])[0]

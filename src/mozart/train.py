@@ -31,6 +31,7 @@ from transformers import (
 
 from .errors import MozartError, check_range
 from .hardware import PRECISIONS, cpu_has_bf16
+from .interrupts import raise_if_interrupted
 from .likelihood import likelihood
 from .lmdata import (
     FIM_ORDERS,
@@ -200,6 +201,13 @@ class CommitCheckpoint(TrainerCallback):
                 (folder / COMPLETE_MARK).write_text(str(state.global_step))
 
 
+class StopOnCtrlC(TrainerCallback):
+    """Raise a Ctrl-C that was lost in a library (see ``mozart.interrupts``) at the next step."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        raise_if_interrupted()
+
+
 class StopAtDeadline(TrainerCallback):
     """``max_minutes``: ends training at the first step past the deadline (counted from the first
     step, so loading and set-up are not charged), with an evaluation and a checkpoint there, so a
@@ -326,7 +334,7 @@ def _fit(model, run_dir: Path, config: TrainConfig, resume: bool, hf_tokenizer, 
         data_collator=lambda batch: collate(batch, ids.pad),
         processing_class=hf_tokenizer,
         callbacks=[EarlyStoppingCallback(config.patience), MetricsLog(run_dir / "metrics.csv", tokens_per_note),
-                   CommitCheckpoint(), StopAtDeadline(config.max_minutes)],
+                   CommitCheckpoint(), StopAtDeadline(config.max_minutes), StopOnCtrlC()],
     )
     checkpoint = latest_complete_checkpoint(run_dir / "checkpoints") if resume else None
     if trainer.is_world_process_zero():

@@ -17,7 +17,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from .errors import MozartError
-from .files import interrupts_deferred
+from .interrupts import interrupts_deferred, raise_if_interrupted
 
 #: Most worker processes a command may start (each holds a Python interpreter and a task).
 MAX_WORKERS = 256
@@ -120,6 +120,7 @@ def run_tasks(
             pool.append(_Worker(ctx, fn))
             pool[-1].start()
         while next_out < len(tasks):
+            raise_if_interrupted()
             for w in pool:
                 if w.index is None and next_in < len(tasks) and next_in - next_out < lookahead:
                     w.give(next_in, tasks[next_in])

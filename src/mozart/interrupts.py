@@ -1,0 +1,65 @@
+"""Ctrl-C: every command stops, exits 130 and leaves nothing half-written.
+
+Python's own handler raises KeyboardInterrupt wherever the main thread happens to be, and there
+it can be lost: raised inside code whose errors the caller ignores (a ``__del__``, a callback from
+C, a library's broad ``except``), it is printed as "Exception ignored" or not at all, and the
+command runs on.  So the CLI's handler (``install``) also remembers the Ctrl-C, and the long
+loops (training steps, sampling steps, scoring batches, worker results) call
+``raise_if_interrupted`` to raise it again.  Library use keeps Python's handler: ``install`` is
+the CLI's, and ``raise_if_interrupted`` then never raises.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_installed = False
+_interrupted = False
+
+
+def install() -> None:
+    """Handle Ctrl-C as Python does (KeyboardInterrupt) and remember it.  Main thread only."""
+    global _installed
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_sigint)
+        _installed = True
+
+
+def _on_sigint(signum, frame) -> None:
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C was pressed: a loop's check that no Ctrl-C was lost."""
+    if _interrupted:
+        raise KeyboardInterrupt
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside the block and raise it right after: for steps that must
+    not be cut in half (starting a worker process, which would otherwise run untracked; moving a
+    finished dataset into place).  Outside the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum, frame) -> None:
+        global _interrupted
+        if _installed:
+            _interrupted = True
+        pending.append(signum)
+
+    previous = signal.signal(signal.SIGINT, hold)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if pending:
+            raise KeyboardInterrupt
