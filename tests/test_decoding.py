@@ -7,7 +7,7 @@ import torch
 from transformers import AutoTokenizer
 
 from mozart.controls import Controls, SamplingSettings
-from mozart.decoding import Gpt2StepDecoder, HFStepDecoder, LlamaStepDecoder, step_decoder
+from mozart.decoding import BartStepDecoder, Gpt2StepDecoder, HFStepDecoder, LlamaStepDecoder, step_decoder
 from mozart.masks import hf_logits_processors
 from mozart.models import SpecialIds, build_model, default_model_dir, load_model
 from mozart.tokens import check
@@ -15,6 +15,29 @@ from mozart.tokens import check
 
 def _random_ids(n: int, vocab: int, seed: int, rows: int = 1) -> torch.Tensor:
     return torch.randint(4, vocab, (rows, n), generator=torch.Generator().manual_seed(seed))
+
+
+class _Sources:
+    """BART's encoder outputs for up to five rows of random source tokens, computed once, so a decoder of
+    some of the rows reads exactly the rows it would read in the whole batch."""
+
+    def __init__(self, model):
+        self.encoded = None
+        if model.config.is_encoder_decoder:
+            with torch.no_grad():
+                self.encoded = model.get_encoder()(input_ids=_random_ids(30, model.config.vocab_size, 11, rows=5))
+
+    def decoder(self, model, rows: int | list[int], **kwargs):
+        """``step_decoder`` for these rows (a count: the first ones)."""
+        rows = list(range(rows)) if isinstance(rows, int) else rows
+        if self.encoded is None:
+            return step_decoder(model, batch=len(rows), **kwargs)
+        return step_decoder(model, self.rows(rows), batch=len(rows), **kwargs)
+
+    def rows(self, rows: list[int]):
+        from transformers.modeling_outputs import BaseModelOutput
+
+        return BaseModelOutput(last_hidden_state=self.encoded.last_hidden_state[rows])
 
 
 def _assert_steps_match(fast, hf, ids: torch.Tensor, model) -> None:
@@ -26,48 +49,55 @@ def _assert_steps_match(fast, hf, ids: torch.Tensor, model) -> None:
         assert a.shape == (ids.shape[0], model.config.vocab_size)
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4), float((a - b).abs().max())
     with torch.no_grad():
-        full = model(input_ids=ids[:, :95]).logits[:, -1]
+        if hf.encoder_outputs is None:
+            full = model(input_ids=ids[:, :95]).logits[:, -1]
+        else:
+            full = model(encoder_outputs=hf.encoder_outputs, decoder_input_ids=ids[:, :95]).logits[:, -1]
     assert torch.allclose(a, full, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("arch, size, rows", [("gpt2", "tiny", 1), ("gpt2", "small", 3), ("llama", "tiny", 1),
-                                              ("llama", "small", 3)])
+                                              ("llama", "small", 3), ("bart", "tiny", 1), ("bart", "small", 3)])
 def test_step_decoders_match_transformers(arch, size, rows):
     torch.manual_seed(0)
     model = build_model(arch, size, SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
-    fast_type = {"gpt2": Gpt2StepDecoder, "llama": LlamaStepDecoder}[arch]
-    assert isinstance(step_decoder(model, batch=rows), fast_type)
+    sources = _Sources(model)
+    fast_type = {"gpt2": Gpt2StepDecoder, "llama": LlamaStepDecoder, "bart": BartStepDecoder}[arch]
+    assert isinstance(sources.decoder(model, rows), fast_type)
     ids = _random_ids(100, 300, 1, rows)
-    fast = fast_type(model, rows, matmul_dtype=torch.float32, weights="dense")
-    _assert_steps_match(fast, HFStepDecoder(model), ids, model)
+    fast = sources.decoder(model, rows, matmul_dtype=torch.float32, weights="dense")
+    hf = HFStepDecoder(model) if sources.encoded is None else HFStepDecoder(model, sources.rows(list(range(rows))))
+    _assert_steps_match(fast, hf, ids, model)
     with pytest.raises(ValueError):
         fast.step(ids[:, :40])  # 95 + 40 tokens exceed the context of 128
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bart"])
 def test_a_fresh_decoder_reads_like_a_new_one(arch):
     """When the sampling window slides, ``fresh()`` reuses the prepared weights with an empty cache for the
     rows kept: its logits equal a newly built decoder's."""
     torch.manual_seed(4)
     model = build_model(arch, "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
+    sources = _Sources(model)
     ids = _random_ids(40, 300, 5, rows=3)
-    used = step_decoder(model, batch=3)
+    used = sources.decoder(model, 3)
     used.step(ids[:, :30])
     used.keep(torch.tensor([0, 2]))
-    fresh, new = used.fresh(), step_decoder(model, batch=2)
+    fresh, new = used.fresh(), sources.decoder(model, [0, 2])
     assert fresh.position == 0
     assert torch.equal(fresh.step(ids[[0, 2], 10:30]), new.step(ids[[0, 2], 10:30]))
     assert torch.equal(fresh.step(ids[[0, 2], 30:31]), new.step(ids[[0, 2], 30:31]))
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bart"])
 def test_dropping_rows_keeps_the_others_exact(arch):
     """keep(rows): the rows kept go on exactly as they would alone (a finished row stops costing compute)."""
     torch.manual_seed(1)
     model = build_model(arch, "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
+    sources = _Sources(model)
     ids = _random_ids(40, 300, 2, rows=4)
     exact = torch.float32
-    batch, alone = step_decoder(model, batch=4, matmul_dtype=exact), step_decoder(model, batch=1, matmul_dtype=exact)
+    batch, alone = sources.decoder(model, 4, matmul_dtype=exact), sources.decoder(model, [2], matmul_dtype=exact)
     batch.step(ids[:, :30])
     alone.step(ids[2:3, :30])
     batch.keep(torch.tensor([0, 2]))
@@ -77,15 +107,16 @@ def test_dropping_rows_keeps_the_others_exact(arch):
         assert torch.allclose(both[1], alone.step(ids[2:3, i:i + 1])[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bart"])
 def test_long_one_token_steps_are_row_exact_at_the_sampling_precision(arch):
     """The sampler's own decoder (default products and weights): a row's logits are the same alone and in
     a batch of five at every one-token step up to 200 positions (SDPA's CPU kernel was not, past ~120 keys,
     and bf16 activations turned that into a different piece for the same seed)."""
     torch.manual_seed(7)
     model = build_model(arch, "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 256).eval()
+    sources = _Sources(model)
     ids = _random_ids(200, 300, 8, rows=5)
-    batch, alone = step_decoder(model, batch=5), step_decoder(model, batch=1)
+    batch, alone = sources.decoder(model, 5), sources.decoder(model, [4])
     assert torch.equal(batch.step(ids[:, :1])[4], alone.step(ids[4:, :1])[0])
     for i in range(1, 200):
         assert torch.equal(batch.step(ids[:, i:i + 1])[4], alone.step(ids[4:, i:i + 1])[0]), i
@@ -110,7 +141,7 @@ def test_one_query_attention_is_row_exact_and_equals_sdpa(heads, kv_heads):
 INT8 = pytest.mark.skipif(not hasattr(torch, "_weight_int8pack_mm"), reason="this torch has no int8 weight kernel")
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bart"])
 @pytest.mark.parametrize("int8, same_top_share", [(False, 0.9), pytest.param(True, 0.8, marks=INT8)])
 def test_sampling_precisions_stay_close_to_float32_and_exact_per_row(arch, int8, same_top_share):
     """The sampling path on a bf16 CPU, bf16 products with float32 or int8 weights: logits within a few
@@ -119,11 +150,12 @@ def test_sampling_precisions_stay_close_to_float32_and_exact_per_row(arch, int8,
     gives the same piece whatever -n), through the one-token path and the block path alike."""
     torch.manual_seed(2)
     model = build_model(arch, "small", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
+    sources = _Sources(model)
     ids = _random_ids(60, 300, 3, rows=3)
-    exact = step_decoder(model, batch=3, matmul_dtype=torch.float32, weights="dense")
+    exact = sources.decoder(model, 3, matmul_dtype=torch.float32, weights="dense")
     weights = "int8" if int8 else "dense"
-    fast = step_decoder(model, batch=3, matmul_dtype=torch.bfloat16, weights=weights)
-    alone = step_decoder(model, batch=1, matmul_dtype=torch.bfloat16, weights=weights)
+    fast = sources.decoder(model, 3, matmul_dtype=torch.bfloat16, weights=weights)
+    alone = sources.decoder(model, [1], matmul_dtype=torch.bfloat16, weights=weights)
     assert fast.weights == weights
     same_top = total = 0
     for chunk in [ids[:, :20]] + [ids[:, i:i + 1] for i in range(20, 55)] + [ids[:, 55:60]]:

@@ -5,12 +5,14 @@
 lockstep) and returns the logits of each row's next token, ``(rows, vocabulary)``;
 ``keep(rows)`` drops the rows that finished, so they stop costing compute.
 
-For the decoders Mozart trains there are hand-written forwards with the cached keys and
-values in preallocated tensors: :class:`Gpt2StepDecoder` and :class:`LlamaStepDecoder`.
-They do the same arithmetic as transformers' ``GPT2LMHeadModel`` / ``LlamaForCausalLM``
-(logits equal to float precision, tested) without the Python around each matrix product,
-which is most of a one-token step on a CPU (GPT-2 small: ~4.4 ms -> ~2.5 ms per step).
-Every other model uses :class:`HFStepDecoder`, transformers' forward with its own cache.
+For the models Mozart trains there are hand-written forwards with the cached keys and
+values in preallocated tensors: :class:`Gpt2StepDecoder`, :class:`LlamaStepDecoder` and
+:class:`BartStepDecoder` (BART's decoder over its encoder's outputs, whose cross-attention keys
+and values it computes once). They do the same arithmetic as transformers' ``GPT2LMHeadModel`` /
+``LlamaForCausalLM`` / ``BartForConditionalGeneration`` (logits equal to float precision, tested)
+without the Python around each matrix product, which is most of a one-token step on a CPU (GPT-2
+small: ~4.4 ms -> ~2.5 ms per step).  Every other model uses :class:`HFStepDecoder`, transformers'
+forward with its own cache.
 
 On a CPU with native bf16 (``hardware.cpu_has_bf16``) the hand-written decoders do their matrix
 products in bf16 (weights converted once; the residual stream, norms, attention and logits stay
@@ -373,6 +375,86 @@ class LlamaStepDecoder(_CachedDecoder):
         return self._linear(last, self.head).float()
 
 
+class BartStepDecoder(_CachedDecoder):
+    """BART's decoder over fixed encoder outputs (learned positions, post-norm layers, cross-attention) with
+    a preallocated self-attention cache; each layer's cross-attention keys and values are computed once."""
+
+    def __init__(self, model, encoder_outputs, batch: int = 1, matmul_dtype: torch.dtype | None = None,
+                 weights: str | None = None):
+        cfg = model.config
+        decoder = model.get_decoder()
+        self.heads, self.width = cfg.decoder_attention_heads, cfg.d_model
+        self.head_dim = self.width // self.heads
+        super().__init__(model, batch, cfg.decoder_layers, self.heads, self.head_dim, cfg.max_position_embeddings,
+                         matmul_dtype, weights)
+        self.embed = decoder.embed_tokens.weight.detach() * decoder.embed_tokens.embed_scale
+        self.positions = decoder.embed_positions.weight.detach()[decoder.embed_positions.offset:]
+        self.embed_norm = self._norm_of(decoder.layernorm_embedding)
+        encoded = encoder_outputs.last_hidden_state  # (rows, source tokens, width)
+        self.layers, self.norms, self.cross = [], [], []
+        for layer in decoder.layers:
+            mine, cross = layer.self_attn, layer.encoder_attn
+            qkv_w = torch.cat([mine.q_proj.weight, mine.k_proj.weight, mine.v_proj.weight])
+            qkv_b = torch.cat([mine.q_proj.bias, mine.k_proj.bias, mine.v_proj.bias])
+            self.layers.append(tuple(self._prepared(w, b) for w, b in (
+                (qkv_w, qkv_b), (mine.out_proj.weight, mine.out_proj.bias), (cross.q_proj.weight, cross.q_proj.bias),
+                (cross.out_proj.weight, cross.out_proj.bias), (layer.fc1.weight, layer.fc1.bias),
+                (layer.fc2.weight, layer.fc2.bias))))
+            self.norms.append((self._norm_of(layer.self_attn_layer_norm), self._norm_of(layer.encoder_attn_layer_norm),
+                               self._norm_of(layer.final_layer_norm)))
+            # the encoder's keys and values, once: through the same products as the rest (row-exact)
+            k, v = (self._linear(encoded, *self._prepared(proj.weight, proj.bias)) for proj in (cross.k_proj,
+                                                                                                  cross.v_proj))
+            self.cross.append(tuple(t.view(*encoded.shape[:2], self.heads, self.head_dim).transpose(1, 2)
+                                    for t in (k, v)))
+        self.head = self._weight(model.lm_head.weight)
+        self.logits_bias = model.final_logits_bias.detach()[0]
+
+    def _prepared(self, weight: torch.Tensor, bias: torch.Tensor | None) -> tuple:
+        return self._weight(weight), self._bias(bias)
+
+    @staticmethod
+    def _norm_of(norm: torch.nn.LayerNorm) -> tuple:
+        return norm.normalized_shape, norm.weight.detach(), norm.bias.detach(), norm.eps
+
+    @staticmethod
+    def supports(model) -> bool:
+        """True for plain BART models whose arithmetic this class reproduces exactly."""
+        cfg = model.config
+        return (cfg.model_type == "bart" and architecture_of(model) == "BartForConditionalGeneration"
+                and cfg.activation_function == "gelu" and getattr(model.get_decoder(), "layer_norm", None) is None
+                and getattr(cfg, "_attn_implementation", "sdpa") in ("sdpa", "eager", None))
+
+    def keep(self, rows: torch.Tensor) -> None:
+        super().keep(rows)
+        rows = rows.to(self.keys.device)
+        self.cross = [(k[rows], v[rows]) for k, v in self.cross]
+
+    @torch.no_grad()
+    def step(self, ids: torch.Tensor) -> torch.Tensor:
+        rows, t = ids.shape
+        start, end, mask = self._span(t)
+        x = self.embed[ids.to(self.keys.device)] + self.positions[start:end]  # (rows, t, width)
+        x = F.layer_norm(x, *self.embed_norm)
+        scale = 1 / math.sqrt(self.head_dim)
+        for layer, ((qkv_w, qkv_b), (o_w, o_b), (cq_w, cq_b), (co_w, co_b), (fc1_w, fc1_b), (fc2_w, fc2_b)) in \
+                enumerate(self.layers):
+            mine_norm, cross_norm, final_norm = self.norms[layer]
+            q, k, v = self._linear(x, qkv_w, qkv_b).view(rows, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+            attn = self._attend(layer, q, k, v, start, end, mask, scale)
+            x = F.layer_norm(x + self._linear(attn.transpose(1, 2).reshape(rows, t, self.width), o_w, o_b), *mine_norm)
+            q = self._linear(x, cq_w, cq_b).view(rows, t, self.heads, self.head_dim).transpose(1, 2)
+            keys, values = self.cross[layer]
+            cross = attend_one(q, keys, values, scale) if t == 1 else \
+                F.scaled_dot_product_attention(q, keys, values, scale=scale)
+            x = F.layer_norm(x + self._linear(cross.transpose(1, 2).reshape(rows, t, self.width), co_w, co_b),
+                             *cross_norm)
+            h = F.gelu(self._linear(x, fc1_w, fc1_b))
+            x = F.layer_norm(x + self._linear(h, fc2_w, fc2_b), *final_norm)
+        self.position = end
+        return self._linear(x[:, -1], self.head).float() + self.logits_bias
+
+
 def attend_one(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale: float) -> torch.Tensor:
     """Attention of one query per row and head, (rows, heads, 1, dim), to (rows, kv_heads, length, dim) keys
     and values (kv_heads divides heads: grouped queries share their group's keys).  Written out, not SDPA:
@@ -432,10 +514,13 @@ def step_decoder(model, encoder_outputs=None, batch: int = 1, matmul_dtype: torc
     """The fastest step decoder for ``model`` and ``batch`` rows (see the module docstring); its
     matrix products in ``matmul_dtype`` (default: ``sampling_matmul_dtype``), their weights stored as
     ``weights`` says (one of ``WEIGHT_FORMATS``; default: ``default_weight_format``)."""
-    fast = fast_decoder_for(model) if encoder_outputs is None else None
-    if fast is not None:
-        return fast(model, batch, matmul_dtype or sampling_matmul_dtype(model), weights)
-    return HFStepDecoder(model, encoder_outputs)
+    dtype = matmul_dtype or sampling_matmul_dtype(model)
+    if encoder_outputs is not None:
+        if BartStepDecoder.supports(model):
+            return BartStepDecoder(model, encoder_outputs, batch, dtype, weights)
+        return HFStepDecoder(model, encoder_outputs)
+    fast = fast_decoder_for(model)
+    return HFStepDecoder(model) if fast is None else fast(model, batch, dtype, weights)
 
 
 def fast_decoder_for(model) -> type[_CachedDecoder] | None:

@@ -145,7 +145,9 @@ class _Window:
         self.context = model.config.max_position_embeddings
         device = next(model.parameters()).device
         if encoder_ids is not None:  # BART: the decoder starts empty, reading the encoder's outputs
-            encoded = model.get_encoder()(input_ids=torch.tensor([encoder_ids] * rows, device=device))
+            # every row reads the same input: encoded once, so each row reads exactly what it would alone
+            encoded = model.get_encoder()(input_ids=torch.tensor([encoder_ids], device=device))
+            encoded.last_hidden_state = encoded.last_hidden_state.expand(rows, -1, -1)
             self.start = [model.config.decoder_start_token_id]
             first = list(self.start)
         else:
