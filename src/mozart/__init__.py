@@ -247,7 +247,7 @@ def write_samples(texts: list[str], stems: list[str | os.PathLike],
                   max_audio_seconds: float | None = None) -> list[dict]:
     """``write_sample`` for several pieces, faster: FluidSynth renders in C with the GIL released, so
     the pieces' audio is rendered two at a time in threads while this thread draws the piano rolls
-    (matplotlib's pyplot is not thread-safe; it stays here)."""
+    (drawing is Python work that holds the GIL: threads would not speed it up)."""
     from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
