@@ -202,27 +202,30 @@ def test_ctrl_c_that_escaped_an_exec_still_exits_130(tmp_path):
     assert result.stderr == "mozart: interrupted\n"
 
 
-@pytest.mark.parametrize("command", ["train", "evaluate", "corpus"])
+@pytest.mark.parametrize("command", ["train", "evaluate", "corpus", "generate"])
 def test_ctrl_c_in_a_long_command_exits_130_quickly(command, tmp_path):
-    """Ctrl-C in the middle of train, evaluate or corpus: exit 130 within 5 s, no traceback, no
-    report or export summary written (train keeps only complete, resumable checkpoints)."""
+    """Ctrl-C in the middle of train, evaluate, corpus or generate: exit 130 within 5 s, no traceback, no
+    report, export summary or samples.json written (train keeps only complete, resumable checkpoints), and
+    generate's piano-roll helper process gone with it."""
     import signal
     import time
 
     from conftest import corpus_files, link_all
 
     data = tmp_path / "data"
-    if command != "corpus":
+    if command in ("train", "evaluate"):
         made = run("dataset", link_all(corpus_files()[:6], tmp_path / "midi"), "-o", data, "--workers", "1", "-q")
         assert made.returncode == 0, made.stderr
     out = tmp_path / "out"
     args = {"train": ["train", data, "-o", out, "--arch", "llama", "--size", "tiny", "--max-steps", "100000"],
             "evaluate": ["evaluate", data, "-o", out, "--samples", "1000", "-q"],
-            "corpus": ["corpus", "music21", "-o", out, "--subset", "folk", "--workers", "2", "-q"]}[command]
+            "corpus": ["corpus", "music21", "-o", out, "--subset", "folk", "--workers", "2", "-q"],
+            "generate": ["generate", "-o", out, "-n", "16", "--bars", "64"]}[command]
     proc = subprocess.Popen([sys.executable, "-m", "mozart", *map(str, args)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     time.sleep(8)  # well into the work: model loaded, steps or samples or conversions running
     assert proc.poll() is None, proc.stderr.read()
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     proc.send_signal(signal.SIGINT)
     sent = time.monotonic()
     _, err = proc.communicate(timeout=60)
@@ -235,6 +238,22 @@ def test_ctrl_c_in_a_long_command_exits_130_quickly(command, tmp_path):
         assert not (out / "corpus.tsv").exists()
     if command == "train":
         assert not (out / "model.safetensors").exists() and not (out / "metrics.json").exists()
+    if command == "generate":
+        assert not (out / "samples.json").exists()
+        assert children  # the piano-roll helper, started with the command
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_running(child) for child in children):
+        time.sleep(0.1)
+    left = [Path(f"/proc/{child}/cmdline").read_text().replace("\0", " ") for child in children if _running(child)]
+    assert not left, left  # worker or helper processes end with their command
+
+
+def _running(pid: str) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return False
 
 
 def test_a_fifo_is_refused_not_read_forever(tmp_path):

@@ -76,3 +76,51 @@ def test_a_piece_of_350000_bars_draws_few_bar_lines():
     assert not ax.lines  # no per-bar Line2D
     [bar_lines] = [c for c in ax.collections if isinstance(c, LineCollection)]
     assert 0 < len(bar_lines.get_segments()) <= MAX_BAR_LINES
+
+
+def test_plot_process_draws_what_plot_draws_and_reports_errors(tmp_path):
+    """The CLI's helper process: token text (no title) and a file (its name as the title) give the PNGs that
+    ``mozart.plot`` gives; a bad file comes back as the MozartError it raised."""
+    from mozart.plotprocess import PlotProcess
+
+    text = mozart.encode(DATA / "music21_bach_bwv66.6.mid")
+    with PlotProcess() as plotter:
+        plotter.plot(text, tmp_path / "text.png").result()
+        plotter.plot(DATA / "music21_bach_bwv66.6.mid", tmp_path / "file.png").result()
+        with pytest.raises(mozart.MozartError, match="none.mid"):
+            plotter.plot(tmp_path / "none.mid", tmp_path / "none.png").result()
+    mozart.plot(mozart.decode(text), tmp_path / "text-here.png")
+    mozart.plot(DATA / "music21_bach_bwv66.6.mid", tmp_path / "file-here.png")
+    for name in ("text", "file"):
+        ours = matplotlib.image.imread(str(tmp_path / f"{name}.png"))
+        assert np.array_equal(ours, matplotlib.image.imread(str(tmp_path / f"{name}-here.png"))), name
+    assert not (tmp_path / "none.png").exists()
+
+
+def test_plot_process_ends_with_its_command_even_after_kill_9(tmp_path):
+    """A command killed with -9 cannot close its helper: the helper notices and exits on its own."""
+    import os
+    import signal
+    import time
+
+    source, roll = str(DATA / "music21_bach_bwv66.6.mid"), str(tmp_path / "roll.png")
+    script = ("from mozart.plotprocess import PlotProcess\n"
+              "import time\n"
+              "p = PlotProcess()\n"
+              f"p.plot(__import__('mozart').encode({source!r}), {roll!r}).result()\n"
+              "print(*p._pool._processes, flush=True)\n"
+              "time.sleep(600)\n")
+    command = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    helper = int(command.stdout.readline())
+    assert (tmp_path / "roll.png").exists()
+    os.kill(command.pid, signal.SIGKILL)
+    command.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(helper, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(helper, signal.SIGKILL)
+    raise AssertionError("the helper outlived its command")

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import symusic
 
     from .events import Piece
+    from .plotprocess import PlotProcess
     from .tokens import FORMAT_VERSION, TokenError, Vocabulary, check, decode_piece, encode_piece, vocabulary
 
 # Everything but the error type is imported on first use: importing the package costs nothing
@@ -244,10 +245,11 @@ def write_sample(text: str, stem: str | os.PathLike, max_audio_seconds: float | 
 
 
 def write_samples(texts: list[str], stems: list[str | os.PathLike],
-                  max_audio_seconds: float | None = None) -> list[dict]:
+                  max_audio_seconds: float | None = None, plotter: PlotProcess | None = None) -> list[dict]:
     """``write_sample`` for several pieces, faster: FluidSynth renders in C with the GIL released, so
     the pieces' audio is rendered two at a time in threads while this thread draws the piano rolls
-    (drawing is Python work that holds the GIL: threads would not speed it up)."""
+    (drawing is Python work that holds the GIL: threads would not speed it up), or while ``plotter``
+    (a ``plotprocess.PlotProcess``, which the CLI starts early) draws them in its own process."""
     from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
@@ -268,11 +270,15 @@ def write_samples(texts: list[str], stems: list[str | os.PathLike],
             write_midi(score, stem.with_suffix(".mid"))
             results.append({"valid": True})
             drawn.append((len(results) - 1, score, stem,
-                          pool.submit(_write_audio_of, score, stem.with_suffix(".wav"), max_audio_seconds)))
-        for _, score, stem, _ in drawn:
-            plot(score, stem.with_suffix(".png"))
-        for index, _, _, audio in drawn:
+                          pool.submit(_write_audio_of, score, stem.with_suffix(".wav"), max_audio_seconds),
+                          plotter.plot(text, stem.with_suffix(".png")) if plotter else None))
+        for _, score, stem, _, roll in drawn:
+            if roll is None:
+                plot(score, stem.with_suffix(".png"))
+        for index, _, _, audio, roll in drawn:
             results[index].update(audio.result())
+            if roll is not None:
+                roll.result()
     return results
 
 

@@ -21,6 +21,7 @@ from .defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from .errors import MozartError, check_range
 from .events import validate_grid
 from .files import check_output_dir, read_text, write_atomic
+from .plotprocess import PlotProcess
 from .tokens import BAR, count_notes, decode_piece
 
 app = typer.Typer(
@@ -331,14 +332,16 @@ def generate_cmd(
     from .controls import parse_time_signature
 
     check_output_dir(output, "samples.json", force)
-    texts = generate(model=model_dir, bars=bars, programs=tuple(program) if program else None, drums=drums,
-                     tempo=tempo, time_signature=parse_time_signature(time_signature), temperature=temperature,
-                     top_k=top_k, top_p=top_p, n=n, seed=seed, prompt=prompt, prompt_bars=prompt_bars,
-                     adapter=adapter, constrained=not no_constraints, style=style, form=form)
-    output.mkdir(parents=True, exist_ok=True)
-    stems = [output / f"sample_{i:03d}" for i in range(len(texts))]
-    records = [{"file": stem.name, "seed": seed + i, "tokens": len(text.split()), **written}
-               for i, (text, stem, written) in enumerate(zip(texts, stems, write_samples(texts, stems)))]
+    with PlotProcess() as plotter:  # started now: matplotlib loads in it while torch loads here
+        texts = generate(model=model_dir, bars=bars, programs=tuple(program) if program else None, drums=drums,
+                         tempo=tempo, time_signature=parse_time_signature(time_signature), temperature=temperature,
+                         top_k=top_k, top_p=top_p, n=n, seed=seed, prompt=prompt, prompt_bars=prompt_bars,
+                         adapter=adapter, constrained=not no_constraints, style=style, form=form)
+        output.mkdir(parents=True, exist_ok=True)
+        stems = [output / f"sample_{i:03d}" for i in range(len(texts))]
+        written = write_samples(texts, stems, plotter=plotter)
+    records = [{"file": stem.name, "seed": seed + i, "tokens": len(text.split()), **done}
+               for i, (text, stem, done) in enumerate(zip(texts, stems, written))]
     settings_json = {"model": str(model_dir) if model_dir else "built-in", "adapter": str(adapter) if adapter else None,
                      "prompt": str(prompt) if prompt else None, "prompt_bars": prompt_bars if prompt else 0,
                      "bars": bars, "programs": program, "drums": drums, "tempo": tempo,
@@ -351,7 +354,8 @@ def generate_cmd(
     typer.echo(f"{output}: {n} samples ({valid} valid), .txt .mid .wav .png each; settings in samples.json")
 
 
-def _write_rewrites(texts: list[str], output: Path, source: Path, command: str, **options) -> None:
+def _write_rewrites(texts: list[str], output: Path, source: Path, command: str, plotter: PlotProcess,
+                    **options) -> None:
     """Write rewrites as generate writes samples (plus the source's piano roll, for before/after);
     ``options`` (the command's settings) go to samples.json."""
     import json
@@ -359,10 +363,12 @@ def _write_rewrites(texts: list[str], output: Path, source: Path, command: str, 
     settings = {"command": command, "source": str(source), **options,
                 "adapter": str(options["adapter"]) if options.get("adapter") else None}
     output.mkdir(parents=True, exist_ok=True)
-    plot(source, output / "source.png")
+    source_roll = plotter.plot(source, output / "source.png")
     stems = [output / f"sample_{i:03d}" for i in range(len(texts))]
-    records = [{"file": stem.name, "seed": settings["seed"] + i, "tokens": len(text.split()), **written}
-               for i, (text, stem, written) in enumerate(zip(texts, stems, write_samples(texts, stems)))]
+    written = write_samples(texts, stems, plotter=plotter)
+    source_roll.result()
+    records = [{"file": stem.name, "seed": settings["seed"] + i, "tokens": len(text.split()), **done}
+               for i, (text, stem, done) in enumerate(zip(texts, stems, written))]
     write_atomic(output / "samples.json", json.dumps({**settings, "samples": records}, indent=1) + "\n")
     valid = sum(r["valid"] for r in records)
     typer.echo(f"{output}: {len(texts)} {command} samples ({valid} valid), .txt .mid .wav .png each, source.png; "
@@ -396,11 +402,13 @@ def infill_cmd(
     from . import infill
 
     check_output_dir(output, "samples.json", force)
-    texts = infill(source, bars, model=model_dir, programs=tuple(program) if program else None, drums=drums,
-                   temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter, style=style)
-    _write_rewrites(texts, output, source, "infill", model=str(model_dir or "built-in"), adapter=adapter, bars=bars,
-                    programs=program, drums=drums, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, n=n,
-                    style=style)
+    with PlotProcess() as plotter:  # started now: matplotlib loads in it while torch loads here
+        texts = infill(source, bars, model=model_dir, programs=tuple(program) if program else None, drums=drums,
+                       temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter,
+                       style=style)
+        _write_rewrites(texts, output, source, "infill", plotter, model=str(model_dir or "built-in"), adapter=adapter,
+                        bars=bars, programs=program, drums=drums, temperature=temperature, top_p=top_p, top_k=top_k,
+                        seed=seed, n=n, style=style)
 
 
 @app.command("accompany")
@@ -427,11 +435,12 @@ def accompany_cmd(
     from . import accompany
 
     check_output_dir(output, "samples.json", force)
-    texts = accompany(source, programs=tuple(program or ()), drums=drums, bars=bars, model=model_dir,
-                      temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter)
-    _write_rewrites(texts, output, source, "accompany", model=str(model_dir or "built-in"), adapter=adapter,
-                    bars=bars, programs=program, drums=drums, temperature=temperature, top_p=top_p, top_k=top_k,
-                    seed=seed, n=n)
+    with PlotProcess() as plotter:  # started now: matplotlib loads in it while torch loads here
+        texts = accompany(source, programs=tuple(program or ()), drums=drums, bars=bars, model=model_dir,
+                          temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter)
+        _write_rewrites(texts, output, source, "accompany", plotter, model=str(model_dir or "built-in"),
+                        adapter=adapter, bars=bars, programs=program, drums=drums, temperature=temperature,
+                        top_p=top_p, top_k=top_k, seed=seed, n=n)
 
 
 @app.command("evaluate")
