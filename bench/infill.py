@@ -1,6 +1,7 @@
 """Infilling: what the bars after a gap are worth to a FIM model, and how long an infill takes.
 
-Two measurements, written to docs/benchmarks.md:
+Two measurements, each written to its own section of docs/benchmarks.md (a speed-only run leaves the
+suffix table alone):
 
 1. **Suffix value** (``--model`` trained with fill-in-the-middle, ``--data`` its dataset): the
    bits/note of 4-bar gaps of the test split given the bars before *and* the bars after the
@@ -184,11 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
-    threads = torch.get_num_threads()
-    lines = ["## Infilling", "", f"`python bench/infill.py` ({machine()}, {threads} torch threads).", ""]
+    where = f"`python bench/infill.py` ({machine()}, {torch.get_num_threads()} torch threads)."
+    # two sections, so that a speed-only run (no --model/--data) leaves the suffix table in place
     if args.model and args.data:
-        lines += ["### What the bars after the gap are worth", ""] + suffix_value(args.model, args.data)[0] + [""]
-    lines += ["### Speed", ""] + speed(args.speed_model, args.corpus, args.runs)
+        value = ["### What the bars after the gap are worth", "", where, ""] + suffix_value(args.model, args.data)[0]
+        publish("infill-suffix", "\n".join(value), write=not args.no_write)
+    lines = ["## Infilling", "", "### Speed", "", where, ""] + speed(args.speed_model, args.corpus, args.runs)
     return publish("infill", "\n".join(lines), write=not args.no_write)
 
 
