@@ -9,11 +9,11 @@ import sys
 
 def run() -> None:
     """Console entry point."""
-    from .interrupts import install
-
-    install()
     try:
         try:
+            from .interrupts import install
+
+            install()
             from .cli import main
         except KeyboardInterrupt:
             print("mozart: interrupted", file=sys.stderr, flush=True)

@@ -27,10 +27,12 @@ class PlotProcess:
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                          initializer=_prepare)
         self._pool.submit(_ready)  # starts the process (and its imports) now, not at the first roll
+        self._asked = False
 
     def plot(self, source: str | os.PathLike, out: str | os.PathLike) -> Future:
         """Draw ``source`` into ``out``: token text (a ``str``: no title, as ``mozart.plot`` of its
         Score) or a MIDI or token file (a path: its name as the title)."""
+        self._asked = True
         return self._pool.submit(_plot, source if isinstance(source, str) else Path(source), Path(out))
 
     def close(self) -> None:
@@ -40,7 +42,12 @@ class PlotProcess:
     def __enter__(self) -> PlotProcess:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and not self._asked:
+            # the command failed before asking for a roll: end the helper now rather than wait for its
+            # imports (a second on 2 cores, added to every error); it has no file open
+            for process in list(self._pool._processes.values()):  # 3.14 names this terminate_workers()
+                process.terminate()
         self.close()
 
 
