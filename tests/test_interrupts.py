@@ -106,3 +106,20 @@ def test_a_ctrl_c_held_for_a_critical_step_is_remembered(cli_handler):
         time.sleep(0.2)
     with pytest.raises(KeyboardInterrupt):
         interrupts.raise_if_interrupted()
+
+
+def test_an_error_after_a_ctrl_c_is_an_interrupt(cli_handler, monkeypatch, capsys):
+    """An extension whose import a Ctrl-C cut short raises "ImportError: initialization failed" (CI saw it
+    in evaluate): after a Ctrl-C the CLI reports any error as the interrupt it is, exit 130, one line."""
+    import mozart.cli
+
+    def cut_short(**kwargs):
+        raise ImportError("initialization failed")
+
+    monkeypatch.setattr(mozart.cli, "app", cut_short)
+    with pytest.raises(ImportError):  # no Ctrl-C: a real error, shown as such
+        mozart.cli.main([])
+    lose_a_ctrl_c()
+    with pytest.raises(SystemExit) as exit_:
+        mozart.cli.main([])
+    assert exit_.value.code == 130 and capsys.readouterr().err == "mozart: interrupted\n"

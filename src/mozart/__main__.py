@@ -18,6 +18,13 @@ def run() -> None:
         except KeyboardInterrupt:
             print("mozart: interrupted", file=sys.stderr, flush=True)
             sys.exit(130)
+        except Exception:
+            from .interrupts import interrupt_requested
+
+            if interrupt_requested():  # an import the Ctrl-C cut short ("initialization failed")
+                print("mozart: interrupted", file=sys.stderr, flush=True)
+                sys.exit(130)
+            raise
         main()
     finally:
         _forget_escaped_interrupts()

@@ -21,6 +21,7 @@ from .defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from .errors import MozartError, check_range
 from .events import validate_grid
 from .files import check_output_dir, read_text, write_atomic
+from .interrupts import interrupt_requested
 from .plotprocess import PlotProcess
 from .tokens import BAR, count_notes, decode_piece
 
@@ -647,9 +648,6 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app, turning MozartError into a one-line error."""
     try:
         app(args=argv, prog_name="mozart")
-    except MozartError as e:
-        print(f"mozart: error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(1)
     except KeyboardInterrupt:
         print("mozart: interrupted", file=sys.stderr)
         sys.exit(130)
@@ -657,7 +655,15 @@ def main(argv: list[str] | None = None) -> None:
         if e.code == 130:  # typer turns a Ctrl-C inside a command into a silent exit 130: say why
             print("mozart: interrupted", file=sys.stderr)
         raise
-    except OSError as e:
+    except Exception as e:
+        if interrupt_requested():  # an error the Ctrl-C caused (an import it cut short): still an interrupt
+            print("mozart: interrupted", file=sys.stderr)
+            sys.exit(130)
+        if isinstance(e, MozartError):
+            print(f"mozart: error: {' '.join(str(e).split())}", file=sys.stderr)
+            sys.exit(1)
+        if not isinstance(e, OSError):
+            raise
         where = f"{e.filename}: " if getattr(e, "filename", None) else ""
         print(f"mozart: error: {where}{e.strerror or e}", file=sys.stderr)
         sys.exit(1)

@@ -34,6 +34,12 @@ def _on_sigint(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def interrupt_requested() -> bool:
+    """Whether Ctrl-C was pressed (under the CLI's handler): then any error that follows is its doing,
+    such as an extension whose import it cut short ("ImportError: initialization failed")."""
+    return _interrupted
+
+
 def raise_if_interrupted() -> None:
     """Raise KeyboardInterrupt if Ctrl-C was pressed: a loop's check that no Ctrl-C was lost."""
     if _interrupted:
