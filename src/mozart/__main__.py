@@ -4,26 +4,20 @@ The CLI's imports happen inside ``run``, so a Ctrl-C while they load is an exit 
 one line, like a Ctrl-C anywhere else, not a traceback.
 """
 
-import sys
-
 
 def run() -> None:
     """Console entry point."""
     try:
-        try:
-            from .interrupts import install
+        from .interrupts import exit_interrupted, install, interrupt_requested
 
-            install()
+        install()
+        try:
             from .cli import main
         except KeyboardInterrupt:
-            print("mozart: interrupted", file=sys.stderr, flush=True)
-            sys.exit(130)
+            exit_interrupted()
         except Exception:
-            from .interrupts import interrupt_requested
-
             if interrupt_requested():  # an import the Ctrl-C cut short ("initialization failed")
-                print("mozart: interrupted", file=sys.stderr, flush=True)
-                sys.exit(130)
+                exit_interrupted()
             raise
         main()
     finally:

@@ -21,7 +21,7 @@ from .defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from .errors import MozartError, check_range
 from .events import validate_grid
 from .files import check_output_dir, read_text, write_atomic
-from .interrupts import interrupt_requested
+from .interrupts import exit_interrupted, interrupt_requested
 from .plotprocess import PlotProcess
 from .tokens import BAR, count_notes, decode_piece
 
@@ -649,16 +649,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv, prog_name="mozart")
     except KeyboardInterrupt:
-        print("mozart: interrupted", file=sys.stderr)
-        sys.exit(130)
+        exit_interrupted()
     except SystemExit as e:
         if e.code == 130:  # typer turns a Ctrl-C inside a command into a silent exit 130: say why
-            print("mozart: interrupted", file=sys.stderr)
+            exit_interrupted()
         raise
     except Exception as e:
         if interrupt_requested():  # an error the Ctrl-C caused (an import it cut short): still an interrupt
-            print("mozart: interrupted", file=sys.stderr)
-            sys.exit(130)
+            exit_interrupted()
         if isinstance(e, MozartError):
             print(f"mozart: error: {' '.join(str(e).split())}", file=sys.stderr)
             sys.exit(1)

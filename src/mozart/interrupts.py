@@ -12,9 +12,11 @@ the CLI's, and ``raise_if_interrupted`` then never raises.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import NoReturn
 
 _installed = False
 _interrupted = False
@@ -38,6 +40,12 @@ def interrupt_requested() -> bool:
     """Whether Ctrl-C was pressed (under the CLI's handler): then any error that follows is its doing,
     such as an extension whose import it cut short ("ImportError: initialization failed")."""
     return _interrupted
+
+
+def exit_interrupted() -> NoReturn:
+    """End the command as a Ctrl-C ends it: one line on stderr, exit status 130."""
+    print("mozart: interrupted", file=sys.stderr, flush=True)
+    sys.exit(130)
 
 
 def raise_if_interrupted() -> None:
