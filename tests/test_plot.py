@@ -97,6 +97,22 @@ def test_plot_process_draws_what_plot_draws_and_reports_errors(tmp_path):
     assert not (tmp_path / "none.png").exists()
 
 
+def test_plot_process_of_a_command_that_failed_first_ends_without_finishing_its_imports():
+    """A command that fails before asking for a roll tells its helper to stop at once: the helper never gets
+    as far as being ready (its imports take about a second), and the failure propagates."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from mozart.plotprocess import PlotProcess
+
+    with pytest.raises(mozart.MozartError, match="no such model"):
+        with PlotProcess() as plotter:
+            raise mozart.MozartError("no such model")
+    assert isinstance(plotter._ready.exception(timeout=30), BrokenProcessPool)
+    with PlotProcess() as plotter:  # a command that succeeds lets it finish
+        pass
+    assert plotter._ready.result(timeout=30) is True
+
+
 def test_plot_process_ends_with_its_command_even_after_kill_9(tmp_path):
     """A command killed with -9 cannot close its helper: the helper notices and exits on its own."""
     import os

@@ -24,9 +24,12 @@ class PlotProcess:
     """One helper process that draws piano rolls (PNG, written atomically) on request."""
 
     def __init__(self) -> None:
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_prepare)
-        self._pool.submit(_ready)  # starts the process (and its imports) now, not at the first roll
+        context = multiprocessing.get_context("spawn")
+        # the helper ends when anything arrives on this pipe (or when this process ends)
+        stop_reader, self._stop = context.Pipe(duplex=False)
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_prepare,
+                                         initargs=(stop_reader,))
+        self._ready = self._pool.submit(_ready)  # starts the process (and its imports) now, not at the first roll
         self._asked = False
 
     def plot(self, source: str | os.PathLike, out: str | os.PathLike) -> Future:
@@ -46,22 +49,23 @@ class PlotProcess:
         if exc_type is not None and not self._asked:
             # the command failed before asking for a roll: end the helper now rather than wait for its
             # imports (a second on 2 cores, added to every error); it has no file open
-            for process in list(self._pool._processes.values()):  # 3.14 names this terminate_workers()
-                process.terminate()
+            self._stop.send(None)
         self.close()
 
 
-def _prepare() -> None:
-    """In the helper: leave Ctrl-C to the command, end with it, and import the drawing code."""
+def _prepare(stop: multiprocessing.connection.Connection) -> None:
+    """In the helper: leave Ctrl-C to the command, end with it or when told to on ``stop``, and import
+    the drawing code."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = multiprocessing.parent_process()
-    if parent is not None:  # the pool's queues would keep an orphan waiting for ever
-        threading.Thread(target=_exit_with, args=(parent.sentinel,), daemon=True).start()
+    # without the parent's sentinel, the pool's queues would keep an orphan waiting for ever
+    waits = [stop] if parent is None else [stop, parent.sentinel]
+    threading.Thread(target=_exit_on_any, args=(waits,), daemon=True).start()
     from . import pianoroll  # noqa: F401 - the import is the point: it overlaps the command's own
 
 
-def _exit_with(sentinel: int) -> None:
-    multiprocessing.connection.wait([sentinel])
+def _exit_on_any(objects: list) -> None:
+    multiprocessing.connection.wait(objects)
     os._exit(0)
 
 
