@@ -78,6 +78,24 @@ def test_a_piece_of_350000_bars_draws_few_bar_lines():
     assert 0 < len(bar_lines.get_segments()) <= MAX_BAR_LINES
 
 
+def test_pitch_axis_names_whole_notes_as_musicians_read_them():
+    """The y axis is labelled with note names at whole pitches (it showed 62.5 and 77.5 for a melody):
+    every natural note over two octaves, C and G over four, C alone beyond."""
+    from mozart.events import Piece
+    from mozart.pianoroll import note_name, piano_roll, pitch_ticks
+
+    assert [note_name(p) for p in (0, 21, 59, 60, 61, 69, 127)] == ["C-1", "A0", "B3", "C4", "C#4", "A4", "G9"]
+    assert pitch_ticks(60, 72) == [60, 62, 64, 65, 67, 69, 71, 72]
+    assert pitch_ticks(40, 80) == [43, 48, 55, 60, 67, 72, 79]
+    assert pitch_ticks(21, 108) == [24, 36, 48, 60, 72, 84, 96, 108]
+    melody = Piece(grid=24, note_onset=np.arange(4) * 24, note_duration=np.full(4, 24),
+                   note_pitch=np.array([62, 66, 69, 78]), note_velocity=np.full(4, 80), note_stream=np.zeros(4, int))
+    ax = piano_roll(melody).axes[0]
+    assert ax.get_ylim() == (60, 80)
+    assert list(ax.get_yticks()) == pitch_ticks(60, 80)
+    assert [t.get_text() for t in ax.get_yticklabels()][:3] == ["C4", "D4", "E4"]
+
+
 def test_plot_process_draws_what_plot_draws_and_reports_errors(tmp_path):
     """The CLI's helper process: token text (no title) and a file (its name as the title) give the PNGs that
     ``mozart.plot`` gives; a bad file comes back as the MozartError it raised."""

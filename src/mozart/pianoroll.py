@@ -31,6 +31,28 @@ DRUM_COLOUR = "#222222"
 MARGINS = {"left": 0.045, "right": 0.875, "bottom": 0.075, "top": 0.95, "hspace": 0.08}
 
 
+#: Pitch names, C first: the y axis labels notes as musicians read them (C4 is MIDI 60, middle C).
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+
+
+def note_name(pitch: int) -> str:
+    """The name of MIDI ``pitch`` in scientific pitch notation: 60 -> C4, 61 -> C#4, 21 -> A0."""
+    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def pitch_ticks(low: int, high: int) -> list[int]:
+    """The pitches from ``low`` to ``high`` the y axis labels: every natural note over up to two octaves,
+    every C and G over up to four, every C beyond (always whole pitches, never 62.5)."""
+    span = high - low
+    if span <= 24:
+        keep = {0, 2, 4, 5, 7, 9, 11}
+    elif span <= 48:
+        keep = {0, 7}
+    else:
+        keep = {0}
+    return [p for p in range(low, high + 1) if p % 12 in keep]
+
+
 def _rectangles(x0: np.ndarray, x1: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Note rectangles (n, 4, 2) from x start/end and pitch."""
     return np.stack([np.column_stack([x0, y - 0.4]), np.column_stack([x1, y - 0.4]),
@@ -84,8 +106,12 @@ def piano_roll(piece: Piece, title: str | None = None) -> Figure:
     ax.set_xlim(0, end)
     pitched = piece.note_stream < DRUM_OFFSET
     if pitched.any():
-        ax.set_ylim(int(piece.note_pitch[pitched].min()) - 2, int(piece.note_pitch[pitched].max()) + 2)
-    ax.set_ylabel("MIDI pitch (60 = middle C)")
+        low, high = int(piece.note_pitch[pitched].min()) - 2, int(piece.note_pitch[pitched].max()) + 2
+        ax.set_ylim(low, high)
+        ticks = pitch_ticks(low, high)
+        ax.set_yticks(ticks)
+        ax.set_yticklabels([note_name(p) for p in ticks])
+    ax.set_ylabel("pitch (C4 = MIDI 60, middle C)")
     if drum_ax is not None:
         drum_ax.set_ylabel("drum note")
         hit = ~pitched
