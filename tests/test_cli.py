@@ -310,3 +310,38 @@ def test_a_token_text_over_the_size_cap_is_refused_before_it_is_read(tmp_path):
     at_cap = header + "Bar " * ((MAX_TEXT_CHARS - len(header) - len(note)) // 4 - 1) + "Bar" + note
     assert len(at_cap) <= MAX_TEXT_CHARS
     mozart.check(at_cap)  # at the cap the text is read as any other (many empty bars, then a note)
+
+
+#: Commands given a path that is not there (a model folder, a dataset, a MIDI file; "MISSING" stands for it).
+MISTYPED = {
+    "generate -m": ["generate", "-m", "MISSING", "-o", "out"],
+    "generate --prompt": ["generate", "--prompt", "MISSING", "-o", "out"],
+    "infill": ["infill", "MISSING", "--bars", "1-2", "-o", "out"],
+    "accompany": ["accompany", "MISSING", "--program", "33", "-o", "out"],
+    "train": ["train", "MISSING", "-o", "out"],
+    "finetune data": ["finetune", "BUILT_IN", "MISSING", "-o", "out"],
+    "finetune model": ["finetune", "MISSING", "MISSING", "-o", "out"],
+    "evaluate": ["evaluate", "MISSING", "-o", "out"],
+    "evaluate -m": ["evaluate", "MISSING", "-m", "MISSING", "-o", "out"],
+    "serve -m": ["serve", "-m", "MISSING"],
+}
+
+
+@pytest.mark.parametrize("command", list(MISTYPED))
+def test_a_mistyped_path_fails_at_once_before_torch_loads(command, tmp_path):
+    """A path that is not there is a one-line error before the command imports torch (which took 4-10 s
+    on 2 cores before the error came), and nothing is written."""
+    from mozart.models import default_model_dir
+
+    missing = tmp_path / "no-such-thing"
+    args = [str(missing) if a == "MISSING" else str(default_model_dir()) if a == "BUILT_IN" else a
+            for a in MISTYPED[command]]
+    code = ("import sys, mozart.cli\n"
+            "try:\n"
+            "    mozart.cli.main(sys.argv[1:])\n"
+            "except SystemExit as e:\n"
+            "    print(e.code, 'torch' in sys.modules, 'transformers' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert result.stdout.split() == ["1", "False", "False"], (result.stdout, result.stderr[-2000:])
+    assert result.stderr.startswith(f"mozart: error: {missing}: ") and result.stderr.count("\n") == 1, result.stderr
+    assert not (tmp_path / "out").exists()

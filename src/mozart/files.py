@@ -63,6 +63,12 @@ def _umask() -> int:
     return mask
 
 
+def check_dataset_dir(path: Path) -> None:
+    """Raise MozartError unless ``path`` is a dataset folder (``mozart dataset`` writes its stats.json)."""
+    if not (Path(path) / "stats.json").is_file():
+        raise MozartError(f"{path}: not a dataset (no stats.json); build one with `mozart dataset`")
+
+
 def check_regular_file(path: Path, kind: str) -> None:
     """Raise MozartError unless ``path`` is a regular file: missing, a folder, a FIFO or device
     (whose read would block or never end), or a path we may not look at, each in one line."""

@@ -30,6 +30,7 @@ from transformers import (
 )
 
 from .errors import MozartError, check_range
+from .files import check_dataset_dir
 from .hardware import PRECISIONS, cpu_has_bf16
 from .interrupts import raise_if_interrupted
 from .likelihood import likelihood
@@ -305,8 +306,7 @@ def training_arguments(run_dir: Path, config: TrainConfig) -> TrainingArguments:
 def _prepare(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool):
     """Check the folders; load the tokenizer and the train/valid examples."""
     data_dir, run_dir = Path(data_dir), Path(run_dir)
-    if not (data_dir / "stats.json").is_file():
-        raise MozartError(f"{data_dir}: not a dataset (no stats.json); build one with `mozart dataset`")
+    check_dataset_dir(data_dir)
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
         raise MozartError(f"{run_dir}: exists and is not empty; use --resume to continue it, or another -o")
     set_seed(config.seed)
