@@ -60,8 +60,8 @@ def _rectangles(x0: np.ndarray, x1: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 def piano_roll(piece: Piece, title: str | None = None) -> Figure:
-    """Draw ``piece`` as a piano roll; x in bars (1-based), y in MIDI pitch.  Drums, when
-    present, get their own lane below the pitched instruments (a marker per hit)."""
+    """Draw ``piece`` as a piano roll; x in bars (1-based), y in MIDI pitch labelled with note names
+    (C4 = 60).  Drums, when present, get their own lane below the pitched instruments (a marker per hit)."""
     streams = np.unique(piece.note_stream).tolist()
     melodic = [s for s in streams if s < DRUM_OFFSET]
     drums = [s for s in streams if s >= DRUM_OFFSET]
