@@ -392,7 +392,11 @@ def test_a_truncated_weight_file_is_a_one_line_error(tmp_path, adapter):
         if f.is_file():
             (folder / f.name).write_bytes(f.read_bytes()[:1000] if f.name == "model.safetensors" else f.read_bytes())
     cmd = [sys.executable, "-m", "mozart", "generate", "-m", str(folder), "--bars", "1", "-o", str(tmp_path / "x")]
-    result = subprocess.run(cmd + (["--adapter", str(tmp_path)] if adapter else []), capture_output=True, text=True)
+    if adapter:  # a folder that passes the CLI's input checks (it has a tokenizer), so the weights are read
+        (tmp_path / "adapter").mkdir()
+        (tmp_path / "adapter" / "tokenizer.json").write_bytes((folder / "tokenizer.json").read_bytes())
+        cmd += ["--adapter", str(tmp_path / "adapter")]
+    result = subprocess.run(cmd, capture_output=True, text=True)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert lines[0].startswith(f"mozart: error: {folder / 'model.safetensors'}: unreadable weights (")
