@@ -22,7 +22,7 @@ from .errors import MozartError, check_range
 from .events import validate_grid
 from .files import check_dataset_dir, check_output_dir, check_regular_file, read_text, write_atomic
 from .interrupts import exit_interrupted, interrupt_requested
-from .models import model_format
+from .models import check_same_grid, default_model_dir, model_format
 from .plotprocess import PlotProcess
 from .tokens import BAR, count_notes, decode_piece
 
@@ -253,10 +253,11 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", help="TOML recipe
 
 
 def _check_inputs(models: tuple[Path | None, ...] = (), datasets: tuple[Path, ...] = (),
-                  sources: tuple[Path | None, ...] = ()) -> None:
+                  sources: tuple[Path | None, ...] = (), same_grid: tuple[Path | None, Path] | None = None) -> None:
     """A command's cheap checks of the folders and files it reads, run before it imports torch and
-    transformers (4-10 s on 2 cores): a mistyped path is a one-line error at once, not after the
-    imports.  The library checks them again where it reads them."""
+    transformers (4-10 s on 2 cores): a mistyped path, or a dataset at another grid than the model
+    (``same_grid``: the model, None for the built-in one, and the dataset), is a one-line error at
+    once, not after the imports.  The library checks them again where it reads them."""
     for source in sources:
         if source is not None:
             check_regular_file(source, "a MIDI or token file")
@@ -265,6 +266,11 @@ def _check_inputs(models: tuple[Path | None, ...] = (), datasets: tuple[Path, ..
             model_format(folder)
     for folder in datasets:
         check_dataset_dir(folder)
+    if same_grid is not None:
+        model, data = same_grid
+        model = model if model is not None else default_model_dir()
+        if model is not None:
+            check_same_grid(model, data)
 
 
 @app.command("train")
@@ -306,7 +312,7 @@ def finetune_cmd(
 
     Example: mozart finetune runs/base data/jazz -o adapters/jazz --lora-r 8 --lora-alpha 16 --merge
     """
-    _check_inputs(models=(base_dir,), datasets=(data_dir,))
+    _check_inputs(models=(base_dir,), datasets=(data_dir,), same_grid=(base_dir, data_dir))
     from .train import finetune
 
     check_range("--lora-r", lora_r, 1, 4096, integer=True)
@@ -499,7 +505,7 @@ def evaluate_cmd(
             check_range(name, value, 1, MAX_BARS if name == "--bars" else 2**31 - 1, integer=True)
     check_options(temperature=temperature, top_p=top_p)
     check_output_dir(output, "report.json", force)
-    _check_inputs(models=(model_dir,), datasets=(data_dir,))
+    _check_inputs(models=(model_dir,), datasets=(data_dir,), same_grid=(model_dir, data_dir))
     from .evaluate import EvaluateConfig, evaluate
 
     config = EvaluateConfig(samples=samples, seed=seed, bars=bars, stride=stride, max_test_pieces=max_test_pieces,

@@ -89,18 +89,17 @@ def scores_in_bf16(precision: str, model) -> bool:
 
 def _check_vocabularies(model_dir: Path, data_dir: Path, tokenizer) -> None:
     """The model and the dataset must speak the same vocabulary (same format version and grid)."""
-    from .models import model_format
+    from .models import check_same_grid
 
-    model_grid, data_grid = model_format(model_dir), model_format(data_dir)
-    music = music_token_count(data_grid)  # control specials may differ (a model made before they existed)
+    grid = check_same_grid(model_dir, data_dir)
+    music = music_token_count(grid)  # control specials may differ (a model made before they existed)
 
     def music_ids(vocab: dict[str, int]) -> dict[str, int]:
         return {w: i for w, i in vocab.items() if i < music}
 
-    if model_grid != data_grid or music_ids(load_tokenizer(model_dir).get_vocab()) != music_ids(tokenizer.get_vocab()):
-        raise MozartError(f"{data_dir}: dataset at grid {data_grid}, but the model ({model_dir}) speaks grid "
-                          f"{model_grid}: evaluate on a dataset of the model's vocabulary "
-                          f"(`mozart dataset --grid {model_grid}`)")
+    if music_ids(load_tokenizer(model_dir).get_vocab()) != music_ids(tokenizer.get_vocab()):
+        raise MozartError(f"{data_dir}: the dataset's music words differ from those of the model ({model_dir}), "
+                          f"though both speak grid {grid}: evaluate on a dataset of the model's vocabulary")
 
 
 def evaluate(model_dir: Path | None, data_dir: Path, out_dir: Path, config: EvaluateConfig = EvaluateConfig(),

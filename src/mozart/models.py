@@ -119,6 +119,16 @@ def model_format(folder: str | os.PathLike) -> int:
     return grid
 
 
+def check_same_grid(model_dir: str | os.PathLike, data_dir: str | os.PathLike) -> int:
+    """The grid that the model in ``model_dir`` and the dataset in ``data_dir`` both speak; raises
+    MozartError, saying how to rebuild the dataset, when they speak different ones."""
+    model_grid, data_grid = model_format(model_dir), model_format(data_dir)
+    if model_grid != data_grid:
+        raise MozartError(f"{data_dir}: dataset at grid {data_grid}, but the model {model_dir} speaks grid "
+                          f"{model_grid}; rebuild the dataset with `mozart dataset --grid {model_grid}`")
+    return model_grid
+
+
 @dataclass
 class LoadedModel:
     """A trained model ready to sample or score, with what it speaks."""

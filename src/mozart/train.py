@@ -48,7 +48,7 @@ from .lmdata import (
     read_split,
     store_texts,
 )
-from .models import ARCHS, SIZES, SpecialIds, build_model, is_seq2seq, load_base, model_format
+from .models import ARCHS, SIZES, SpecialIds, build_model, check_same_grid, is_seq2seq, load_base, model_format
 from .tokenizer import BOS, EOS, PAD, music_token_count
 from .tokenstore import TokenStore
 
@@ -474,10 +474,7 @@ def finetune(base_dir: Path, data_dir: Path, out_dir: Path, config: TrainConfig,
     from peft import LoraConfig, TaskType, get_peft_model
 
     out_dir = Path(out_dir)
-    base_grid, data_grid = model_format(base_dir), model_format(data_dir)
-    if base_grid != data_grid:
-        raise MozartError(f"{data_dir}: dataset at grid {data_grid}, but the model {base_dir} speaks grid "
-                          f"{base_grid}; rebuild the dataset with `mozart dataset --grid {base_grid}`")
+    data_grid = check_same_grid(base_dir, data_dir)
     base, arch = load_base(base_dir)
     config = replace(config, arch=arch)
     if base.config.vocab_size < load_tokenizer(data_dir).get_vocab_size():
