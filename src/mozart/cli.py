@@ -591,8 +591,8 @@ def serve_cmd(
 
     check_range("--port", port, 1, 65535, integer=True)
     check_range("--max-audio-minutes", max_audio_minutes, 0, 240, low_open=True)
-    _check_inputs(models=(model_dir,))
     check_range("--request-timeout", request_timeout, 0, 3600, low_open=True)
+    _check_inputs(models=(model_dir,))
     serve(host, port, model_dir, allow_remote, max_audio_minutes * 60, request_timeout)
 
 
