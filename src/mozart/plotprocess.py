@@ -25,10 +25,11 @@ class PlotProcess:
 
     def __init__(self) -> None:
         context = multiprocessing.get_context("spawn")
-        # the helper ends when anything arrives on this pipe (or when this process ends)
-        stop_reader, self._stop = context.Pipe(duplex=False)
+        # the helper ends when anything arrives on this pipe (or when this process ends); both ends are
+        # kept until close(), since the pool may pickle the reader for its process after this returns
+        self._stop_reader, self._stop = context.Pipe(duplex=False)
         self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_prepare,
-                                         initargs=(stop_reader,))
+                                         initargs=(self._stop_reader,))
         self._ready = self._pool.submit(_ready)  # starts the process (and its imports) now, not at the first roll
         self._asked = False
 
@@ -41,6 +42,8 @@ class PlotProcess:
     def close(self) -> None:
         """Finish the rolls asked for and end the helper."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._stop.close()
+        self._stop_reader.close()
 
     def __enter__(self) -> PlotProcess:
         return self
