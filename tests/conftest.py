@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,21 @@ def link_all(files: list[Path], folder: Path) -> Path:
     for f in files:
         (folder / f.name).symlink_to(f.resolve())
     return folder
+
+
+#: The CLI run in-process by a script that then prints its exit code and whether torch and transformers
+#: were imported: what a command loaded before it failed.
+_CLI_REPORTING_IMPORTS = ("import sys, mozart.cli\n"
+                          "try:\n"
+                          "    mozart.cli.main(sys.argv[1:])\n"
+                          "except SystemExit as e:\n"
+                          "    print(e.code, 'torch' in sys.modules, 'transformers' in sys.modules)\n")
+
+
+def cli_reporting_imports(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``mozart ARGS`` in a new process; its stdout is "<exit code> <torch imported> <transformers imported>"."""
+    return subprocess.run([sys.executable, "-c", _CLI_REPORTING_IMPORTS, *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd)
 
 
 def styleless_model(folder: Path) -> Path:

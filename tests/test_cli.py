@@ -11,7 +11,7 @@ import symusic
 
 import mozart
 
-from conftest import DATA, edge_files
+from conftest import DATA, cli_reporting_imports, edge_files
 from reference import note_multiset
 
 BACH = DATA / "music21_bach_bwv66.6.mid"
@@ -336,12 +336,7 @@ def test_a_mistyped_path_fails_at_once_before_torch_loads(command, tmp_path):
     missing = tmp_path / "no-such-thing"
     args = [str(missing) if a == "MISSING" else str(default_model_dir()) if a == "BUILT_IN" else a
             for a in MISTYPED[command]]
-    code = ("import sys, mozart.cli\n"
-            "try:\n"
-            "    mozart.cli.main(sys.argv[1:])\n"
-            "except SystemExit as e:\n"
-            "    print(e.code, 'torch' in sys.modules, 'transformers' in sys.modules)\n")
-    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=tmp_path)
+    result = cli_reporting_imports(*args, cwd=tmp_path)
     assert result.stdout.split() == ["1", "False", "False"], (result.stdout, result.stderr[-2000:])
     assert result.stderr.startswith(f"mozart: error: {missing}: ") and result.stderr.count("\n") == 1, result.stderr
     assert not (tmp_path / "out").exists()

@@ -15,7 +15,7 @@ from studio_driver import Server
 import mozart
 from mozart.models import load_model, model_format
 
-from conftest import DATA, corpus_files, link_all
+from conftest import DATA, cli_reporting_imports, corpus_files, link_all
 
 BACH = DATA / "music21_bach_bwv66.6.mid"
 
@@ -72,17 +72,12 @@ def test_evaluate_at_the_models_grid_and_refuse_another(grid12, tmp_path):
     other = tmp_path / "d24"
     assert mozart_cli("dataset", link_all(corpus_files()[:4], tmp_path / "m"), "-o", other, "--workers", "1",
                       "-q").returncode == 0
-    # refused before torch is imported (seconds on 2 cores): the CLI run in a process that reports its imports
-    code = ("import sys, mozart.cli\n"
-            "try:\n"
-            "    mozart.cli.main(sys.argv[1:])\n"
-            "except SystemExit as e:\n"
-            "    print(e.code, 'torch' in sys.modules)\n")
+    # refused before torch is imported (seconds on 2 cores)
     for args in (("evaluate", "-m", run, other, "-o", tmp_path / "r2", "-q"),
                  ("evaluate", data, "-o", tmp_path / "r2", "-q"),  # no -m: the built-in model, at grid 24
                  ("finetune", run, other, "-o", tmp_path / "ft", "--max-steps", "1")):
-        refused = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True)
-        assert refused.stdout.split() == ["1", "False"], (refused.stdout, refused.stderr[-2000:])
+        refused = cli_reporting_imports(*args)
+        assert refused.stdout.split() == ["1", "False", "False"], (refused.stdout, refused.stderr[-2000:])
         assert refused.stderr.startswith("mozart: error:") and refused.stderr.count("\n") == 1, refused.stderr
         assert "grid 12" in refused.stderr and "grid 24" in refused.stderr and "Traceback" not in refused.stderr
     assert not (tmp_path / "r2").exists() and not (tmp_path / "ft").exists()
