@@ -7,7 +7,8 @@ the decoding defaults, seeds 0..runs-1, for each model (default: the built-in on
 - n = 1 and n = 8 (one batch of 8 rows: aggregate tokens/s), constrained;
 - the time spent in the grammar mask, as a share of constrained sampling (timed directly), and the
   same pieces' rate unconstrained (no mask; other pieces of other lengths, so only indicative);
-- n = 1 through transformers' forward (the same loop without Mozart's step decoder).
+- n = 1 and n = 8 through torch's step decoder (``decoding.py``, the path of models the numpy decoders do
+  not cover: LoRA adapters, BART), and n = 1 through transformers' forward.
 The command `mozart generate --bars 16 -n 4 -o out` is timed end to end as a user runs it
 (Python start-up, model load, sampling, MIDI, piano rolls, FluidSynth WAVs), and a fresh
 process reports its import, model-load and sampling seconds apart.  Targets on 2 CPU
@@ -75,9 +76,9 @@ def sampling_rates(loaded, n: int, constrained: bool, seeds: range) -> list[floa
 
 def mask_share(loaded, n: int, seeds: range) -> float:
     """The share of constrained sampling's wall time spent building the grammar masks, timed directly
-    (the time inside ``GrammarLogitsProcessor.row_mask_array`` over the whole sampling time)."""
+    (the time inside ``GrammarLogitsProcessor.row_mask`` over the whole sampling time)."""
     spent = [0.0]
-    real = GrammarLogitsProcessor.row_mask_array
+    real = GrammarLogitsProcessor.row_mask
 
     def timed(self, *args):
         started = time.perf_counter()
@@ -86,34 +87,43 @@ def mask_share(loaded, n: int, seeds: range) -> float:
         finally:
             spent[0] += time.perf_counter() - started
 
-    GrammarLogitsProcessor.row_mask_array = timed
+    GrammarLogitsProcessor.row_mask = timed
     try:
         started = time.perf_counter()
         for seed in seeds:
             generate_pieces(loaded, Controls(bars=16), SamplingSettings(), n=n, seed=seed * n)
         total = time.perf_counter() - started
     finally:
-        GrammarLogitsProcessor.row_mask_array = real
+        GrammarLogitsProcessor.row_mask = real
     return spent[0] / total
+
+
+def decoder_name(loaded) -> str:
+    """The step decoder ``mozart generate`` samples ``loaded`` with, and how it stores its weights."""
+    fast = mozart.sampling._step_decoder(loaded.model, None, 1)
+    fast = getattr(fast, "decoder", fast)  # behind _TorchSteps: torch's decoder
+    weights = getattr(fast, "weights", "dense")
+    return type(fast).__name__ + ("" if weights == "dense" else f", {weights} weights")
 
 
 def model_rows(folder: Path | None, label: str, seeds: range) -> list[str]:
     loaded = load_sampler(folder or default_model_dir())  # as `mozart generate` loads it
-    params = sum({t.data_ptr(): t.numel() for t in loaded.model.state_dict().values()}.values())  # tied once
-    fast = mozart.sampling.step_decoder(loaded.model)
-    weights = getattr(fast, "weights", "dense")
-    decoder = type(fast).__name__ + ("" if weights == "dense" else f", {weights} weights")
+    full = load_model(loaded.folder)  # torch and transformers: the path of adapters and BART
+    params = sum({t.data_ptr(): t.numel() for t in full.model.state_dict().values()}.values())  # tied once
     generate_pieces(loaded, Controls(bars=4), SamplingSettings(), n=2, seed=99)  # warm-up
     r1, r8 = sampling_rates(loaded, 1, True, seeds), sampling_rates(loaded, 8, True, seeds)
     u1, u8 = sampling_rates(loaded, 1, False, seeds), sampling_rates(loaded, 8, False, seeds)
     m1, m8 = mask_share(loaded, 1, seeds), mask_share(loaded, 8, seeds)
-    fast = mozart.sampling.step_decoder
-    mozart.sampling.step_decoder = lambda m, enc=None, batch=1: HFStepDecoder(m, enc)
+    generate_pieces(full, Controls(bars=4), SamplingSettings(), n=2, seed=99)  # warm-up
+    t1, t8 = sampling_rates(full, 1, True, seeds), sampling_rates(full, 8, True, seeds)
+    fast = mozart.sampling._step_decoder
+    mozart.sampling._step_decoder = lambda m, enc=None, rows=1: mozart.sampling._TorchSteps(HFStepDecoder(m))
     try:
-        hf1 = sampling_rates(load_model(loaded.folder), 1, True, seeds)
+        hf1 = sampling_rates(full, 1, True, seeds)
     finally:
-        mozart.sampling.step_decoder = fast
-    name = f"{label} ({loaded.arch}, {params / 1e6:.1f}M parameters, {decoder})"
+        mozart.sampling._step_decoder = fast
+    name = f"{label} ({loaded.arch}, {params / 1e6:.1f}M parameters, {decoder_name(loaded)})"
+    torch_name = f"{label} through torch ({decoder_name(full)})"
     return [
         f"| {name}: n=1, tokens/s | {median(r1):,.0f} | {runs(r1)} |",
         f"| {name}: n=8, aggregate tokens/s | {median(r8):,.0f} | {runs(r8)} |",
@@ -122,7 +132,9 @@ def model_rows(folder: Path | None, label: str, seeds: range) -> list[str]:
         f"| {name}: time in the grammar mask, share of constrained sampling, n=1 / n=8 | {m1:.0%} / {m8:.0%} | |",
         f"| {name}: 1 - constrained/unconstrained tokens/s, n=1 / n=8 (other pieces, other lengths) | "
         f"{1 - median(r1) / median(u1):.0%} / {1 - median(r8) / median(u8):.0%} | |",
-        f"| {name}: n=1 through transformers' forward, tokens/s | {median(hf1):,.0f} | {runs(hf1)} |",
+        f"| {torch_name}: n=1, tokens/s | {median(t1):,.0f} | {runs(t1)} |",
+        f"| {torch_name}: n=8, aggregate tokens/s | {median(t8):,.0f} | {runs(t8)} |",
+        f"| {label} through transformers' forward: n=1, tokens/s | {median(hf1):,.0f} | {runs(hf1)} |",
     ]
 
 
@@ -160,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         f"defaults (temperature {DEFAULT_TEMPERATURE}, top-p {DEFAULT_TOP_P}), "
         f"seeds 0..{args.runs - 1}, in-process after a warm-up (sampling only); n=8 is one batch of 8 rows, "
         "aggregate tokens/s. Unconstrained: the same loop without the grammar mask (up to 640 tokens). The mask's "
-        "cost is the time inside `GrammarLogitsProcessor.row_mask_array` over the sampling time.",
+        "cost is the time inside `GrammarLogitsProcessor.row_mask` over the sampling time.",
         "",
         "| measure | median | runs |",
         "|---|---|---|",

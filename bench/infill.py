@@ -28,9 +28,10 @@ import torch
 
 import mozart
 from mozart.events import slice_steps
+from mozart.fim import FimIds, fim_ids, fim_order_of
 from mozart.hardware import bf16_on_cpu
 from mozart.likelihood import likelihood, token_losses
-from mozart.lmdata import Example, Examples, FimIds, fim_ids, fim_order_of, infill_examples, load_tokenizer, read_split
+from mozart.lmdata import Example, Examples, infill_examples, load_tokenizer, read_split
 from mozart.midi import quantize, read_midi, to_score, write_midi
 from mozart.models import load_model
 from mozart.rewrite import NEXT_BARS, PREV_BARS, piece_bars

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from transformers import AutoTokenizer
@@ -120,6 +121,82 @@ def test_long_one_token_steps_are_row_exact_at_the_sampling_precision(arch):
     assert torch.equal(batch.step(ids[:, :1])[4], alone.step(ids[4:, :1])[0])
     for i in range(1, 200):
         assert torch.equal(batch.step(ids[:, i:i + 1])[4], alone.step(ids[4:, i:i + 1])[0]), i
+
+
+def _light(model, folder):
+    """``model`` saved to ``folder`` and read back as the sampler's light path reads it (numpy arrays)."""
+    from mozart.weights import read_decoder, reproducible
+
+    model.save_pretrained(str(folder))
+    light = read_decoder(folder)
+    assert light is not None and reproducible(light)
+    return light
+
+
+@pytest.mark.parametrize("arch, size, rows, kv_heads", [("gpt2", "tiny", 1, None), ("gpt2", "small", 3, None),
+                                                        ("llama", "tiny", 1, None), ("llama", "small", 3, None),
+                                                        ("llama", "tiny", 2, 1)])
+def test_numpy_decoders_match_transformers(tmp_path, arch, size, rows, kv_heads):
+    """The numpy decoders (the light path, no torch): a 20-token prompt, 70 one-token steps, a block of 5
+    on the cache; logits equal transformers' incremental and whole-sequence ones (grouped key/value heads
+    too)."""
+    from mozart.npdecoding import NumpyGpt2Decoder, NumpyLlamaDecoder, numpy_decoder_for
+
+    torch.manual_seed(0)
+    model = build_model(arch, size, SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128)
+    if kv_heads:  # a grouped-query Llama: rebuilt with fewer key/value heads
+        model = type(model)(model.config.__class__(**{**model.config.to_dict(), "num_key_value_heads": kv_heads}))
+    model.eval()
+    fast = numpy_decoder_for(_light(model, tmp_path / "m"), rows)
+    assert isinstance(fast, {"gpt2": NumpyGpt2Decoder, "llama": NumpyLlamaDecoder}[arch])
+    ids = _random_ids(100, 300, 1, rows)
+    hf = HFStepDecoder(model)
+    for chunk in [ids[:, :20]] + [ids[:, i:i + 1] for i in range(20, 90)] + [ids[:, 90:95]]:
+        a, b = fast.step(chunk.numpy()), hf.step(chunk).numpy()
+        assert a.shape == (rows, 300) and a.dtype == np.float32
+        assert np.allclose(a, b, atol=1e-4, rtol=1e-4), float(np.abs(a - b).max())
+    with torch.no_grad():
+        full = model(input_ids=ids[:, :95]).logits[:, -1].numpy()
+    assert np.allclose(a, full, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError):
+        fast.step(ids[:, :40].numpy())  # 95 + 40 tokens exceed the context of 128
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_numpy_decoders_are_row_exact_and_keep_and_fresh_work(tmp_path, arch):
+    """A row's logits are bit for bit the same alone and in a batch of five, at every step up to 200
+    positions (so a seed writes one piece at any -n); keep() drops rows without changing the others;
+    fresh() reads like a new decoder."""
+    from mozart.npdecoding import numpy_decoder_for
+
+    torch.manual_seed(7)
+    light = _light(build_model(arch, "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 256).eval(),
+                   tmp_path / "m")
+    ids = _random_ids(200, 300, 8, rows=5).numpy()
+    batch, alone = numpy_decoder_for(light, 5), numpy_decoder_for(light, 1)
+    assert np.array_equal(batch.step(ids[:, :3])[4], alone.step(ids[4:, :3])[0])
+    for i in range(3, 100):
+        assert np.array_equal(batch.step(ids[:, i:i + 1])[4], alone.step(ids[4:, i:i + 1])[0]), i
+    batch.keep(np.array([1, 4]))
+    for i in range(100, 200):
+        assert np.array_equal(batch.step(ids[[1, 4], i:i + 1])[1], alone.step(ids[4:, i:i + 1])[0]), i
+    fresh, new = batch.fresh(), numpy_decoder_for(light, 2)
+    assert fresh.position == 0
+    assert np.array_equal(fresh.step(ids[[1, 4], 10:30]), new.step(ids[[1, 4], 10:30]))
+
+
+@pytest.mark.skipif(default_model_dir() is None, reason="no built-in model")
+def test_built_in_model_reads_without_torch_with_transformers_logits():
+    """The built-in model as the sampler reads it (float16 weights widened to float32, numpy): its logits
+    equal transformers' to 1e-4."""
+    from mozart.models import load_sampler
+    from mozart.npdecoding import numpy_decoder_for
+
+    light, full = load_sampler(default_model_dir()).model, load_model(default_model_dir()).model
+    fast, hf = numpy_decoder_for(light), HFStepDecoder(full)
+    ids = _random_ids(60, full.config.vocab_size, 2)
+    for chunk in [ids[:, :10]] + [ids[:, i:i + 1] for i in range(10, 60)]:
+        assert np.allclose(fast.step(chunk.numpy()), hf.step(chunk).numpy(), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("heads, kv_heads", [(4, 4), (8, 2)])

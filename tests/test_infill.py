@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from rewrite_checks import assert_rewrite
 from transformers import AutoTokenizer
 
@@ -14,7 +13,8 @@ import mozart
 from mozart.controls import SamplingSettings
 from mozart.dataset import DatasetConfig, build_dataset
 from mozart.events import DRUM_OFFSET, Piece
-from mozart.lmdata import FimIds, FimWindows, fim_rearrange
+from mozart.fim import FimIds, fim_rearrange
+from mozart.lmdata import FimWindows
 from mozart.midi import quantize, read_midi
 from mozart.models import build_model, load_model
 from mozart.rewrite import note_table, parse_bars, piece_bars, rewrite
@@ -94,7 +94,7 @@ def test_every_infill_is_valid_and_keeps_the_rest(models, name):
                 if rng.random() < 0.2:
                     first, last = n_bars - 1 - (last - first), n_bars - 1  # the piece's end
                 out = rewrite(loaded, source, first, last, streams, False, settings,
-                              torch.Generator().manual_seed(count))
+                              np.random.default_rng(count))
                 assert_rewrite(source, mozart.encode_piece(out), first, last, streams, keep=False)
                 count += 1
     assert count == len(SOURCES) * len(SETTINGS) * PER_SETTING[name]  # 5 x 7 x (3 + 2 + 1) = 210 in all
@@ -113,7 +113,7 @@ def test_every_accompaniment_is_valid_and_keeps_every_note(models, name):
                 streams.append(int(source.note_stream[0]))  # a part the source already has
             first = int(rng.integers(n_bars))
             last = min(n_bars - 1, first + int(rng.integers(2)))
-            out = rewrite(loaded, source, first, last, streams, True, settings, torch.Generator().manual_seed(count))
+            out = rewrite(loaded, source, first, last, streams, True, settings, np.random.default_rng(count))
             assert_rewrite(source, mozart.encode_piece(out), first, last, streams, keep=True)
             count += 1
     assert count == len(SOURCES) * len(SETTINGS)  # 5 x 7 = 35 per model, 105 in all
@@ -151,7 +151,7 @@ def test_meter_changes_and_long_bars_stay_complete(models, keep):
         for seed in range(12):
             settings = SamplingSettings(temperature=(1.0, 2.0, 3.0)[seed % 3])
             streams = [0, 42] if keep else [0]
-            out = rewrite(loaded, source, 0, n_bars - 1, streams, keep, settings, torch.Generator().manual_seed(seed))
+            out = rewrite(loaded, source, 0, n_bars - 1, streams, keep, settings, np.random.default_rng(seed))
             assert_rewrite(source, mozart.encode_piece(out), 0, n_bars - 1, streams, keep=keep)
 
 
@@ -215,7 +215,7 @@ def test_fim_rearrangement_suffix_first_puts_the_middle_after_the_prefix():
 def test_a_model_trained_suffix_first_infills_in_its_order(models):
     """fim_order travels in the model's config; infilling arranges its input the same way, and the
     result keeps every note outside the gap."""
-    from mozart.lmdata import fim_ids, fim_order_of
+    from mozart.fim import fim_ids, fim_order_of
     from mozart.rewrite import _chunk, _Request, source_streams
 
     loaded = load_model(models["trained_llama_spm"])
@@ -367,7 +367,7 @@ def test_bad_forms_are_one_line_errors(form, bars, message):
 def test_infilling_reads_the_style_token_after_bos(models):
     """infill(style=...) puts the style's control token after <bos>, as generation does (the new sections
     of a form read their style too); a model that cannot take it is a one-line error."""
-    from mozart.lmdata import fim_ids
+    from mozart.fim import fim_ids
     from mozart.rewrite import _chunk, _Request, source_streams
     from mozart.tokenizer import BOS, style_token
 

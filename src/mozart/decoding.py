@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from .hardware import bf16_on_cpu
-from .weights import architecture_of
+from .weights import architecture_of, gpt2_reproducible, llama_reproducible, llama_rope_theta
 
 
 class HFStepDecoder:
@@ -223,11 +223,7 @@ class Gpt2StepDecoder(_CachedDecoder):
     @staticmethod
     def supports(model) -> bool:
         """True for plain GPT-2 models whose attention this class reproduces exactly."""
-        cfg = model.config
-        return (cfg.model_type == "gpt2" and architecture_of(model) == "GPT2LMHeadModel"
-                and cfg.activation_function == "gelu_new" and cfg.scale_attn_weights
-                and not cfg.scale_attn_by_inverse_layer_idx and not cfg.reorder_and_upcast_attn
-                and getattr(cfg, "_attn_implementation", "sdpa") in ("sdpa", "eager", None))
+        return gpt2_reproducible(model.config, architecture_of(model))
 
     @torch.no_grad()
     def step(self, ids: torch.Tensor) -> torch.Tensor:
@@ -262,7 +258,7 @@ class LlamaStepDecoder(_CachedDecoder):
         super().__init__(model, batch, cfg.num_hidden_layers, self.kv_heads, self.head_dim,
                          cfg.max_position_embeddings, matmul_dtype, weights)
         # the rotary angles of every position, once (transformers recomputes them each forward)
-        theta = _rope_parameters(cfg)["rope_theta"]
+        theta = llama_rope_theta(cfg)
         inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float) / self.head_dim))
         angles = torch.outer(torch.arange(self.context, dtype=torch.float), inv_freq)
         angles = torch.cat((angles, angles), dim=-1).to(self.keys.device)
@@ -297,11 +293,7 @@ class LlamaStepDecoder(_CachedDecoder):
     @staticmethod
     def supports(model) -> bool:
         """True for plain Llama models whose arithmetic this class reproduces exactly."""
-        cfg = model.config
-        return (cfg.model_type == "llama" and architecture_of(model) == "LlamaForCausalLM"
-                and cfg.hidden_act == "silu" and _rope_parameters(cfg).get("rope_type", "default") == "default"
-                and getattr(cfg, "pretraining_tp", 1) == 1
-                and getattr(cfg, "_attn_implementation", "sdpa") in ("sdpa", "eager", None))
+        return llama_reproducible(model.config, architecture_of(model))
 
     def _norm(self, x: torch.Tensor) -> torch.Tensor:
         """RMSNorm without its gain (folded into the next product): written out, since F.rms_norm measured
@@ -487,16 +479,6 @@ def _stacked(weights: dict[str, torch.Tensor], names: list[str]) -> tuple[torch.
     weight = torch.cat([weights[f"{n}.weight"] for n in names])
     biases = [weights.get(f"{n}.bias") for n in names]
     return weight, None if biases[0] is None else torch.cat(biases)
-
-
-def _rope_parameters(cfg) -> dict:
-    """The rotary settings, under transformers 5's name (rope_parameters) or 4's (rope_theta)."""
-    params = getattr(cfg, "rope_parameters", None) or {}
-    if "rope_theta" not in params:
-        scaling = getattr(cfg, "rope_scaling", None) or {}
-        params = {"rope_theta": getattr(cfg, "rope_theta", 10000.0),
-                  "rope_type": scaling.get("rope_type", scaling.get("type", "default"))}
-    return params
 
 
 def sampling_matmul_dtype(model) -> torch.dtype | None:

@@ -23,7 +23,6 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
-import torch
 
 from .controls import Controls, SamplingSettings
 from .errors import MozartError
@@ -99,7 +98,7 @@ def form_piece(loaded: LoadedModel, form: str, section_text: str, section_bars: 
     section = decode_piece(section_text)
     length = section_length(section, section_bars)
     piece = lay_out(section, length, len(form))
-    generator = torch.Generator().manual_seed(seed)
+    generator = np.random.default_rng(seed)
     streams = source_streams(section)
     for k, letter in enumerate(form):
         if k == 0 or letter in form[:k]:

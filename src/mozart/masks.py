@@ -6,8 +6,8 @@ forbid are set to -inf *before* temperature, top-k and top-p, so every sample pa
 allowed), a fixed tempo and time signature.  When the token budget runs short, the
 mask switches to a closing mode that takes the shortest way to a complete piece.
 The mask is a logits processor as transformers calls them (``GrammarLogitsProcessor``), usable in
-our own loop (sampling.py) and inside ``model.generate`` (``hf_logits_processors``); transformers
-is imported only for the latter (sampling does not need it, and importing it costs seconds).
+our own loop (sampling.py) and inside ``model.generate`` (``hf_logits_processors``); torch and
+transformers are imported only for the latter (sampling does not need them, and importing them costs seconds).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from .controls import Controls, SamplingSettings
 from .grammar import GrammarState, new_state
@@ -166,12 +165,8 @@ class GrammarLogitsProcessor:
         self.seen = [start] * len(constraints)  # input_ids columns already fed to each constraint
         self.ended = [False] * len(constraints)
 
-    def row_mask(self, row: int, new_tokens: list[int], used: int, size: int) -> torch.Tensor:
-        """Feed ``row``'s new tokens to its constraint; the mask of tokens allowed next."""
-        return torch.from_numpy(self.row_mask_array(row, new_tokens, used, size))
-
-    def row_mask_array(self, row: int, new_tokens: list[int], used: int, size: int) -> np.ndarray:
-        """As :meth:`row_mask`, as a numpy array (the sampler stacks the rows' masks into one tensor)."""
+    def row_mask(self, row: int, new_tokens: list[int], used: int, size: int) -> np.ndarray:
+        """Feed ``row``'s new tokens to its constraint; the mask of tokens allowed next (``size`` booleans)."""
         constraint = self.constraints[row]
         for token in new_tokens:
             if token == self.eos or token == self.pad:
@@ -189,12 +184,15 @@ class GrammarLogitsProcessor:
             allowed[self.eos] = True
         return allowed
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, input_ids, scores):
+        """transformers' logits-processor call: ``scores`` (rows, vocabulary) with the forbidden words at -inf."""
+        import torch
+
         used = input_ids.shape[1] - self.start
         for row in range(scores.shape[0]):
             new = input_ids[row, self.seen[row]:].tolist()
             self.seen[row] = input_ids.shape[1]
-            allowed = self.row_mask(row, new, used, scores.shape[1]).to(scores.device)
+            allowed = torch.from_numpy(self.row_mask(row, new, used, scores.shape[1])).to(scores.device)
             scores[row] = scores[row].masked_fill(~allowed, float("-inf"))
         return scores
 

@@ -185,17 +185,16 @@ def load_model(folder: str | os.PathLike, adapter: str | os.PathLike | None = No
 
 def load_sampler(folder: str | os.PathLike, adapter: str | os.PathLike | None = None) -> LoadedModel:
     """A model folder for sampling (generate, infill, accompany, the studio): a GPT-2 or Llama decoder
-    the step decoders reproduce is read without transformers (``weights.read_decoder``: seconds less
-    to start); anything else (a LoRA adapter, BART, another config) is ``load_model``'s."""
+    the numpy step decoders reproduce is read without torch or transformers (``weights.read_decoder``:
+    seconds less to start); anything else (a LoRA adapter, BART, another config) is ``load_model``'s."""
     from tokenizers import Tokenizer
 
-    from .decoding import fast_decoder_for
-    from .weights import read_decoder
+    from .weights import read_decoder, reproducible
 
     folder = Path(folder)
     grid = model_format(folder)
     light = None if adapter is not None else read_decoder(folder)
-    if light is None or fast_decoder_for(light) is None:
+    if light is None or not reproducible(light):
         return load_model(folder, adapter)
     return LoadedModel(light, Tokenizer.from_file(str(folder / "tokenizer.json")), light.config.model_type, grid,
                        folder)

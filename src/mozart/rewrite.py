@@ -10,7 +10,7 @@ time so that any length fits the model's context:
 For each chunk the model reads the bars before it (``<bos>`` + header + up to ``PREV_BARS`` bars)
 and, when it was trained for fill-in-the-middle (``lmdata.FimWindows``) and infilling, up to
 ``NEXT_BARS`` bars after the span: ``<fim_prefix> <bos> before <fim_suffix> after <fim_middle>``, or
-suffix first for a model trained so (``lmdata.fim_input``).
+suffix first for a model trained so (``fim.fim_input``).
 Sampling is masked by ``templates.SpanConstraint``: the source's bar layout, the kept notes,
 the new streams.  The result is put together from events: the source's tempo map, time
 signatures and pedal are kept as they are, and the text is the canonical encoding of the result,
@@ -24,13 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
-import torch
 
 from .controls import SamplingSettings, check_model_style
 from .errors import MozartError
 from .events import Piece, bar_layout, bar_steps, slice_steps
+from .fim import fim_ids, fim_input, fim_order_of
 from .grammar import new_state
-from .lmdata import fim_ids, fim_input, fim_order_of
 from .masks import CLOSING_MARGIN
 from .models import LoadedModel
 from .sampling import _encoder_context, sample_span
@@ -201,7 +200,7 @@ def _plan(r: _Request, x: int, last: int) -> _Chunk:
 
 
 def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, keep: bool,
-            settings: SamplingSettings, generator: torch.Generator,
+            settings: SamplingSettings, generator: np.random.Generator,
             progress: Callable[[float], None] | None = None, style: str | None = None) -> Piece:
     """``piece`` with bars ``first``..``last`` (0-based, inclusive) rewritten: new notes in
     ``streams``; with ``keep`` the notes there stay (accompaniment), otherwise those that start
@@ -254,7 +253,7 @@ def rewrite_pieces(loaded: LoadedModel, piece: Piece, first: int, last: int, str
     texts = []
     for i in range(n):
         report = None if progress is None else (lambda share, i=i: progress((i + share) / n))
-        out = rewrite(loaded, piece, first, last, streams, keep, settings, torch.Generator().manual_seed(seed + i),
+        out = rewrite(loaded, piece, first, last, streams, keep, settings, np.random.default_rng(seed + i),
                       report, style)
         texts.append(encode_piece(out))
     return texts

@@ -1,10 +1,15 @@
 """The sampling loop: a batch of pieces, one row each, the grammar mask first, then temperature,
 top-k, top-p.
 
-The loop is our own (``decoding.step_decoder``: the model's KV cache, a faster exact path
-for GPT-2 and Llama) so that the order of masking and warping is guaranteed; the mask is
-``masks.GrammarLogitsProcessor``.  What may be asked is in controls.py, prompts in
-prompts.py; the model (and the grid it speaks) comes from ``models.load_model``.
+The loop is our own so that the order of masking and warping is guaranteed; it works on numpy arrays
+whatever runs the model: a plain GPT-2 or Llama read by ``models.load_sampler`` steps through
+``npdecoding``'s numpy decoders (torch is never imported), anything else through ``decoding``'s torch
+step decoders.  The mask is ``masks.GrammarLogitsProcessor``.  What may be asked is in controls.py,
+prompts in prompts.py; the model (and the grid it speaks) comes from ``models.load_model`` or
+``models.load_sampler``.
+
+Each row draws from its own ``numpy.random.Generator``, so a seed gives the same piece whatever the batch
+(the decoders are row-exact, tested).
 """
 
 from __future__ import annotations
@@ -12,73 +17,62 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import torch
 
 from .controls import Controls, SamplingSettings, check_model_style
-from .decoding import step_decoder
 from .errors import MozartError
 from .interrupts import raise_if_interrupted
 from .masks import GrammarLogitsProcessor, new_constraint
 from .models import LoadedModel
+from .npdecoding import numpy_decoder_for, softmax
 from .tokenizer import BOS, EOS, PAD, style_token
 from .tokens import BAR, bar_indices, format_of_words, header_words
+from .weights import DecoderWeights
 
 #: Rows sampled in one batch at most: each row holds a KV cache (layers x 2 x context x width floats).
 MAX_BATCH = 16
 
+NEG_INF = np.float32(-np.inf)
 
-def _warp(logits: torch.Tensor, settings: SamplingSettings) -> torch.Tensor:
+
+def _warp(logits: np.ndarray, settings: SamplingSettings) -> np.ndarray:
     """Temperature, then top-k, then top-p, on already-masked logits (one row per sample)."""
-    logits = logits / max(settings.temperature, 1e-6)
+    logits = logits / np.float32(max(settings.temperature, 1e-6))
     if settings.top_k and settings.top_k > 0:
         k = min(settings.top_k, logits.shape[-1])
-        threshold = torch.topk(logits, k, dim=-1).values[..., -1:]
-        logits = logits.masked_fill(logits < threshold, float("-inf"))
+        threshold = -np.partition(-logits, k - 1, axis=-1)[:, k - 1:k]  # each row's k-th largest
+        logits = np.where(logits < threshold, NEG_INF, logits)
     if settings.top_p < 1.0:
-        logits = logits.masked_fill(~_nucleus(logits, settings.top_p), float("-inf"))
+        logits = np.where(_nucleus(logits, settings.top_p), logits, NEG_INF)
     return logits
 
 
-#: Candidates top-p looks at first: a full sort of the vocabulary cost 0.56 ms a step for 8 rows (12% of a
-#: step), and the nucleus of a trained model at p 0.95 nearly always lies within its 64 likeliest words.
-NUCLEUS_CANDIDATES = 64
-
-
-def _nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+def _nucleus(logits: np.ndarray, top_p: float) -> np.ndarray:
     """Per row, the smallest set of likeliest words whose probabilities reach ``top_p`` (a word is kept
-    when the words likelier than it hold at most ``top_p``).  Exact: a row whose ``NUCLEUS_CANDIDATES``
-    likeliest words hold no more than ``top_p`` is sorted whole; every row's set depends on that row only."""
-    probs = torch.softmax(logits.float(), dim=-1)
-    k = min(NUCLEUS_CANDIDATES, probs.shape[-1])
-    top, order = torch.topk(probs, k, dim=-1)
-    before = torch.cumsum(top, dim=-1) - top
-    keep = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, before <= top_p)
-    # the words after the k likeliest are all dropped only when those k hold more than top_p
-    wide = torch.nonzero(top.sum(dim=-1) <= top_p).view(-1)
-    if wide.numel():
-        sorted_probs, full = torch.sort(probs[wide], dim=-1, descending=True)
-        kept = torch.cumsum(sorted_probs, dim=-1) - sorted_probs <= top_p
-        keep[wide] = torch.zeros_like(kept).scatter(-1, full, kept)
+    when the words likelier than it hold at most ``top_p``); ties in the order of the vocabulary."""
+    probs = softmax(logits)
+    order = np.argsort(-probs, axis=-1, kind="stable")
+    ranked = np.take_along_axis(probs, order, axis=-1)
+    kept = np.cumsum(ranked, axis=-1) - ranked <= top_p
+    keep = np.empty_like(kept)
+    np.put_along_axis(keep, order, kept, axis=-1)
     return keep
 
 
-def _draw(probs: torch.Tensor, generators: list[torch.Generator | None]) -> list[int]:
-    """One token per row, each row from its own generator: a sample does not depend on the
-    rows beside it, so a seed gives the same piece whatever the batch.  Inverse-CDF sampling:
-    one uniform number per row from its generator, then one vectorised search over the rows'
-    cumulative sums (a multinomial call per row cost 60 us each, most of a batch's drawing)."""
-    uniform = torch.cat([torch.rand(1, generator=g) for g in generators]).to(probs.device)
-    cumulative = probs.float().cumsum(dim=-1)
-    # the first word whose cumulative share passes u * total: a word of zero probability never is
-    picked = torch.searchsorted(cumulative, (uniform * cumulative[:, -1])[:, None], right=True).view(-1)
+def _draw(probs: np.ndarray, generators: list[np.random.Generator]) -> list[int]:
+    """One token per row, each row from its own generator: a sample does not depend on the rows beside
+    it, so a seed gives the same piece whatever the batch.  Inverse-CDF sampling: one uniform number
+    per row, then the first word whose cumulative share passes it."""
+    uniform = np.array([g.random() for g in generators])
+    cumulative = np.cumsum(probs, axis=-1, dtype=np.float64)
+    # the count of words whose cumulative share is at most u * total: a word of zero probability never is
+    picked = (cumulative <= (uniform * cumulative[:, -1])[:, None]).sum(axis=-1)
     # u * total can round up to the total itself: then the last word that has any probability
-    last = probs.shape[-1] - 1 - torch.argmax((probs.flip(-1) > 0).to(torch.uint8), dim=-1)
-    return torch.minimum(picked, last).tolist()
+    last = probs.shape[-1] - 1 - np.argmax(probs[:, ::-1] > 0, axis=-1)
+    return np.minimum(picked, last).tolist()
 
 
-@torch.no_grad()
 def sample_pieces(model, tokenizer, prompt_words: list[str], controls: Controls, settings: SamplingSettings,
-                  prompt_bars: int = 0, *, grid: int, generators: list[torch.Generator | None],
+                  prompt_bars: int = 0, *, grid: int, generators: list[np.random.Generator],
                   progress: Callable[[float], None] | None = None) -> list[list[str]]:
     """Sample one piece per generator, as one batch: one forward per step for all rows that
     are still writing, a grammar state and a mask per row; a row that ends leaves the batch.
@@ -110,11 +104,12 @@ def sample_pieces(model, tokenizer, prompt_words: list[str], controls: Controls,
     for used in range(budget + 1):
         raise_if_interrupted()
         if settings.constrained:
-            allowed = np.stack([processor.row_mask_array(r, new_tokens[r], used, n_model) for r in live])
-            logits = logits.masked_fill(~torch.from_numpy(allowed).to(logits.device), float("-inf"))
+            allowed = np.stack([processor.row_mask(r, new_tokens[r], used, n_model) for r in live])
+            logits = np.where(allowed, logits, NEG_INF)
         else:
-            logits[:, pad] = float("-inf")
-        tokens = _draw(torch.softmax(_warp(logits, settings), dim=-1), [generators[r] for r in live])
+            logits = logits.copy()
+            logits[:, pad] = NEG_INF
+        tokens = _draw(softmax(_warp(logits, settings)), [generators[r] for r in live])
         going = [i for i, t in enumerate(tokens) if t != eos and used < budget]
         for i in going:
             r = live[i]
@@ -139,24 +134,20 @@ class _Window:
     """The model reading a growing batch of sequences (rows in lockstep) through its KV cache; when
     the context is full the window slides: a fresh cache reads the last half again (training
     windows start anywhere too, so the model knows such windows), and sampling goes on, so any
-    number of bars fits.  ``logits``: the next token's, one row per sequence."""
+    number of bars fits.  ``logits``: the next token's, one row per sequence (numpy, float32)."""
 
     def __init__(self, model, prompt_ids: list[int], encoder_ids: list[int] | None = None, rows: int = 1):
         self.context = model.config.max_position_embeddings
-        device = next(model.parameters()).device
         if encoder_ids is not None:  # BART: the decoder starts empty, reading the encoder's outputs
-            # every row reads the same input: encoded once, so each row reads exactly what it would alone
-            encoded = model.get_encoder()(input_ids=torch.tensor([encoder_ids], device=device))
-            encoded.last_hidden_state = encoded.last_hidden_state.expand(rows, -1, -1)
             self.start = [model.config.decoder_start_token_id]
             first = list(self.start)
         else:
-            self.start, encoded = [], None
+            self.start = []
             first = list(prompt_ids)
             if len(first) >= self.context:  # a prompt longer than the context: its end
                 first = first[-(self.context // 2):]
-        self.history = torch.tensor([first] * rows, dtype=torch.long)
-        self.decoder = step_decoder(model, encoded, batch=rows)
+        self.history = np.array([first] * rows, dtype=np.int64)
+        self.decoder = _step_decoder(model, encoder_ids, rows)
         self.logits = self.decoder.step(self.history)
 
     @property
@@ -166,28 +157,65 @@ class _Window:
 
     def keep(self, rows: list[int]) -> None:
         """Go on with these rows only (indices into the current rows)."""
-        index = torch.tensor(rows, dtype=torch.long)
+        index = np.array(rows, dtype=np.int64)
         self.history = self.history[index]
         self.decoder.keep(index)
 
-    def feed(self, tokens: list[int]) -> torch.Tensor:
+    def feed(self, tokens: list[int]) -> np.ndarray:
         """Read one more token per row; the logits of the next, one row each."""
-        column = torch.tensor(tokens, dtype=torch.long)[:, None]
-        self.history = torch.cat([self.history, column], dim=1)
+        column = np.array(tokens, dtype=np.int64)[:, None]
+        self.history = np.concatenate([self.history, column], axis=1)
         if self.length < self.context:
             self.logits = self.decoder.step(column)
         else:
             keep = self.history[:, -(self.context // 2):]
-            start = torch.tensor([self.start] * keep.shape[0], dtype=torch.long).view(keep.shape[0], -1)
-            self.history = torch.cat([start, keep], dim=1)
+            start = np.array([self.start] * keep.shape[0], dtype=np.int64).reshape(keep.shape[0], -1)
+            self.history = np.concatenate([start, keep], axis=1)
             self.decoder = self.decoder.fresh()  # the same weights, an empty cache for the rows kept
             self.logits = self.decoder.step(self.history)
         return self.logits
 
 
-@torch.no_grad()
+def _step_decoder(model, encoder_ids: list[int] | None, rows: int):
+    """A step decoder for ``rows`` rows that takes and returns numpy arrays: numpy's for a light-loaded
+    model, else torch's behind :class:`_TorchSteps` (BART's reading ``encoder_ids``, encoded once)."""
+    if isinstance(model, DecoderWeights):
+        return numpy_decoder_for(model, rows)
+    import torch
+
+    from .decoding import step_decoder
+
+    encoded = None
+    if encoder_ids is not None:  # every row reads the same input: encoded once, so each row reads it as alone
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            encoded = model.get_encoder()(input_ids=torch.tensor([encoder_ids], device=device))
+        encoded.last_hidden_state = encoded.last_hidden_state.expand(rows, -1, -1)
+    return _TorchSteps(step_decoder(model, encoded, batch=rows))
+
+
+class _TorchSteps:
+    """A torch step decoder (decoding.py) behind numpy arrays, as the sampler works on them."""
+
+    def __init__(self, decoder):
+        self.decoder = decoder
+
+    def step(self, ids: np.ndarray) -> np.ndarray:
+        import torch
+
+        return self.decoder.step(torch.from_numpy(ids)).cpu().numpy()
+
+    def keep(self, rows: np.ndarray) -> None:
+        import torch
+
+        self.decoder.keep(torch.from_numpy(rows))
+
+    def fresh(self) -> _TorchSteps:
+        return _TorchSteps(self.decoder.fresh())
+
+
 def sample_span(model, tokenizer, prompt_ids: list[int], constraint, settings: SamplingSettings, *, budget: int,
-                encoder_ids: list[int] | None = None, generator: torch.Generator | None = None) -> None:
+                encoder_ids: list[int] | None = None, generator: np.random.Generator | None = None) -> None:
     """Sample the span a ``templates.SpanConstraint`` describes after ``prompt_ids`` (the model's
     input: ``<bos>`` and the prompt, or a fill-in-the-middle arrangement ending ``<fim_middle>``;
     for BART, ``encoder_ids`` and the decoder starts empty).  The notes written are left in
@@ -197,20 +225,19 @@ def sample_span(model, tokenizer, prompt_ids: list[int], constraint, settings: S
     vocab_words = tokenizer.get_vocab()
     n_model = model.config.vocab_size
     eos, bar = vocab_words[EOS], vocab_words[BAR]
-    device = next(model.parameters()).device
+    generator = generator if generator is not None else np.random.default_rng()
     window = _Window(model, prompt_ids, encoder_ids if model.config.is_encoder_decoder else None)
     processor = GrammarLogitsProcessor([constraint], tokenizer, budget, start=window.length)
-    logits = window.logits[0, :n_model]
+    logits = window.logits[:, :n_model]
     new_tokens: list[int] = []
     for used in range(budget + 1):
         raise_if_interrupted()
-        allowed = processor.row_mask(0, new_tokens, used, n_model).to(device)
-        probs = torch.softmax(_warp(logits.masked_fill(~allowed, float("-inf")), settings), dim=-1)
-        token = _draw(probs[None], [generator])[0]
+        allowed = processor.row_mask(0, new_tokens, used, n_model)
+        token = _draw(softmax(_warp(np.where(allowed, logits, NEG_INF), settings)), [generator])[0]
         if token == eos or used == budget or (token == bar and constraint.state.bars == constraint.target_bars):
             break
         new_tokens = [token]
-        logits = window.feed([token])[0, :n_model]
+        logits = window.feed([token])[:, :n_model]
     if not constraint.complete():
         raise MozartError("the span ran out of tokens before its last bar")
 
@@ -250,7 +277,7 @@ def generate_pieces(loaded: LoadedModel, controls: Controls, settings: SamplingS
     texts = []
     for first in range(0, n, MAX_BATCH):
         rows = min(MAX_BATCH, n - first)
-        generators = [torch.Generator().manual_seed(s) for s in seeds[first:first + rows]]
+        generators = [np.random.default_rng(s) for s in seeds[first:first + rows]]
         report = None if progress is None else \
             (lambda share, first=first, rows=rows: progress((first + share * rows) / n))
         for words in sample_pieces(loaded.model, loaded.tokenizer, prompt_words, controls, settings, prompt_bars,

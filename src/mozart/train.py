@@ -31,18 +31,17 @@ from transformers import (
 
 from .errors import MozartError, check_range
 from .files import check_dataset_dir
+from .fim import FIM_ORDERS, fim_ids
 from .hardware import PRECISIONS, cpu_has_bf16
 from .interrupts import raise_if_interrupted
 from .likelihood import likelihood
 from .lmdata import (
-    FIM_ORDERS,
     Examples,
     FimWindows,
     PackedWindows,
     causal_examples,
     collate,
     continuation_examples,
-    fim_ids,
     load_tokenizer,
     piece_windows,
     read_split,

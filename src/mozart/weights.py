@@ -1,12 +1,11 @@
 """A trained decoder read straight from its folder for sampling: config.json, the safetensors weights
 and the tokenizer's vocabulary, without importing transformers.
 
-Sampling a GPT-2 or Llama decoder uses Mozart's own step decoders (decoding.py), which need the
-weights and a few config numbers, not transformers' modules; importing transformers' model classes
-costs seconds on a 2-core machine (``python -c "import mozart.sampling"`` 6.5 s with them, 2.0 s for
-torch, safetensors and tokenizers alone), more than sampling a 16-bar piece.  ``models.load_sampler``
-uses this where it can and falls back to ``models.load_model`` (LoRA adapters, BART, a config
-the step decoders do not reproduce).
+Sampling a GPT-2 or Llama decoder uses Mozart's own numpy step decoders (npdecoding.py), which need the
+weights and a few config numbers, not torch or transformers: importing those costs seconds on a 2-core
+machine (torch alone 2.8-4.6 s on an AMD EPYC; numpy, safetensors and tokenizers 0.4-0.7 s), more than
+sampling a 16-bar piece.  ``models.load_sampler`` uses this where it can and falls back to
+``models.load_model`` (LoRA adapters, BART, a config the step decoders do not reproduce).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
-import torch
+import numpy as np
 
 from .errors import MozartError
 
@@ -34,17 +33,41 @@ EMBEDDINGS = {"llama": "model.embed_tokens.weight", "gpt2": "transformer.wte.wei
 
 
 class DecoderWeights:
-    """A decoder as its float32 weights by name (transformers' ``state_dict`` names) and its config:
-    what ``decoding.step_decoder`` reads from a transformers model, and nothing else."""
+    """A decoder as its float32 weights by name (numpy arrays under transformers' ``state_dict`` names) and
+    its config: what ``npdecoding``'s step decoders read, and nothing else."""
 
-    def __init__(self, config: SimpleNamespace, tensors: dict[str, torch.Tensor], architecture: str):
-        self.config, self.tensors, self.architecture = config, tensors, architecture
+    def __init__(self, config: SimpleNamespace, arrays: dict[str, np.ndarray], architecture: str):
+        self.config, self.arrays, self.architecture = config, arrays, architecture
 
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.tensors
 
-    def parameters(self):
-        return iter(self.tensors.values())
+def llama_reproducible(cfg, architecture: str) -> bool:
+    """True for plain Llama models whose arithmetic Mozart's step decoders reproduce exactly (no rotary
+    scaling, SiLU, no tensor-parallel split, a standard attention)."""
+    params = getattr(cfg, "rope_parameters", None) or {}
+    scaling = getattr(cfg, "rope_scaling", None) or {}
+    rope_type = params.get("rope_type", scaling.get("rope_type", scaling.get("type", "default")))
+    return (cfg.model_type == "llama" and architecture == "LlamaForCausalLM" and cfg.hidden_act == "silu"
+            and rope_type == "default" and getattr(cfg, "pretraining_tp", 1) == 1
+            and getattr(cfg, "_attn_implementation", "sdpa") in ("sdpa", "eager", None))
+
+
+def llama_rope_theta(cfg) -> float:
+    """The rotary base under transformers 5's name (rope_parameters) or 4's (rope_theta)."""
+    params = getattr(cfg, "rope_parameters", None) or {}
+    return float(params.get("rope_theta", getattr(cfg, "rope_theta", 10000.0)))
+
+
+def gpt2_reproducible(cfg, architecture: str) -> bool:
+    """True for plain GPT-2 models whose attention Mozart's step decoders reproduce exactly."""
+    return (cfg.model_type == "gpt2" and architecture == "GPT2LMHeadModel"
+            and cfg.activation_function == "gelu_new" and cfg.scale_attn_weights
+            and not cfg.scale_attn_by_inverse_layer_idx and not cfg.reorder_and_upcast_attn
+            and getattr(cfg, "_attn_implementation", "sdpa") in ("sdpa", "eager", None))
+
+
+def reproducible(model: DecoderWeights) -> bool:
+    """Whether Mozart's step decoders reproduce this light-loaded model (else it needs transformers)."""
+    return llama_reproducible(model.config, model.architecture) or gpt2_reproducible(model.config, model.architecture)
 
 
 def read_decoder(folder: Path) -> DecoderWeights | None:
@@ -62,26 +85,30 @@ def read_decoder(folder: Path) -> DecoderWeights | None:
     config = SimpleNamespace(**raw, is_encoder_decoder=False)
     if family == "gpt2":  # transformers' aliases, which the sampler reads for every family
         config.max_position_embeddings, config.num_hidden_layers = raw["n_positions"], raw["n_layer"]
-    # float32 whatever the file stores, as models.load_base: the built-in model ships as float16
-    tensors = {name: t.float() for name, t in read_safetensors(weights).items()}
-    if "lm_head.weight" not in tensors:
-        if not raw.get("tie_word_embeddings", True) or EMBEDDINGS[family] not in tensors:
+    # float32 whatever the file stores, as models.load_base: the built-in model ships as float16 (and numpy's
+    # float16 products do not use BLAS: 20x slower)
+    arrays = {name: a.astype(np.float32) for name, a in read_safetensors(weights, framework="numpy").items()}
+    if "lm_head.weight" not in arrays:
+        if not raw.get("tie_word_embeddings", True) or EMBEDDINGS[family] not in arrays:
             return None
-        tensors["lm_head.weight"] = tensors[EMBEDDINGS[family]]
-    return DecoderWeights(config, tensors, ARCHITECTURES[family])
+        arrays["lm_head.weight"] = arrays[EMBEDDINGS[family]]
+    return DecoderWeights(config, arrays, ARCHITECTURES[family])
 
 
-def read_safetensors(path: Path, header_only: bool = False) -> dict[str, torch.Tensor] | None:
-    """The tensors of a safetensors file (``header_only``: open it and read its header, to check it, and
-    return None); a truncated or corrupt file is a one-line MozartError instead of safetensors' own
-    exception."""
+def read_safetensors(path: Path, header_only: bool = False, framework: str = "pt") -> dict | None:
+    """The tensors of a safetensors file as torch tensors (``framework="pt"``) or numpy arrays
+    (``"numpy"``); ``header_only``: open it and read its header, to check it, and return None.  A truncated
+    or corrupt file is a one-line MozartError instead of safetensors' own exception."""
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     try:
         if header_only:
-            with safe_open(str(path), framework="pt"):
+            with safe_open(str(path), framework="numpy"):
                 return None
+        if framework == "numpy":
+            from safetensors.numpy import load_file
+        else:
+            from safetensors.torch import load_file
         return load_file(str(path))
     except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError (and OSError)
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
