@@ -125,6 +125,7 @@ class NumpyLlamaDecoder(_NumpyCachedDecoder):
         angles = np.outer(np.arange(self.context, dtype=np.float32), inv_freq.astype(np.float32))
         angles = np.concatenate([angles, angles], axis=-1)
         self.cos, self.sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
+        self.rotation = _rotation_matrices(self.cos, self.sin)
 
     def _norm(self, x: np.ndarray) -> np.ndarray:
         """RMSNorm without its gain (folded into the next product)."""
@@ -136,17 +137,29 @@ class NumpyLlamaDecoder(_NumpyCachedDecoder):
         rotated = np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
         return x * self.cos[start:end] + rotated * self.sin[start:end]
 
+    def _queries_keys(self, qkv: np.ndarray, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """The rotated queries (rows, heads, t, dim) and keys (rows, kv_heads, t, dim) of the fused product's
+        output.  One token: q and k rotated together by one product with the position's rotation matrix (a
+        step at one row is mostly per-operation overhead)."""
+        rows, t, _ = qkv.shape
+        heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
+        if t == 1:
+            qk = qkv[:, 0, :(heads + kv_heads) * dim].reshape(rows, heads + kv_heads, dim) @ self.rotation[start]
+            return qk[:, :heads, None], qk[:, heads:, None]
+        q = qkv[..., :heads * dim].reshape(rows, t, heads, dim).transpose(0, 2, 1, 3)
+        k = qkv[..., heads * dim:(heads + kv_heads) * dim].reshape(rows, t, kv_heads, dim).transpose(0, 2, 1, 3)
+        return self._rotate(q, start, end), self._rotate(k, start, end)
+
     def step(self, ids: np.ndarray) -> np.ndarray:
         rows, t = ids.shape
         start, end = self._span(t)
         x = self.embed[ids]  # (rows, t, width)
-        q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim
+        qk_size = (self.heads + self.kv_heads) * self.head_dim
         for layer, (qkv_w, qkv_b, gate_up_w, gate_up_b, o_w, o_b, down_w, down_b) in enumerate(self.layers):
             qkv = _affine(self._norm(x), qkv_w, qkv_b)
-            q = qkv[..., :q_size].reshape(rows, t, self.heads, self.head_dim).transpose(0, 2, 1, 3)
-            k = qkv[..., q_size:q_size + kv_size].reshape(rows, t, self.kv_heads, self.head_dim).transpose(0, 2, 1, 3)
-            v = qkv[..., q_size + kv_size:].reshape(rows, t, self.kv_heads, self.head_dim).transpose(0, 2, 1, 3)
-            attended = self._attend(layer, self._rotate(q, start, end), self._rotate(k, start, end), v, start, end)
+            q, k = self._queries_keys(qkv, start, end)
+            v = qkv[..., qk_size:].reshape(rows, t, self.kv_heads, self.head_dim).transpose(0, 2, 1, 3)
+            attended = self._attend(layer, q, k, v, start, end)
             x = x + _affine(attended, o_w, o_b)
             gate_up = _affine(self._norm(x), gate_up_w, gate_up_b)
             gate = gate_up[..., :self.ffn]
@@ -191,6 +204,20 @@ class NumpyGpt2Decoder(_NumpyCachedDecoder):
             x = x + _affine(h, out_w, out_b)
         self.position = end
         return (self._layer_norm(x[:, -1:], *self.final_norm) @ self.head)[:, 0]
+
+
+def _rotation_matrices(cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Per position, the (dim, dim) matrix R with ``x @ R == x * cos + rotate_half(x) * sin`` (as
+    ``decoding._rotation_matrices``)."""
+    positions, dim = cos.shape
+    half = dim // 2
+    rotation = np.zeros((positions, dim, dim), dtype=np.float32)
+    j = np.arange(dim)
+    rotation[:, j, j] = cos
+    j = np.arange(half)
+    rotation[:, j + half, j] = -sin[:, j]  # out_j (j < half) takes -x_{j+half} sin_j
+    rotation[:, j, j + half] = sin[:, j + half]  # out_{j+half} takes x_j sin_{j+half}
+    return rotation
 
 
 def _affine(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
