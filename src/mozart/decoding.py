@@ -1,4 +1,8 @@
-"""Step decoders with a KV cache, for the sampler: a batch of rows read one token at a time.
+"""Torch step decoders with a KV cache, for the sampler: a batch of rows read one token at a time.
+
+The sampler uses these for models loaded with torch (``models.load_model``: BART, a LoRA adapter merged in,
+``mozart evaluate``'s samples); a plain GPT-2 or Llama read by ``models.load_sampler`` steps through
+``npdecoding``'s numpy decoders instead, without importing torch.
 
 ``step_decoder(model, batch)`` returns an object whose ``step(ids)`` feeds new token ids
 (a ``(rows, tokens)`` tensor, every row the same length: the sampler moves its rows in
