@@ -69,14 +69,17 @@ def link_all(files: list[Path], folder: Path) -> Path:
 #: The CLI run in-process by a script that then prints its exit code and whether torch and transformers
 #: were imported: what a command loaded before it failed.
 _CLI_REPORTING_IMPORTS = ("import sys, mozart.cli\n"
+                          "code = 0\n"
                           "try:\n"
                           "    mozart.cli.main(sys.argv[1:])\n"
                           "except SystemExit as e:\n"
-                          "    print(e.code, 'torch' in sys.modules, 'transformers' in sys.modules)\n")
+                          "    code = e.code or 0\n"
+                          "print(code, 'torch' in sys.modules, 'transformers' in sys.modules)\n")
 
 
 def cli_reporting_imports(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``mozart ARGS`` in a new process; its stdout is "<exit code> <torch imported> <transformers imported>"."""
+    """Run ``mozart ARGS`` in a new process; the last line of its stdout is "<exit code> <torch imported>
+    <transformers imported>" (after what the command itself printed)."""
     return subprocess.run([sys.executable, "-c", _CLI_REPORTING_IMPORTS, *map(str, args)], capture_output=True,
                           text=True, cwd=cwd)
 
