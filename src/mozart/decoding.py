@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from .hardware import bf16_on_cpu
-from .weights import architecture_of, gpt2_reproducible, llama_reproducible, llama_rope_theta
+from .weights import architecture_of, gpt2_blocks, gpt2_reproducible, llama_reproducible, llama_rope_theta
 
 
 class HFStepDecoder:
@@ -212,14 +212,11 @@ class Gpt2StepDecoder(_CachedDecoder):
         super().__init__(model, batch, cfg.n_layer, self.heads, self.head_dim, cfg.n_positions, matmul_dtype,
                          weights)
         w = model.state_dict()
+        blocks = gpt2_blocks(w, cfg.n_layer)
         # Conv1D stores (in, out): given as its (out, in) view, like every other weight
-        self.layers = [tuple(part for name in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
-                             for part in (self._weight(w[f"transformer.h.{i}.{name}.weight"].T),
-                                          self._bias(w[f"transformer.h.{i}.{name}.bias"])))
-                       for i in range(cfg.n_layer)]
-        self.norms = [tuple(w[f"transformer.h.{i}.{name}"] for name in ("ln_1.weight", "ln_1.bias", "ln_2.weight",
-                                                                          "ln_2.bias"))
-                      for i in range(cfg.n_layer)]
+        self.layers = [tuple(part for weight, bias in linears for part in (self._weight(weight.T), self._bias(bias)))
+                       for linears, _ in blocks]
+        self.norms = [norms for _, norms in blocks]
         self.tokens, self.positions = w["transformer.wte.weight"], w["transformer.wpe.weight"]
         self.final_norm = (w["transformer.ln_f.weight"], w["transformer.ln_f.bias"])
         self.head = self._weight(w["lm_head.weight"])

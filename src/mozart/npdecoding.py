@@ -26,7 +26,7 @@ import math
 
 import numpy as np
 
-from .weights import DecoderWeights, gpt2_reproducible, llama_reproducible, llama_rope_theta
+from .weights import DecoderWeights, gpt2_blocks, gpt2_reproducible, llama_reproducible, llama_rope_theta
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
@@ -175,14 +175,11 @@ class NumpyGpt2Decoder(_NumpyCachedDecoder):
         cfg, w = model.config, model.arrays
         super().__init__(batch, cfg.n_layer, cfg.n_head, cfg.n_head, cfg.n_embd // cfg.n_head, cfg.n_positions)
         self.eps = np.float32(cfg.layer_norm_epsilon)
+        blocks = gpt2_blocks(w, cfg.n_layer)
         # Conv1D weights are stored (in, out): what x @ weight multiplies by
-        self.layers = [tuple(part for name in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
-                             for part in (np.ascontiguousarray(w[f"transformer.h.{i}.{name}.weight"]),
-                                          w[f"transformer.h.{i}.{name}.bias"]))
-                       for i in range(cfg.n_layer)]
-        self.norms = [tuple(w[f"transformer.h.{i}.{name}"] for name in ("ln_1.weight", "ln_1.bias", "ln_2.weight",
-                                                                          "ln_2.bias"))
-                      for i in range(cfg.n_layer)]
+        self.layers = [tuple(part for weight, bias in linears for part in (np.ascontiguousarray(weight), bias))
+                       for linears, _ in blocks]
+        self.norms = [norms for _, norms in blocks]
         self.tokens, self.positions = w["transformer.wte.weight"], w["transformer.wpe.weight"]
         self.final_norm = (w["transformer.ln_f.weight"], w["transformer.ln_f.bias"])
         self.head = _transposed(w["lm_head.weight"])

@@ -70,6 +70,19 @@ def reproducible(model: DecoderWeights) -> bool:
     return llama_reproducible(model.config, model.architecture) or gpt2_reproducible(model.config, model.architecture)
 
 
+def gpt2_blocks(weights: dict, layers: int) -> list[tuple[list[tuple], tuple]]:
+    """A GPT-2's blocks as the step decoders unpack them: per block, the (weight, bias) of its four linear
+    layers (attention in, attention out, MLP in, MLP out; Conv1D weights, stored (in, out)) and its two
+    LayerNorms' (weight, bias, weight, bias)."""
+    def block(i: int) -> tuple[list[tuple], tuple]:
+        p = f"transformer.h.{i}."
+        linears = [(weights[f"{p}{n}.weight"], weights[f"{p}{n}.bias"])
+                   for n in ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")]
+        return linears, tuple(weights[f"{p}{n}"] for n in ("ln_1.weight", "ln_1.bias", "ln_2.weight", "ln_2.bias"))
+
+    return [block(i) for i in range(layers)]
+
+
 def read_decoder(folder: Path) -> DecoderWeights | None:
     """The decoder in ``folder`` as :class:`DecoderWeights`, or None when its family, config or
     weight file is one this light path does not read (the caller then loads the full model)."""
