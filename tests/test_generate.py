@@ -395,6 +395,27 @@ def test_draws_follow_the_probabilities_and_never_pick_an_impossible_word():
         assert _draw(probs, [Fixed(u), Fixed(u)]) == expected
 
 
+@pytest.mark.parametrize("arch, key", [("gpt2", "n_layer"), ("gpt2", "n_inner"), ("llama", "intermediate_size"),
+                                       ("llama", "num_key_value_heads")])
+def test_weights_that_do_not_match_their_config_are_a_clear_error(models, tmp_path, arch, key):
+    """A config.json that does not describe its weights (a layer more, another width): load_sampler names the
+    first weight that does not fit, instead of a broadcast error or KeyError in the middle of sampling."""
+    from mozart.errors import MozartError
+    from mozart.models import load_sampler
+
+    tokenizer = AutoTokenizer.from_pretrained(str(models["random_gpt2"]))
+    folder = tmp_path / arch
+    build_model(arch, "tiny", special_ids(tokenizer), 256).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    config = json.loads((folder / "config.json").read_text())
+    config[key] = (config.get(key) or 4 * config["n_embd"]) + (1 if key in ("n_layer",) else 8)
+    if key == "num_key_value_heads":
+        config[key] = 1  # grouped: k_proj and v_proj narrower than the weights saved
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MozartError, match=r"model\.safetensors: does not match config\.json \(.*the config says"):
+        load_sampler(folder)
+
+
 @pytest.mark.skipif(default_model_dir() is None, reason="no built-in model")
 @pytest.mark.parametrize("adapter", [False, True])
 def test_a_truncated_weight_file_is_a_one_line_error(tmp_path, adapter):

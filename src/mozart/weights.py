@@ -105,7 +105,49 @@ def read_decoder(folder: Path) -> DecoderWeights | None:
         if not raw.get("tie_word_embeddings", True) or EMBEDDINGS[family] not in arrays:
             return None
         arrays["lm_head.weight"] = arrays[EMBEDDINGS[family]]
+    for name, shape in expected_shapes(family, raw).items():  # a clear error, not a broadcast one mid-sampling
+        found = arrays.get(name)
+        if found is None or found.shape != shape:
+            what = "missing" if found is None else f"shape {found.shape}"
+            raise MozartError(f"{weights}: does not match config.json ({name}: {what}; the config says {shape})")
     return DecoderWeights(config, arrays, ARCHITECTURES[family])
+
+
+def expected_shapes(family: str, cfg: dict) -> dict[str, tuple[int, ...]]:
+    """Every weight the step decoders read from a ``family`` decoder with config ``cfg`` (config.json's
+    keys), with the shape the config implies."""
+    vocab = cfg["vocab_size"]
+    if family == "gpt2":
+        width = cfg["n_embd"]
+        inner = cfg.get("n_inner") or 4 * width
+        shapes = {"transformer.wte.weight": (vocab, width), "transformer.wpe.weight": (cfg["n_positions"], width),
+                  "transformer.ln_f.weight": (width,), "transformer.ln_f.bias": (width,),
+                  "lm_head.weight": (vocab, width)}
+        for i in range(cfg["n_layer"]):
+            for name, (n_in, n_out) in {"attn.c_attn": (width, 3 * width), "attn.c_proj": (width, width),
+                                        "mlp.c_fc": (width, inner), "mlp.c_proj": (inner, width)}.items():
+                shapes[f"transformer.h.{i}.{name}.weight"] = (n_in, n_out)  # Conv1D: (in, out)
+                shapes[f"transformer.h.{i}.{name}.bias"] = (n_out,)
+            for name in ("ln_1.weight", "ln_1.bias", "ln_2.weight", "ln_2.bias"):
+                shapes[f"transformer.h.{i}.{name}"] = (width,)
+        return shapes
+    width, heads, kv_heads = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    dim, ffn = cfg.get("head_dim") or width // heads, cfg["intermediate_size"]
+    shapes = {"model.embed_tokens.weight": (vocab, width), "model.norm.weight": (width,),
+              "lm_head.weight": (vocab, width)}
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"model.layers.{i}."
+        attention = {"q_proj": (heads * dim, width), "k_proj": (kv_heads * dim, width),
+                     "v_proj": (kv_heads * dim, width), "o_proj": (width, heads * dim)}
+        mlp = {"gate_proj": (ffn, width), "up_proj": (ffn, width), "down_proj": (width, ffn)}
+        for group, layers, biased in (("self_attn", attention, cfg.get("attention_bias")),
+                                      ("mlp", mlp, cfg.get("mlp_bias"))):
+            for name, shape in layers.items():
+                shapes[f"{p}{group}.{name}.weight"] = shape
+                if biased:
+                    shapes[f"{p}{group}.{name}.bias"] = shape[:1]
+        shapes[f"{p}input_layernorm.weight"] = shapes[f"{p}post_attention_layernorm.weight"] = (width,)
+    return shapes
 
 
 def read_safetensors(path: Path, header_only: bool = False, framework: str = "pt") -> dict | None:
