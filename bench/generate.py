@@ -8,7 +8,7 @@ the decoding defaults, seeds 0..runs-1, for each model (default: the built-in on
 - the time spent in the grammar mask, as a share of constrained sampling (timed directly), and the
   same pieces' rate unconstrained (no mask; other pieces of other lengths, so only indicative);
 - n = 1 and n = 8 through torch's step decoder (``decoding.py``, the path of models the numpy decoders do
-  not cover: LoRA adapters, BART), and n = 1 through transformers' forward.
+  not cover: BART, adapters beyond plain LoRA), and n = 1 through transformers' forward.
 The command `mozart generate --bars 16 -n 4 -o out` is timed end to end as a user runs it
 (Python start-up, model load, sampling, MIDI, piano rolls, FluidSynth WAVs), and a fresh
 process reports its import, model-load and sampling seconds apart.  Targets on 2 CPU
@@ -108,7 +108,7 @@ def decoder_name(loaded) -> str:
 
 def model_rows(folder: Path | None, label: str, seeds: range) -> list[str]:
     loaded = load_sampler(folder or default_model_dir())  # as `mozart generate` loads it
-    full = load_model(loaded.folder)  # torch and transformers: the path of adapters and BART
+    full = load_model(loaded.folder)  # torch and transformers: the path of BART and of unusual adapters
     params = sum({t.data_ptr(): t.numel() for t in full.model.state_dict().values()}.values())  # tied once
     generate_pieces(loaded, Controls(bars=4), SamplingSettings(), n=2, seed=99)  # warm-up
     r1, r8 = sampling_rates(loaded, 1, True, seeds), sampling_rates(loaded, 8, True, seeds)

@@ -395,6 +395,43 @@ def test_draws_follow_the_probabilities_and_never_pick_an_impossible_word():
         assert _draw(probs, [Fixed(u), Fixed(u)]) == expected
 
 
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_a_lora_adapter_merges_without_torch_as_peft_merges_it(models, tmp_path, arch):
+    """load_sampler merges a plain LoRA adapter (mozart finetune's targets, random A and B) into the numpy
+    weights: the logits equal peft's merge_and_unload's to 1e-4, and differ from the base's; an adapter
+    with a feature the merge does not reproduce (DoRA) loads through peft instead."""
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    from mozart.decoding import HFStepDecoder
+    from mozart.models import load_sampler
+    from mozart.npdecoding import numpy_decoder_for
+    from mozart.train import LORA_TARGETS
+    from mozart.weights import DecoderWeights
+
+    tokenizer = AutoTokenizer.from_pretrained(str(models["random_gpt2"]))
+    folder = tmp_path / arch
+    build_model(arch, "tiny", special_ids(tokenizer), 256).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    for dora in (False, True):
+        lora = LoraConfig(r=4, lora_alpha=16, target_modules=LORA_TARGETS[arch], fan_in_fan_out=arch == "gpt2",
+                          task_type=TaskType.CAUSAL_LM, init_lora_weights=False, use_dora=dora)
+        adapter = tmp_path / f"adapter-{dora}"
+        get_peft_model(load_model(folder).model, lora).save_pretrained(str(adapter))
+        tokenizer.save_pretrained(str(adapter))
+        light = load_sampler(folder, adapter)
+        assert isinstance(light.model, DecoderWeights) != dora
+    light, full = load_sampler(folder, tmp_path / "adapter-False"), load_model(folder, tmp_path / "adapter-False")
+    ids = np.random.default_rng(0).integers(4, 300, (2, 40))
+    import torch
+
+    merged, peft_merged = numpy_decoder_for(light.model, 2), HFStepDecoder(full.model)
+    base = numpy_decoder_for(load_sampler(folder).model, 2)
+    for chunk in [ids[:, :20]] + [ids[:, i:i + 1] for i in range(20, 40)]:
+        ours, theirs = merged.step(chunk), peft_merged.step(torch.from_numpy(chunk)).numpy()
+        assert np.allclose(ours, theirs, atol=1e-4, rtol=1e-4), float(np.abs(ours - theirs).max())
+        assert not np.allclose(base.step(chunk), theirs, atol=1e-2)
+
+
 @pytest.mark.parametrize("arch, key", [("gpt2", "n_layer"), ("gpt2", "n_inner"), ("llama", "intermediate_size"),
                                        ("llama", "num_key_value_heads")])
 def test_weights_that_do_not_match_their_config_are_a_clear_error(models, tmp_path, arch, key):
@@ -419,7 +456,7 @@ def test_weights_that_do_not_match_their_config_are_a_clear_error(models, tmp_pa
 @pytest.mark.skipif(default_model_dir() is None, reason="no built-in model")
 @pytest.mark.parametrize("adapter", [False, True])
 def test_a_truncated_weight_file_is_a_one_line_error(tmp_path, adapter):
-    """Read without transformers, or through it (an adapter takes the full loader): one line, exit 1."""
+    """Read without torch (with or without an adapter folder beside it): one line, exit 1."""
     folder = tmp_path / "model"
     folder.mkdir()
     for f in Path(str(default_model_dir())).iterdir():

@@ -1,6 +1,6 @@
 """Torch step decoders with a KV cache, for the sampler: a batch of rows read one token at a time.
 
-The sampler uses these for models loaded with torch (``models.load_model``: BART, a LoRA adapter merged in,
+The sampler uses these for models loaded with torch (``models.load_model``: BART, an adapter beyond plain LoRA,
 ``mozart evaluate``'s samples); a plain GPT-2 or Llama read by ``models.load_sampler`` steps through
 ``npdecoding``'s numpy decoders instead, without importing torch.
 

@@ -174,26 +174,35 @@ def load_model(folder: str | os.PathLike, adapter: str | os.PathLike | None = No
     if adapter is not None:
         from peft import PeftModel
 
-        if not (Path(adapter) / "adapter_config.json").is_file():
-            raise MozartError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
-        if model_format(adapter) != grid:
-            raise MozartError(f"{adapter}: adapter trained at grid {model_format(adapter)}, model at grid {grid}")
+        check_adapter(adapter, grid)
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     model.eval()
     return LoadedModel(model, AutoTokenizer.from_pretrained(str(folder)), arch, grid, folder)
 
 
+def check_adapter(adapter: str | os.PathLike, grid: int) -> None:
+    """Raise MozartError unless ``adapter`` is a LoRA adapter folder trained at ``grid`` (the model's)."""
+    if not (Path(adapter) / "adapter_config.json").is_file():
+        raise MozartError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
+    if model_format(adapter) != grid:
+        raise MozartError(f"{adapter}: adapter trained at grid {model_format(adapter)}, model at grid {grid}")
+
+
 def load_sampler(folder: str | os.PathLike, adapter: str | os.PathLike | None = None) -> LoadedModel:
     """A model folder for sampling (generate, infill, accompany, the studio): a GPT-2 or Llama decoder
     the numpy step decoders reproduce is read without torch or transformers (``weights.read_decoder``:
-    seconds less to start); anything else (a LoRA adapter, BART, another config) is ``load_model``'s."""
+    seconds less to start), with a plain LoRA adapter merged in (``weights.merge_lora``); anything else
+    (BART, another config, an adapter with other features) is ``load_model``'s."""
     from tokenizers import Tokenizer
 
-    from .weights import read_decoder, reproducible
+    from .weights import merge_lora, read_decoder, reproducible
 
     folder = Path(folder)
     grid = model_format(folder)
-    light = None if adapter is not None else read_decoder(folder)
+    light = read_decoder(folder)
+    if light is not None and adapter is not None:
+        check_adapter(adapter, grid)
+        light = merge_lora(light, Path(adapter))
     if light is None or not reproducible(light):
         return load_model(folder, adapter)
     return LoadedModel(light, Tokenizer.from_file(str(folder / "tokenizer.json")), light.config.model_type, grid,

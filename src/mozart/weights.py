@@ -11,6 +11,7 @@ sampling a 16-bar piece.  ``models.load_sampler`` uses this where it can and fal
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -148,6 +149,54 @@ def expected_shapes(family: str, cfg: dict) -> dict[str, tuple[int, ...]]:
                     shapes[f"{p}{group}.{name}.bias"] = shape[:1]
         shapes[f"{p}input_layernorm.weight"] = shapes[f"{p}post_attention_layernorm.weight"] = (width,)
     return shapes
+
+
+#: adapter_config.json keys whose values this merge reads or that do not change a merged adapter's
+#: arithmetic; every other key must be unset (None, False, empty) for ``merge_lora`` to merge.
+LORA_KEYS_HANDLED = {"r", "lora_alpha", "use_rslora", "fan_in_fan_out", "target_modules", "peft_type", "task_type",
+                     "peft_version", "base_model_name_or_path", "revision", "inference_mode", "init_lora_weights",
+                     "lora_dropout", "megatron_core", "qalora_group_size", "layers_to_transform", "layers_pattern",
+                     "exclude_modules", "auto_mapping", "bias"}
+#: Where peft's saved adapter keys start, before the base model's own weight names.
+LORA_PREFIX = "base_model.model."
+
+
+def merge_lora(model: DecoderWeights, adapter: Path) -> DecoderWeights | None:
+    """``model`` with a LoRA adapter folder (``mozart finetune``'s) merged in, as peft's ``merge_and_unload``
+    does: every adapted weight W becomes W + scale * B @ A (transposed for GPT-2's Conv1D, ``fan_in_fan_out``),
+    scale = alpha / r (alpha / sqrt(r) with rank-stabilised LoRA).  None when the adapter uses anything else
+    (DoRA, LoRA biases, per-module ranks, saved whole modules, another file format): the caller then loads it
+    through peft."""
+    try:
+        cfg = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    unhandled = {k: v for k, v in cfg.items() if k not in LORA_KEYS_HANDLED and v not in (None, False, {}, [], "")}
+    weights = adapter / "adapter_model.safetensors"
+    if unhandled or cfg.get("peft_type") != "LORA" or cfg.get("bias", "none") != "none" \
+            or cfg.get("init_lora_weights", True) not in (True, False, "gaussian") or not weights.is_file():
+        return None
+    tensors = read_safetensors(weights, framework="numpy")
+    rank = cfg["r"]
+    scale = cfg["lora_alpha"] / (math.sqrt(rank) if cfg.get("use_rslora") else rank)
+    arrays = dict(model.arrays)
+    for key in tensors:
+        if not key.endswith(".lora_B.weight"):
+            if not key.endswith(".lora_A.weight"):
+                return None  # a saved module, a DoRA magnitude, a bias: not a plain LoRA pair
+            continue
+        module = key[:-len(".lora_B.weight")]
+        name = module.removeprefix(LORA_PREFIX) + ".weight"
+        a = tensors.get(f"{module}.lora_A.weight")
+        if a is None or name not in arrays:
+            return None
+        delta = (tensors[key].astype(np.float32) @ a.astype(np.float32)) * np.float32(scale)  # (out, in)
+        if cfg.get("fan_in_fan_out"):
+            delta = delta.T  # Conv1D stores (in, out)
+        if delta.shape != arrays[name].shape:
+            return None
+        arrays[name] = arrays[name] + delta
+    return DecoderWeights(model.config, arrays, model.architecture)
 
 
 def read_safetensors(path: Path, header_only: bool = False, framework: str = "pt") -> dict | None:
