@@ -30,6 +30,7 @@ from .weights import DecoderWeights, gpt2_blocks, gpt2_reproducible, llama_repro
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis (a row of -inf everywhere but one word gives that word 1)."""
     scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
     return scores / scores.sum(axis=-1, keepdims=True)
 
@@ -48,7 +49,7 @@ class _NumpyCachedDecoder:
         self.keys = np.zeros((layers, batch, kv_heads, context, head_dim), dtype=np.float32)
         self.values = np.zeros_like(self.keys)
 
-    def keep(self, rows) -> None:
+    def keep(self, rows: np.ndarray | list[int]) -> None:
         """Go on with these rows only (indices into the current rows)."""
         rows = np.asarray(rows, dtype=np.int64)
         self.keys, self.values = self.keys[:, rows], self.values[:, rows]
@@ -82,6 +83,7 @@ class _NumpyCachedDecoder:
         return attended.transpose(0, 2, 1, 3).reshape(rows, t, self.heads * dim)
 
     def step(self, ids: np.ndarray) -> np.ndarray:
+        """Read ``ids`` (rows, t) after the cache; the logits of each row's next token, (rows, vocabulary)."""
         raise NotImplementedError
 
 
