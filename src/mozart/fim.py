@@ -13,6 +13,7 @@ import numpy as np
 from .tokenizer import BOS, EOS, FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
 from .tokens import BAR
 
+#: Most bars a training middle spans: infilling asks for a few bars at a time (a phrase).
 FIM_MAX_BARS = 8
 #: Tokens a FIM rearrangement adds (three markers); they are taken from the start of the window.
 FIM_MARKERS = 3

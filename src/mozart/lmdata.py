@@ -222,7 +222,6 @@ def _store_vocab(store: TokenStore) -> dict[str, int]:
     return load_tokenizer(store.folder).get_vocab()
 
 
-#: Most bars a training middle spans: infilling asks for a few bars at a time (a phrase).
 class FimWindows(torch.utils.data.Dataset):
     """Training windows of which a share ``rate`` is rearranged for fill-in-the-middle
     (``fim_rearrange``; the loss covers every token, as in the FIM papers), the rest left to

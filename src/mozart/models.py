@@ -200,10 +200,12 @@ def load_sampler(folder: str | os.PathLike, adapter: str | os.PathLike | None = 
     folder = Path(folder)
     grid = model_format(folder)
     light = read_decoder(folder)
+    if light is not None and not reproducible(light):
+        light = None
     if light is not None and adapter is not None:
         check_adapter(adapter, grid)
         light = merge_lora(light, Path(adapter))
-    if light is None or not reproducible(light):
+    if light is None:
         return load_model(folder, adapter)
     return LoadedModel(light, Tokenizer.from_file(str(folder / "tokenizer.json")), light.config.model_type, grid,
                        folder)

@@ -4,8 +4,9 @@ and the tokenizer's vocabulary, without importing transformers.
 Sampling a GPT-2 or Llama decoder uses Mozart's own numpy step decoders (npdecoding.py), which need the
 weights and a few config numbers, not torch or transformers: importing those costs seconds on a 2-core
 machine (torch alone 2.8-4.6 s on an AMD EPYC; numpy, safetensors and tokenizers 0.4-0.7 s), more than
-sampling a 16-bar piece.  ``models.load_sampler`` uses this where it can and falls back to
-``models.load_model`` (LoRA adapters, BART, a config the step decoders do not reproduce).
+sampling a 16-bar piece.  ``models.load_sampler`` uses this where it can (a plain LoRA adapter merged in,
+``merge_lora``) and falls back to ``models.load_model`` (BART, other adapters, a config the step decoders do
+not reproduce).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def read_decoder(folder: Path) -> DecoderWeights | None:
         config.max_position_embeddings, config.num_hidden_layers = raw["n_positions"], raw["n_layer"]
     # float32 whatever the file stores, as models.load_base: the built-in model ships as float16 (and numpy's
     # float16 products do not use BLAS: 20x slower)
-    arrays = {name: a.astype(np.float32) for name, a in read_safetensors(weights, framework="numpy").items()}
+    arrays = {name: a.astype(np.float32) for name, a in read_safetensors(weights).items()}
     if "lm_head.weight" not in arrays:
         if not raw.get("tie_word_embeddings", True) or EMBEDDINGS[family] not in arrays:
             return None
@@ -176,7 +177,7 @@ def merge_lora(model: DecoderWeights, adapter: Path) -> DecoderWeights | None:
     if unhandled or cfg.get("peft_type") != "LORA" or cfg.get("bias", "none") != "none" \
             or cfg.get("init_lora_weights", True) not in (True, False, "gaussian") or not weights.is_file():
         return None
-    tensors = read_safetensors(weights, framework="numpy")
+    tensors = read_safetensors(weights)
     rank = cfg["r"]
     scale = cfg["lora_alpha"] / (math.sqrt(rank) if cfg.get("use_rslora") else rank)
     arrays = dict(model.arrays)
@@ -199,20 +200,17 @@ def merge_lora(model: DecoderWeights, adapter: Path) -> DecoderWeights | None:
     return DecoderWeights(model.config, arrays, model.architecture)
 
 
-def read_safetensors(path: Path, header_only: bool = False, framework: str = "pt") -> dict | None:
-    """The tensors of a safetensors file as torch tensors (``framework="pt"``) or numpy arrays
-    (``"numpy"``); ``header_only``: open it and read its header, to check it, and return None.  A truncated
-    or corrupt file is a one-line MozartError instead of safetensors' own exception."""
+def read_safetensors(path: Path, header_only: bool = False) -> dict[str, np.ndarray] | None:
+    """The tensors of a safetensors file as numpy arrays (``header_only``: open it and read its header, to
+    check it, and return None).  A truncated or corrupt file is a one-line MozartError instead of
+    safetensors' own exception."""
     from safetensors import safe_open
+    from safetensors.numpy import load_file
 
     try:
         if header_only:
             with safe_open(str(path), framework="numpy"):
                 return None
-        if framework == "numpy":
-            from safetensors.numpy import load_file
-        else:
-            from safetensors.torch import load_file
         return load_file(str(path))
     except Exception as e:  # noqa: BLE001 - safetensors raises its own SafetensorError (and OSError)
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
