@@ -51,6 +51,7 @@ import torch
 import torch.nn.functional as F
 
 from .hardware import bf16_on_cpu
+from .npdecoding import rotary_tables
 from .weights import architecture_of, gpt2_blocks, gpt2_reproducible, llama_reproducible, llama_rope_theta
 
 
@@ -258,13 +259,10 @@ class LlamaStepDecoder(_CachedDecoder):
         self.eps = cfg.rms_norm_eps
         super().__init__(model, batch, cfg.num_hidden_layers, self.kv_heads, self.head_dim,
                          cfg.max_position_embeddings, matmul_dtype, weights)
-        # the rotary angles of every position, once (transformers recomputes them each forward)
-        theta = llama_rope_theta(cfg)
-        inv_freq = 1.0 / (theta ** (torch.arange(0, self.head_dim, 2, dtype=torch.float) / self.head_dim))
-        angles = torch.outer(torch.arange(self.context, dtype=torch.float), inv_freq)
-        angles = torch.cat((angles, angles), dim=-1).to(self.keys.device)
-        self.cos, self.sin = angles.cos().to(self.keys.dtype), angles.sin().to(self.keys.dtype)
-        self.rotation = _rotation_matrices(self.cos, self.sin)
+        # the rotary tables of every position, once: the numpy decoder's, as tensors
+        self.cos, self.sin, self.rotation = (
+            torch.from_numpy(t).to(self.keys.device, self.keys.dtype)
+            for t in rotary_tables(llama_rope_theta(cfg), self.head_dim, self.context))
         # q, k, v as one product and gate, up as another: fewer, larger matrix products per step
         w = model.state_dict()
         # each RMSNorm's gain, times the sqrt(width) of its mean, is folded into the product the norm feeds
@@ -459,19 +457,6 @@ def attend_one(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, scale:
     grouped = q.reshape(rows, kv_heads, heads // kv_heads, dim)  # a group's queries against its keys
     weights = torch.softmax((grouped @ keys.transpose(-1, -2)) * scale, dim=-1)
     return (weights @ values).reshape(rows, heads, 1, dim)
-
-
-def _rotation_matrices(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Per position, the (dim, dim) matrix R with ``x @ R == x * cos + rotate_half(x) * sin``
-    (transformers' rotary embedding, rotate_half(x) = (-x2, x1)): one product per step instead of
-    the slices, negation, concatenation and three elementwise operations."""
-    positions, dim = cos.shape
-    half = dim // 2
-    rotation = torch.diag_embed(cos)  # (positions, dim, dim): R[p, j, j] = cos[p, j]
-    j = torch.arange(half)
-    rotation[:, j + half, j] = -sin[:, j]  # out_j (j < half) takes -x_{j+half} sin_j
-    rotation[:, j, j + half] = sin[:, j + half]  # out_{j+half} takes x_j sin_{j+half}
-    return rotation
 
 
 def _stacked(weights: dict[str, torch.Tensor], names: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:

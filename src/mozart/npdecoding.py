@@ -122,12 +122,7 @@ class NumpyLlamaDecoder(_NumpyCachedDecoder):
                 _transposed(w[f"{down}.weight"]), w.get(f"{down}.bias")))
         self.head = _transposed(w["lm_head.weight"] * gain("model.norm.weight"))
         self.embed, self.ffn = w["model.embed_tokens.weight"], cfg.intermediate_size
-        theta = llama_rope_theta(cfg)
-        inv_freq = 1.0 / (theta ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim))
-        angles = np.outer(np.arange(self.context, dtype=np.float32), inv_freq.astype(np.float32))
-        angles = np.concatenate([angles, angles], axis=-1)
-        self.cos, self.sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
-        self.rotation = _rotation_matrices(self.cos, self.sin)
+        self.cos, self.sin, self.rotation = rotary_tables(llama_rope_theta(cfg), head_dim, self.context)
 
     def _norm(self, x: np.ndarray) -> np.ndarray:
         """RMSNorm without its gain (folded into the next product)."""
@@ -205,10 +200,16 @@ class NumpyGpt2Decoder(_NumpyCachedDecoder):
         return (self._layer_norm(x[:, -1:], *self.final_norm) @ self.head)[:, 0]
 
 
-def _rotation_matrices(cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
-    """Per position, the (dim, dim) matrix R with ``x @ R == x * cos + rotate_half(x) * sin`` (as
-    ``decoding._rotation_matrices``)."""
-    positions, dim = cos.shape
+def rotary_tables(theta: float, dim: int, positions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Llama's rotary positions for every position, once (transformers recomputes them each forward):
+    cos and sin, (positions, dim) float32, and per position the (dim, dim) matrix R with
+    ``x @ R == x * cos + rotate_half(x) * sin`` (rotate_half(x) = (-x2, x1)): one product per one-token step
+    instead of the slices, negation, concatenation and three elementwise operations.  The torch decoder
+    (``decoding.LlamaStepDecoder``) uses the same tables."""
+    inv_freq = 1.0 / (theta ** (np.arange(0, dim, 2, dtype=np.float32) / dim))
+    angles = np.outer(np.arange(positions, dtype=np.float32), inv_freq.astype(np.float32))
+    angles = np.concatenate([angles, angles], axis=-1)
+    cos, sin = np.cos(angles).astype(np.float32), np.sin(angles).astype(np.float32)
     half = dim // 2
     rotation = np.zeros((positions, dim, dim), dtype=np.float32)
     j = np.arange(dim)
@@ -216,7 +217,7 @@ def _rotation_matrices(cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
     j = np.arange(half)
     rotation[:, j + half, j] = -sin[:, j]  # out_j (j < half) takes -x_{j+half} sin_j
     rotation[:, j, j + half] = sin[:, j + half]  # out_{j+half} takes x_j sin_{j+half}
-    return rotation
+    return cos, sin, rotation
 
 
 def _affine(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
