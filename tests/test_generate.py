@@ -432,6 +432,24 @@ def test_a_lora_adapter_merges_without_torch_as_peft_merges_it(models, tmp_path,
         assert not np.allclose(base.step(chunk), theirs, atol=1e-2)
 
 
+@pytest.mark.skipif(default_model_dir() is None, reason="no built-in model")
+@pytest.mark.parametrize("config", ["{not json", "[1, 2]"])
+def test_an_unreadable_adapter_config_is_a_one_line_error(tmp_path, config):
+    """An adapter folder whose adapter_config.json is not a JSON object: one line naming the file, whichever
+    loader reads it (peft raised a JSONDecodeError traceback), and nothing written."""
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "tokenizer.json").write_bytes((Path(str(default_model_dir())) / "tokenizer.json").read_bytes())
+    (adapter / "adapter_config.json").write_text(config)
+    cmd = [sys.executable, "-m", "mozart", "generate", "--adapter", str(adapter), "--bars", "1",
+           "-o", str(tmp_path / "out")]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"mozart: error: {adapter / 'adapter_config.json'}: unreadable") \
+        and out.stderr.count("\n") == 1, out.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("arch, key", [("gpt2", "n_layer"), ("gpt2", "n_inner"), ("llama", "intermediate_size"),
                                        ("llama", "num_key_value_heads")])
 def test_weights_that_do_not_match_their_config_are_a_clear_error(models, tmp_path, arch, key):

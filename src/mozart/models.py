@@ -180,12 +180,21 @@ def load_model(folder: str | os.PathLike, adapter: str | os.PathLike | None = No
     return LoadedModel(model, AutoTokenizer.from_pretrained(str(folder)), arch, grid, folder)
 
 
-def check_adapter(adapter: str | os.PathLike, grid: int) -> None:
-    """Raise MozartError unless ``adapter`` is a LoRA adapter folder trained at ``grid`` (the model's)."""
-    if not (Path(adapter) / "adapter_config.json").is_file():
+def check_adapter(adapter: str | os.PathLike, grid: int) -> dict:
+    """The adapter's config (adapter_config.json); raises MozartError unless ``adapter`` is a LoRA adapter
+    folder with a readable config, trained at ``grid`` (the model's)."""
+    path = Path(adapter) / "adapter_config.json"
+    if not path.is_file():
         raise MozartError(f"{adapter}: not a LoRA adapter folder (no adapter_config.json)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise MozartError(f"{path}: unreadable ({type(e).__name__})") from None
+    if not isinstance(config, dict):
+        raise MozartError(f"{path}: unreadable (not a JSON object)")
     if model_format(adapter) != grid:
         raise MozartError(f"{adapter}: adapter trained at grid {model_format(adapter)}, model at grid {grid}")
+    return config
 
 
 def load_sampler(folder: str | os.PathLike, adapter: str | os.PathLike | None = None) -> LoadedModel:
@@ -203,8 +212,7 @@ def load_sampler(folder: str | os.PathLike, adapter: str | os.PathLike | None = 
     if light is not None and not reproducible(light):
         light = None
     if light is not None and adapter is not None:
-        check_adapter(adapter, grid)
-        light = merge_lora(light, Path(adapter))
+        light = merge_lora(light, Path(adapter), check_adapter(adapter, grid))
     if light is None:
         return load_model(folder, adapter)
     return LoadedModel(light, Tokenizer.from_file(str(folder / "tokenizer.json")), light.config.model_type, grid,

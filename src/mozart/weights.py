@@ -162,16 +162,12 @@ LORA_KEYS_HANDLED = {"r", "lora_alpha", "use_rslora", "fan_in_fan_out", "target_
 LORA_PREFIX = "base_model.model."
 
 
-def merge_lora(model: DecoderWeights, adapter: Path) -> DecoderWeights | None:
+def merge_lora(model: DecoderWeights, adapter: Path, cfg: dict) -> DecoderWeights | None:
     """``model`` with a LoRA adapter folder (``mozart finetune``'s) merged in, as peft's ``merge_and_unload``
     does: every adapted weight W becomes W + scale * B @ A (transposed for GPT-2's Conv1D, ``fan_in_fan_out``),
-    scale = alpha / r (alpha / sqrt(r) with rank-stabilised LoRA).  None when the adapter uses anything else
-    (DoRA, LoRA biases, per-module ranks, saved whole modules, another file format): the caller then loads it
-    through peft."""
-    try:
-        cfg = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    scale = alpha / r (alpha / sqrt(r) with rank-stabilised LoRA); ``cfg`` is its adapter_config.json
+    (``models.check_adapter``'s).  None when the adapter uses anything else (DoRA, LoRA biases, per-module
+    ranks, saved whole modules, another file format): the caller then loads it through peft."""
     unhandled = {k: v for k, v in cfg.items() if k not in LORA_KEYS_HANDLED and v not in (None, False, {}, [], "")}
     weights = adapter / "adapter_model.safetensors"
     if unhandled or cfg.get("peft_type") != "LORA" or cfg.get("bias", "none") != "none" \
