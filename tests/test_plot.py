@@ -115,6 +115,24 @@ def test_plot_process_draws_what_plot_draws_and_reports_errors(tmp_path):
     assert not (tmp_path / "none.png").exists()
 
 
+def test_plot_process_finishes_every_roll_asked_for_before_it_ends(tmp_path):
+    """Closing waits for the rolls asked for (none is lost to the helper's quick exit), then the helper is
+    gone."""
+    import os
+
+    from mozart.plotprocess import PlotProcess
+
+    text = mozart.encode(DATA / "music21_bach_bwv66.6.mid")
+    with PlotProcess() as plotter:
+        rolls = [plotter.plot(text, tmp_path / f"roll{i}.png") for i in range(3)]  # no .result(): close waits
+        helpers = list(plotter._pool._processes)
+    assert all(roll.done() and roll.exception() is None for roll in rolls)
+    assert all(matplotlib.image.imread(str(tmp_path / f"roll{i}.png")).shape[:2] == (700, 1800) for i in range(3))
+    for pid in helpers:
+        with pytest.raises(ChildProcessError):  # reaped: it has exited
+            os.waitpid(pid, os.WNOHANG)
+
+
 def test_plot_process_of_a_command_that_failed_first_ends_without_finishing_its_imports():
     """A command that fails before asking for a roll tells its helper to stop at once: the helper never gets
     as far as being ready (its imports take about a second), and the failure propagates."""
