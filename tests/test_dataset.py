@@ -106,6 +106,20 @@ def test_vocab_json_counts_every_token(mixed):
     assert set(vocab["counts"]) <= set(mozart.vocabulary(24).words)
 
 
+def test_the_training_splits_programs_are_recorded_for_stand_ins(mixed):
+    """tokenizer_config.json's ``mozart_programs`` (what a model trained here knows: standins.py) are the
+    programs of the train records, and stats count the train records of each."""
+    from collections import Counter
+
+    data, stats, _ = mixed
+    per_program = Counter()
+    for record in records(data, "train"):
+        per_program.update({int(w[5:]) for w in record["tokens"].split() if w.startswith("Prog_")})
+    config = json.loads((data / "tokenizer_config.json").read_text())
+    assert config["mozart_programs"] == sorted(per_program) and len(per_program) > 1
+    assert stats["train_records_per_program"] == {str(p): per_program[p] for p in sorted(per_program)}
+
+
 def test_failed_and_empty_files_are_listed(mixed):
     data, stats, midi = mixed
     lines = (data / "errors.tsv").read_text().splitlines()

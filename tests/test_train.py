@@ -18,7 +18,7 @@ import torch
 from mozart.dataset import DatasetConfig, build_dataset
 from mozart.errors import MozartError
 from mozart.likelihood import likelihood
-from mozart.models import build_model
+from mozart.models import build_model, known_programs
 from mozart.train import finetune, latest_complete_checkpoint, load_config, special_ids, train
 
 from conftest import corpus_files, link_all, styleless_model
@@ -83,7 +83,7 @@ def test_valid_loss_drops(runs, data, arch):
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "llama", "bart"])
-def test_outputs_load_with_plain_transformers(runs, arch):
+def test_outputs_load_with_plain_transformers(runs, data, arch):
     loader = "AutoModelForSeq2SeqLM" if arch == "bart" else "AutoModelForCausalLM"
     code = (
         "import sys, transformers, torch;"
@@ -101,6 +101,9 @@ def test_outputs_load_with_plain_transformers(runs, arch):
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"loaded {arch} <pad> <eos>" in result.stdout
     assert (runs[arch] / "model.safetensors").is_file()
+    # the programs the model was trained on travel with it (stand-ins, standins.py)
+    recorded = json.loads((data / "tokenizer_config.json").read_text())["mozart_programs"]
+    assert known_programs(runs[arch]) == set(recorded)
 
 
 def _train_cmd(data: Path, run: Path, *extra: str) -> list[str]:

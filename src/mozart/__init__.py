@@ -17,6 +17,8 @@ from .defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from .errors import MozartError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import symusic
 
     from .events import Piece
@@ -181,7 +183,7 @@ def generate(
 
 
 def _rewrite(source, model, adapter, bars, programs, drums, keep: bool, temperature: float, top_k: int,
-             top_p: float, n: int, seed: int, style: str | None = None) -> list[str]:
+             top_p: float, n: int, seed: int, style: str | None = None, on_stand_ins=None) -> list[str]:
     """What ``infill`` and ``accompany`` share: checks, loading, the bars, the streams."""
     from .controls import SamplingSettings, check_options
     from .events import DRUM_OFFSET
@@ -204,36 +206,45 @@ def _rewrite(source, model, adapter, bars, programs, drums, keep: bool, temperat
         streams = {s for s in source_streams(piece) if drums is not False or s < DRUM_OFFSET}
         streams |= {DRUM_OFFSET} if drums else set()
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p)
-    return rewrite_pieces(loaded, piece, first, last, sorted(streams), keep, settings, n, seed, style=style)
+    return rewrite_pieces(loaded, piece, first, last, sorted(streams), keep, settings, n, seed, style=style,
+                          on_stand_ins=on_stand_ins)
 
 
 def infill(source: str | os.PathLike, bars: str, model: str | os.PathLike | None = None,
            programs: tuple[int, ...] | None = None, drums: bool | None = None, temperature: float = DEFAULT_TEMPERATURE,
            top_k: int = 0, top_p: float = DEFAULT_TOP_P, n: int = 1, seed: int = 0,
-           adapter: str | os.PathLike | None = None, style: str | None = None) -> list[str]:
+           adapter: str | os.PathLike | None = None, style: str | None = None,
+           on_stand_ins: Callable[[dict[int, int]], None] | None = None) -> list[str]:
     """Rewrite bars ``bars`` (``"5-8"``, 1-based, inclusive) of a MIDI or token file; return ``n``
     canonical texts at the model's grid.  Every note that starts outside those bars is kept note
     for note (notes starting before them may ring into them); the tempo map, time signatures
     and pedal are the source's.  New notes use ``programs`` (default: the source's instruments;
     ``drums`` False drops its drum kits, True adds the standard kit).  A model trained with
     fill-in-the-middle also reads the bars after the gap (docs/generation.md); ``style``, the style
-    token it reads after ``<bos>`` (a model trained with styles)."""
-    return _rewrite(source, model, adapter, bars, programs, drums, False, temperature, top_k, top_p, n, seed, style)
+    token it reads after ``<bos>`` (a model trained with styles).  Programs the model was not trained
+    on are read and written through stand-ins it knows (``mozart.standins``); ``on_stand_ins`` is told
+    them, ``{program: stand-in}``."""
+    return _rewrite(source, model, adapter, bars, programs, drums, False, temperature, top_k, top_p, n, seed, style,
+                    on_stand_ins)
 
 
 def accompany(source: str | os.PathLike, programs: tuple[int, ...] = (), drums: bool = False,
               bars: str | None = None, model: str | os.PathLike | None = None,
               temperature: float = DEFAULT_TEMPERATURE,
               top_k: int = 0, top_p: float = DEFAULT_TOP_P, n: int = 1, seed: int = 0,
-              adapter: str | os.PathLike | None = None) -> list[str]:
+              adapter: str | os.PathLike | None = None,
+              on_stand_ins: Callable[[dict[int, int]], None] | None = None) -> list[str]:
     """Add parts for ``programs`` (and a drum kit with ``drums``) to every bar of a MIDI or token
     file, or to ``bars`` (``"5-8"``), keeping every existing note exactly; ``n`` canonical texts.
     Each part plays in every bar, entering on its downbeat where that is still open.  The model
-    reads the music before each bar and the kept notes as they come (not the future)."""
+    reads the music before each bar and the kept notes as they come (not the future).  Programs
+    the model was not trained on, requested or in the source, are read and written through stand-ins
+    it knows (``mozart.standins``; a bass is written as the cello, in a bass's range); ``on_stand_ins``
+    is told them, ``{program: stand-in}``."""
     if not programs and not drums:
         raise MozartError("accompany: name at least one --program (or --drums) to add")
     return _rewrite(source, model, adapter, bars, tuple(programs), drums, True, temperature, top_k, top_p, n,
-                    seed)
+                    seed, on_stand_ins=on_stand_ins)
 
 
 def write_sample(text: str, stem: str | os.PathLike, max_audio_seconds: float | None = None) -> dict:

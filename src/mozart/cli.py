@@ -383,10 +383,17 @@ def generate_cmd(
 def _write_rewrites(texts: list[str], output: Path, source: Path, command: str, plotter: PlotProcess,
                     **options) -> None:
     """Write rewrites as generate writes samples (plus the source's piano roll, for before/after);
-    ``options`` (the command's settings) go to samples.json."""
+    ``options`` (the command's settings, and ``stand_ins``: {program: stand-in}) go to samples.json, and
+    each stand-in gets a note on stderr."""
     import json
 
+    from .instruments import stream_name
+
+    for program, stand_in in sorted(options["stand_ins"].items()):
+        typer.echo(f"mozart: note: the model was not trained on {stream_name(program)}: it reads and writes it as "
+                   f"{stream_name(stand_in)} (docs/generation.md, Stand-ins)", err=True)
     settings = {"command": command, "source": str(source), **options,
+                "stand_ins": {str(k): v for k, v in sorted(options["stand_ins"].items())},
                 "adapter": str(options["adapter"]) if options.get("adapter") else None}
     output.mkdir(parents=True, exist_ok=True)
     source_roll = plotter.plot(source, output / "source.png")
@@ -430,12 +437,13 @@ def infill_cmd(
     check_output_dir(output, "samples.json", force)
     _check_inputs(models=(model_dir, adapter), sources=(source,))
     with PlotProcess() as plotter:  # started now: matplotlib loads in it while torch loads here
+        used: dict[int, int] = {}
         texts = infill(source, bars, model=model_dir, programs=tuple(program) if program else None, drums=drums,
                        temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter,
-                       style=style)
+                       style=style, on_stand_ins=used.update)
         _write_rewrites(texts, output, source, "infill", plotter, model=str(model_dir or "built-in"), adapter=adapter,
                         bars=bars, programs=program, drums=drums, temperature=temperature, top_p=top_p, top_k=top_k,
-                        seed=seed, n=n, style=style)
+                        seed=seed, n=n, style=style, stand_ins=used)
 
 
 @app.command("accompany")
@@ -464,11 +472,13 @@ def accompany_cmd(
     check_output_dir(output, "samples.json", force)
     _check_inputs(models=(model_dir, adapter), sources=(source,))
     with PlotProcess() as plotter:  # started now: matplotlib loads in it while torch loads here
+        used: dict[int, int] = {}
         texts = accompany(source, programs=tuple(program or ()), drums=drums, bars=bars, model=model_dir,
-                          temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter)
+                          temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter,
+                          on_stand_ins=used.update)
         _write_rewrites(texts, output, source, "accompany", plotter, model=str(model_dir or "built-in"),
                         adapter=adapter, bars=bars, programs=program, drums=drums, temperature=temperature,
-                        top_p=top_p, top_k=top_k, seed=seed, n=n)
+                        top_p=top_p, top_k=top_k, seed=seed, n=n, stand_ins=used)
 
 
 @app.command("evaluate")

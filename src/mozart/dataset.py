@@ -382,6 +382,7 @@ def _finish(staging, config, n_files, errors, duplicates, dropped_bars, moved, n
     vocab, tokenizer, errors, stats."""
     vocab: Counter = Counter()
     styles: Counter = Counter()
+    programs: Counter = Counter()  # training records per program: what a model trained here knows (standins.py)
     per_split = {}
     for split in SPLITS:
         pieces, records, notes, tokens = set(), 0, 0, 0
@@ -397,6 +398,8 @@ def _finish(staging, config, n_files, errors, duplicates, dropped_bars, moved, n
                 notes += record_notes
                 style = record.get("style")
                 styles[style or "none"] += 1
+                if split == "train":
+                    programs.update({int(w[5:]) for w in words if w.startswith("Prog_")})
                 stored_style = style if style and not _style_free(record["id"]) else None
                 store.add(piece_ids(words, config.grid, stored_style), record_notes)
         per_split[split] = {"pieces": len(pieces), "records": records, "notes": notes, "tokens": tokens}
@@ -404,7 +407,7 @@ def _finish(staging, config, n_files, errors, duplicates, dropped_bars, moved, n
     counts = {w: vocab[w] for w in sorted(vocab, key=order.__getitem__)}
     vocab_json = {"format_version": FORMAT_VERSION, "grid": config.grid, "unique_tokens": len(counts), "counts": counts}
     write_atomic(staging / "vocab.json", json.dumps(vocab_json, indent=1) + "\n")
-    save_tokenizer(staging, config.grid)
+    save_tokenizer(staging, config.grid, programs=sorted(programs))
     lines = ["file\treason\n"] + [f"{f}\t{' '.join(r.split())}\n" for f, r in sorted(errors)]
     write_atomic(staging / "errors.tsv", "".join(lines))
     stats = {
@@ -420,6 +423,7 @@ def _finish(staging, config, n_files, errors, duplicates, dropped_bars, moved, n
         "moved_to_fill_splits": moved,
         "near_duplicates": near_duplicates,
         "styles": dict(sorted(styles.items())),
+        "train_records_per_program": {str(p): programs[p] for p in sorted(programs)},
         "splits": per_split,
         "config": {k: v for k, v in asdict(config).items() if k not in ("workers", "timeout")},
     }

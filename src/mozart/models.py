@@ -138,6 +138,26 @@ class LoadedModel:
     arch: str  # one of ARCHS
     grid: int  # steps per quarter note of the token format it was trained on
     folder: Path
+    programs: frozenset[int] | None = None  # the programs it was trained on (None: not recorded); standins.py
+
+
+def known_programs(*folders: str | os.PathLike | None) -> frozenset[int] | None:
+    """The programs a model (and its adapter) was trained on: the union of ``mozart_programs`` in each
+    folder's ``tokenizer_config.json`` (``mozart dataset`` writes the training split's), or None when the
+    model folder, the first, does not record them."""
+    found: set[int] = set()
+    for i, folder in enumerate(f for f in folders if f is not None):
+        try:
+            config = json.loads((Path(folder) / "tokenizer_config.json").read_text(encoding="utf-8"))
+            programs = config["mozart_programs"]
+        except (OSError, ValueError, KeyError, TypeError):
+            if i == 0:
+                return None
+            continue
+        if not isinstance(programs, list) or not all(isinstance(p, int) and 0 <= p < 128 for p in programs):
+            raise MozartError(f"{folder}/tokenizer_config.json: mozart_programs must be a list of programs 0-127")
+        found.update(programs)
+    return frozenset(found)
 
 
 def load_base(folder: str | os.PathLike) -> tuple[PreTrainedModel, str]:
@@ -177,7 +197,8 @@ def load_model(folder: str | os.PathLike, adapter: str | os.PathLike | None = No
         check_adapter(adapter, grid)
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     model.eval()
-    return LoadedModel(model, AutoTokenizer.from_pretrained(str(folder)), arch, grid, folder)
+    return LoadedModel(model, AutoTokenizer.from_pretrained(str(folder)), arch, grid, folder,
+                       known_programs(folder, adapter))
 
 
 def check_adapter(adapter: str | os.PathLike, grid: int) -> dict:
@@ -216,7 +237,7 @@ def load_sampler(folder: str | os.PathLike, adapter: str | os.PathLike | None = 
     if light is None:
         return load_model(folder, adapter)
     return LoadedModel(light, Tokenizer.from_file(str(folder / "tokenizer.json")), light.config.model_type, grid,
-                       folder)
+                       folder, known_programs(folder, adapter))
 
 
 def default_model_dir():

@@ -30,9 +30,11 @@ from .errors import MozartError
 from .events import Piece, bar_layout, bar_steps, slice_steps
 from .fim import fim_ids, fim_input, fim_order_of
 from .grammar import new_state
+from .instruments import pitch_range
 from .masks import CLOSING_MARGIN
 from .models import LoadedModel
 from .sampling import _encoder_context, sample_span
+from .standins import restream, stand_ins
 from .templates import FILL_WORDS, SpanConstraint, note_words
 from .tokenizer import BOS, EOS, style_token
 from .tokens import TS_PACK, bar_indices, encode_piece
@@ -114,12 +116,14 @@ class _Request:
     notes: np.ndarray  # note_table(piece)
     lo_base: int  # low-digit words of positions and durations at the model's grid
     style_id: int | None = None  # the style control token the model reads after <bos> (None: any style)
+    ranges: dict[int, tuple[int, int]] | None = None  # SpanConstraint's range overrides
 
     @classmethod
-    def of(cls, loaded: LoadedModel, piece: Piece, bars, streams, keep: bool, style: str | None = None) -> _Request:
+    def of(cls, loaded: LoadedModel, piece: Piece, bars, streams, keep: bool, style: str | None = None,
+           ranges: dict[int, tuple[int, int]] | None = None) -> _Request:
         vocab = loaded.tokenizer.get_vocab()
         return cls(loaded, piece, bars, frozenset(streams), keep, vocab, note_table(piece),
-                   new_state(loaded.grid).vocab.lo_base, vocab[style_token(style)] if style else None)
+                   new_state(loaded.grid).vocab.lo_base, vocab[style_token(style)] if style else None, ranges)
 
 
 def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide: bool = False) -> _Chunk | None:
@@ -173,7 +177,7 @@ def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide:
     # the piece keeps its bar count: if nothing else starts in its last bar, the rewrite puts a note there
     fill_last = not keep and y == starts.size - 1 and bar_layout(seen)[0].size < starts.size - 1
     constraint = SpanConstraint(state, x - lo, span, starts[lo: y + 1] - starts[lo], ts[lo:y], forced, streams,
-                                fill_last, fill_every_bar=keep)
+                                fill_last, fill_every_bar=keep, ranges=r.ranges)
     return _Chunk(x, y, lo, prompt, model_input, encoder_input, constraint, budget)
 
 
@@ -201,11 +205,13 @@ def _plan(r: _Request, x: int, last: int) -> _Chunk:
 
 def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, keep: bool,
             settings: SamplingSettings, generator: np.random.Generator,
-            progress: Callable[[float], None] | None = None, style: str | None = None) -> Piece:
+            progress: Callable[[float], None] | None = None, style: str | None = None,
+            ranges: dict[int, tuple[int, int]] | None = None) -> Piece:
     """``piece`` with bars ``first``..``last`` (0-based, inclusive) rewritten: new notes in
     ``streams``; with ``keep`` the notes there stay (accompaniment), otherwise those that start
     there are replaced (infilling).  ``style``: the style control token the model reads after
-    ``<bos>``, as when it generates (a decoder trained with styles; controls.check_model_style)."""
+    ``<bos>``, as when it generates (a decoder trained with styles; controls.check_model_style).
+    ``ranges``: new pitches of a stream, where not its instrument's usual range."""
     check_model_style(style, loaded.model, loaded.tokenizer.get_vocab())
     bars = piece_bars(piece)
     starts = bars[0]
@@ -213,7 +219,7 @@ def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, k
         raise MozartError(f"bars {first + 1}-{last + 1}: the piece has bars 1-{starts.size - 1}")
     x = first
     while x <= last:
-        request = _Request.of(loaded, piece, bars, streams, keep, style)
+        request = _Request.of(loaded, piece, bars, streams, keep, style, ranges)
         chunk = _plan(request, x, last)
         sample_span(loaded.model, loaded.tokenizer, chunk.model_input, chunk.constraint, settings,
                     budget=chunk.budget, encoder_ids=chunk.encoder_input, generator=generator)
@@ -245,17 +251,27 @@ def source_streams(piece: Piece) -> tuple[int, ...]:
 
 def rewrite_pieces(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, keep: bool,
                    settings: SamplingSettings, n: int = 1, seed: int = 0,
-                   progress: Callable[[float], None] | None = None, style: str | None = None) -> list[str]:
+                   progress: Callable[[float], None] | None = None, style: str | None = None,
+                   on_stand_ins: Callable[[dict[int, int]], None] | None = None) -> list[str]:
     """``n`` rewrites of ``piece`` as canonical texts; rewrite i uses seed ``seed + i`` (``style`` as
-    in ``rewrite``)."""
+    in ``rewrite``).  Programs the model never saw are read and written through stand-ins
+    (standins.py): new notes keep to the requested program's range, and the texts name it.
+    ``on_stand_ins`` is told them (``{program: stand-in}``, maybe empty) before sampling."""
     if not streams:
         raise MozartError("no instruments to write: the piece has no notes; pass --program")
+    mapping = stand_ins(loaded.programs, [*source_streams(piece), *streams])
+    if on_stand_ins is not None:
+        on_stand_ins(dict(mapping))
+    view = restream(piece, mapping)
+    view_streams = sorted(mapping.get(s, s) for s in streams)
+    ranges = {mapping[s]: pitch_range(s) for s in streams if s in mapping}
+    back = {v: k for k, v in mapping.items()}
     texts = []
     for i in range(n):
         report = None if progress is None else (lambda share, i=i: progress((i + share) / n))
-        out = rewrite(loaded, piece, first, last, streams, keep, settings, np.random.default_rng(seed + i),
-                      report, style)
-        texts.append(encode_piece(out))
+        out = rewrite(loaded, view, first, last, view_streams, keep, settings, np.random.default_rng(seed + i),
+                      report, style, ranges)
+        texts.append(encode_piece(restream(out, back)))
     return texts
 
 

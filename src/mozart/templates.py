@@ -57,12 +57,14 @@ class SpanConstraint:
     least one note in every bar of the span, entering on the bar's downbeat where that is still
     open, so each added part plays in every bar (left free, the model adds a part in a bar or two
     and then leaves it: its training pieces bring their instruments in at the start, never in the
-    middle)."""
+    middle).  ``ranges`` overrides the usual range of a stream (a stand-in keeps to the range of the
+    program it stands in for)."""
 
     def __init__(self, state: GrammarState, prompt_bars: int, span_bars: int, bar_starts: np.ndarray,
                  bar_ts: np.ndarray, forced: np.ndarray, new_streams, fill_last: bool = False,
-                 fill_every_bar: bool = False):
+                 fill_every_bar: bool = False, ranges: dict[int, tuple[int, int]] | None = None):
         self.state = state
+        self.ranges = ranges or {}  # stream -> (lowest, highest) new pitch, where not its own range (standins.py)
         self.prompt_bars, self.target_bars = prompt_bars, prompt_bars + span_bars
         if bar_starts.size < self.target_bars + 1:
             raise ValueError("the bar layout must cover the span")
@@ -338,7 +340,7 @@ class SpanConstraint:
         # a stream just chosen keeps its note (it was allowed then); one carried over from before obeys ``owing``
         pool = new_streams if s.prev not in ("Prog", "Drums") else self.new_streams
         if allow_new and g >= 0 and pool[g]:
-            low, high = pitch_range(g)  # new notes keep to the instrument's range
+            low, high = self.ranges.get(g) or pitch_range(g)  # new notes keep to the instrument's range
             new_ok = (pitches >= low) & (pitches <= high)
         if here and g == f[STREAM] and owing_first:
             ok = np.zeros(pitches.size, dtype=bool)  # the owing stream first: a Prog word to it

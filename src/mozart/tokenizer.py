@@ -56,9 +56,11 @@ def music_token_count(grid: int) -> int:
     return len(SPECIAL_TOKENS) + len(vocabulary(grid))
 
 
-def save_tokenizer(folder: Path, grid: int = 24) -> None:
+def save_tokenizer(folder: Path, grid: int = 24, programs: list[int] | None = None) -> None:
     """Write ``tokenizer.json`` plus the small config files that let
-    ``transformers.AutoTokenizer.from_pretrained(folder)`` load it without Mozart."""
+    ``transformers.AutoTokenizer.from_pretrained(folder)`` load it without Mozart.  ``programs``: those
+    of a dataset's training split, recorded as ``mozart_programs`` (a model trained on it carries them
+    on: ``models.known_programs``)."""
     tokenizer = build_tokenizer(grid)
     write_atomic(folder / "tokenizer.json", tokenizer.to_str(pretty=True))
     special = {"pad_token": PAD, "bos_token": BOS, "eos_token": EOS, "unk_token": UNK}
@@ -68,6 +70,7 @@ def save_tokenizer(folder: Path, grid: int = 24) -> None:
         "clean_up_tokenization_spaces": False,
         "mozart_format_version": FORMAT_VERSION,
         "mozart_grid": grid,
+        **({"mozart_programs": programs} if programs is not None else {}),
         **special,
     }
     write_atomic(folder / "tokenizer_config.json", json.dumps(config, indent=2) + "\n")
