@@ -9,6 +9,7 @@ import numpy as np
 import mozart
 from mozart.events import Piece
 from mozart.instruments import pitch_range
+from mozart.masks import MAX_UNISON
 from mozart.rewrite import note_table, piece_bars
 from mozart.tokens import decode_piece
 
@@ -39,6 +40,9 @@ def assert_rewrite(source: Piece, text: str, first: int, last: int, streams, kee
     for _onset, stream, pitch, *_ in new:  # new notes keep to their instrument's range
         low, high = pitch_range(stream)
         assert low <= pitch <= high, (stream, pitch)
+    source_keys = Counter(map(tuple, before[:, :3]))
+    new_keys = Counter(row[:3] for row in new.elements())
+    assert all(count <= MAX_UNISON for key, count in new_keys.items() if not source_keys[key]), "a third unison"
     if keep:  # each added part plays in every bar of the range
         for stream in streams:
             onsets = [row[0] for row in new.elements() if row[1] == stream]

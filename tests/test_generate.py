@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,9 @@ from mozart.dataset import DatasetConfig, build_dataset
 from mozart.events import bar_layout
 from mozart.models import build_model, default_model_dir, load_model
 from mozart.prompts import prompt_from_midi
+from mozart.rewrite import note_table
 from mozart.sampling import generate_pieces
+from mozart.tokens import decode_piece
 from mozart.train import load_config, special_ids, train
 
 from conftest import DATA, corpus_files, link_all, styleless_model
@@ -64,6 +67,8 @@ def test_every_sample_is_valid_with_exact_bars(models, name):
             mozart.check(text)
             assert bars_of(text) == bars, (settings, text[-200:])
             mozart.decode(text)
+            notes = note_table(decode_piece(text))
+            assert max(Counter(map(tuple, notes[:, :3])).values(), default=0) <= 2  # masks.MAX_UNISON
             n += 1
     assert n == 70  # x 3 models (+ prompts and controls below): over 200 samples in all
 
@@ -299,6 +304,30 @@ def test_new_notes_never_need_a_second_duration_digit():
     # a shorter note before: any velocity, as before
     shorter = new_constraint(words[:9] + ["DurHi_3", "Dur_0", "Pitch_60"], Controls(bars=2), 0, 24)
     assert int(np.flatnonzero(shorter.allowed(1000)[0]).size) == 127
+
+
+def test_a_third_new_note_on_one_key_at_one_step_is_refused():
+    """Two notes of one pitch at one step in one instrument (a unison of two voices) may be written, not a
+    third; another pitch, another instrument or a later step may have it."""
+    from mozart.grammar import new_state
+    from mozart.masks import MAX_UNISON, Constraint
+
+    head = "Format_1 Grid_24 TS_4/4 Tempo_90 Bar Pos_0 Prog_0".split()
+    note = "Pitch_60 Vel_80 Dur_12".split()
+
+    def allowed(words: list[str]) -> set[str]:
+        state = new_state(24)
+        for w in words:  # sampled words, not a prompt: the sampler is writing bar 1
+            state.advance(state.vocab.index[w])
+        constraint = Constraint(state, Controls(bars=2), target_bars=2)
+        return {state.vocab.words[i] for i in np.flatnonzero(constraint.allowed(1000)[0])}
+
+    assert MAX_UNISON == 2
+    assert "Pitch_60" in allowed(head + note)
+    full = allowed(head + note * 2)
+    assert "Pitch_60" not in full and {"Pitch_61", "Prog_1", "Pos_12"} <= full
+    assert "Pitch_60" in allowed(head + note * 2 + ["Prog_1"])
+    assert "Pitch_60" in allowed(head + note * 2 + ["Pos_12"])
 
 
 def test_the_first_duration_digit_is_one_a_dur_can_complete():

@@ -128,3 +128,36 @@ def test_cli_names_the_stand_ins_in_samples_json_and_on_stderr(melodies, tmp_pat
     assert json.loads((tmp_path / "out" / "samples.json").read_text())["stand_ins"] == {"33": 42, "73": 40}
     assert "not trained on Electric Bass (finger) (33): it reads and writes it as Cello (42)" in run.stderr
     assert "Flute (73): it reads and writes it as Violin (40)" in run.stderr
+
+
+def test_generate_writes_an_unknown_program_through_its_stand_in_in_its_range():
+    """``generate(programs=(33,))`` samples the cello, kept to a bass's range, and names the bass: the same
+    pieces, renamed, as sampling the cello with that range by hand; before, the built-in model asked for a
+    bass wrote drum kits in all of 4 pieces (seed 1)."""
+    from mozart.controls import Controls, SamplingSettings
+    from mozart.instruments import pitch_range
+    from mozart.models import load_sampler
+    from mozart.sampling import generate_pieces
+
+    told = []
+    texts = mozart.generate(programs=(33,), drums=False, bars=4, n=3, seed=1, on_stand_ins=told.append)
+    assert told == [{33: 42}]
+    low, high = pitch_range(33)
+    by_hand = generate_pieces(load_sampler(default_model_dir()), Controls(4, (42,), False, ranges=((42, low, high),)),
+                              SamplingSettings(), 3, 1)
+    for text, theirs in zip(texts, by_hand):
+        notes = note_table(decode_piece(text))
+        assert set(notes[:, 1].tolist()) == {33} and low <= notes[:, 2].min() and notes[:, 2].max() <= high
+        assert text == mozart.encode_piece(restream(decode_piece(theirs), {42: 33}))
+
+
+def test_generate_reads_a_prompts_unknown_program_through_its_stand_in(melodies):
+    told = []
+    texts = mozart.generate(prompt=melodies[73], prompt_bars=2, bars=2, drums=False, seed=3, on_stand_ins=told.append)
+    assert told == [{73: 40}]
+    prompt = note_table(quantize(read_midi(melodies[73]), 24))
+    out = note_table(decode_piece(texts[0]))
+    end = piece_bars(decode_piece(texts[0]))[0][2]
+    kept = out[out[:, 0] < end]
+    assert sorted(map(tuple, kept)) == sorted(map(tuple, prompt[prompt[:, 0] < end]))  # the flute, note for note
+    assert 73 in out[out[:, 0] >= end][:, 1]  # the model went on with the melody it read as a violin's

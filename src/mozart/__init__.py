@@ -143,17 +143,24 @@ def generate(
     constrained: bool = True,
     style: str | None = None,
     form: str | None = None,
+    on_stand_ins: Callable[[dict[int, int]], None] | None = None,
 ) -> list[str]:
     """Sample ``n`` pieces as token texts, valid by construction unless ``constrained`` is
     False (see `mozart generate`).  ``model`` defaults to the built-in model; the pieces (and
     a ``prompt`` MIDI file, quantized) are at the model's grid.  ``form`` (e.g. ``"AABA"``) lays
     the ``bars`` out in equal sections, a letter seen before repeating its first appearance and each
-    new one written by infilling (mozart/form.py).  Raises MozartError for an option out of range
-    (the same checks as the CLI and the studio)."""
+    new one written by infilling (mozart/form.py).  Constrained, ``programs`` and a prompt's programs
+    that the model was not trained on are read and written through stand-ins it knows
+    (``mozart.standins``); ``on_stand_ins`` is told them, ``{program: stand-in}``.  Raises MozartError
+    for an option out of range (the same checks as the CLI and the studio)."""
     from .controls import Controls, SamplingSettings, check_options, check_style, check_time_signature
+    from .instruments import pitch_range
     from .models import default_model_dir, load_sampler
-    from .prompts import prompt_from_midi
+    from .prompts import prompt_piece
+    from .rewrite import source_streams
     from .sampling import generate_pieces
+    from .standins import restream, stand_ins
+    from .tokens import decode_piece, encode_piece
 
     check_options(bars=bars, n=n, temperature=temperature, top_p=top_p, top_k=top_k, tempo=tempo, seed=seed,
                   prompt_bars=prompt_bars, programs=programs)
@@ -172,14 +179,24 @@ def generate(
         raise MozartError("no built-in model in this installation: pass a model folder (made by `mozart train`), "
                           "or build it with `make default-model`")
     loaded = load_sampler(folder, adapter)
-    controls = Controls(bars, tuple(programs) if programs else None, drums, tempo, time_signature, style)
+    start, start_bars = prompt_piece(prompt, prompt_bars, loaded.grid) if prompt else (None, 0)
+    # unconstrained text need not decode, so it could not be renamed back: the raw model, as it is
+    mapping = stand_ins(loaded.programs, [*(programs or ()), *(source_streams(start) if start else ())]) \
+        if constrained else {}
+    if on_stand_ins is not None:
+        on_stand_ins(dict(mapping))
+    controls = Controls(bars, tuple(mapping.get(p, p) for p in programs) if programs else None, drums, tempo,
+                        time_signature, style, tuple((mapping[p], *pitch_range(p)) for p in sorted(mapping)))
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, constrained=constrained)
     if form is not None:
         from .form import generate_forms
 
-        return generate_forms(loaded, form, controls, settings, [seed + i for i in range(n)])
-    prompt_words = prompt_from_midi(prompt, prompt_bars, loaded.grid) if prompt else None
-    return generate_pieces(loaded, controls, settings, n, seed, prompt_words)
+        texts = generate_forms(loaded, form, controls, settings, [seed + i for i in range(n)])
+    else:
+        prompt_words = (encode_piece(restream(start, mapping)).split(), start_bars) if start else None
+        texts = generate_pieces(loaded, controls, settings, n, seed, prompt_words)
+    back = {v: k for k, v in mapping.items()}
+    return [encode_piece(restream(decode_piece(t), back)) for t in texts] if back else texts
 
 
 def _rewrite(source, model, adapter, bars, programs, drums, keep: bool, temperature: float, top_k: int,

@@ -358,11 +358,13 @@ def generate_cmd(
 
     check_output_dir(output, "samples.json", force)
     _check_inputs(models=(model_dir, adapter), sources=(prompt,))
+    used: dict[int, int] = {}
     with PlotProcess() as plotter:  # started now: matplotlib loads in it while torch loads here
         texts = generate(model=model_dir, bars=bars, programs=tuple(program) if program else None, drums=drums,
                          tempo=tempo, time_signature=parse_time_signature(time_signature), temperature=temperature,
                          top_k=top_k, top_p=top_p, n=n, seed=seed, prompt=prompt, prompt_bars=prompt_bars,
-                         adapter=adapter, constrained=not no_constraints, style=style, form=form)
+                         adapter=adapter, constrained=not no_constraints, style=style, form=form,
+                         on_stand_ins=used.update)
         output.mkdir(parents=True, exist_ok=True)
         stems = [output / f"sample_{i:03d}" for i in range(len(texts))]
         written = write_samples(texts, stems, plotter=plotter)
@@ -373,11 +375,22 @@ def generate_cmd(
                      "bars": bars, "programs": program, "drums": drums, "tempo": tempo,
                      "time_signature": time_signature, "temperature": temperature, "top_p": top_p,
                      "top_k": top_k, "seed": seed, "n": n, "constrained": not no_constraints, "style": style,
-                     "form": form,
+                     "form": form, "stand_ins": _note_stand_ins(used),
                      "samples": records}
     write_atomic(output / "samples.json", json.dumps(settings_json, indent=1) + "\n")
     valid = sum(r["valid"] for r in records)
     typer.echo(f"{output}: {n} samples ({valid} valid), .txt .mid .wav .png each; settings in samples.json")
+
+
+def _note_stand_ins(used: dict[int, int]) -> dict[str, int]:
+    """Say on stderr which programs were read and written through stand-ins (standins.py); return them as
+    samples.json records them."""
+    from .instruments import stream_name
+
+    for program, stand_in in sorted(used.items()):
+        typer.echo(f"mozart: note: the model was not trained on {stream_name(program)}: it reads and writes it as "
+                   f"{stream_name(stand_in)} (docs/generation.md, Stand-ins)", err=True)
+    return {str(k): v for k, v in sorted(used.items())}
 
 
 def _write_rewrites(texts: list[str], output: Path, source: Path, command: str, plotter: PlotProcess,
@@ -387,13 +400,8 @@ def _write_rewrites(texts: list[str], output: Path, source: Path, command: str, 
     each stand-in gets a note on stderr."""
     import json
 
-    from .instruments import stream_name
-
-    for program, stand_in in sorted(options["stand_ins"].items()):
-        typer.echo(f"mozart: note: the model was not trained on {stream_name(program)}: it reads and writes it as "
-                   f"{stream_name(stand_in)} (docs/generation.md, Stand-ins)", err=True)
     settings = {"command": command, "source": str(source), **options,
-                "stand_ins": {str(k): v for k, v in sorted(options["stand_ins"].items())},
+                "stand_ins": _note_stand_ins(options["stand_ins"]),
                 "adapter": str(options["adapter"]) if options.get("adapter") else None}
     output.mkdir(parents=True, exist_ok=True)
     source_roll = plotter.plot(source, output / "source.png")

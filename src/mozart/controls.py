@@ -35,6 +35,9 @@ class Controls:
     tempo: float | None = None  # fixed tempo in qpm (header only, no changes)
     time_signature: tuple[int, int] | None = None  # fixed time signature (no changes)
     style: str | None = None  # a style the model was trained on (tokenizer.STYLES); None: any
+    # (stream, lowest, highest) pitch of new notes where not free: a stand-in keeps to the range of the
+    # program it stands in for (standins.py); not an option, generate() sets it
+    ranges: tuple[tuple[int, int, int], ...] = ()
 
 
 @dataclass(frozen=True)

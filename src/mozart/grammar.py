@@ -105,6 +105,7 @@ class GrammarState:
     streams_used: set[int] = field(default_factory=set)  # every program / drum kit switched to so far
     group: tuple[int, int] | None = None  # (step, stream) of the current group of notes
     last_note: tuple[int, int, int] | None = None  # (pitch, duration, velocity) last in this group
+    unison: int = 0  # notes of last_note's pitch in this group (the format allows any number; samplers cap it)
     note: list[int] = field(default_factory=list)  # pitch, velocity of the note being spelled
     pedal_end: dict[int, int] = field(default_factory=dict)  # stream -> end step of its last pedal
     in_pedal: bool = False  # the Dur being spelled is a pedal's
@@ -348,6 +349,7 @@ class GrammarState:
         if self.group != (self.now, self.stream):
             self.group = (self.now, self.stream)
             self.last_note = None
+            self.unison = 0
 
     def _take_pedal(self, value: int) -> None:
         self._start_group_if_new()
@@ -366,6 +368,8 @@ class GrammarState:
             self.pedal_end[self.stream] = self.now + duration
             self.in_pedal = False
         else:
+            same = self.last_note is not None and self.last_note[0] == self.note[0]
+            self.unison = self.unison + 1 if same else 1
             self.last_note = (self.note[0], duration, self.note[1])
             self.note = []
 

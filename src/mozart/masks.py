@@ -50,6 +50,19 @@ def keep_new_notes_short(state: GrammarState, mask: np.ndarray, type_ids: dict[s
         mask[velocities] &= state.vocab.value_of[velocities] >= last[2]
 
 
+#: Most new notes of one pitch at one step in one instrument.  Two is a unison of two voices, as chorales
+#: write (bwv66.6 has 9 in 163 notes); beyond it the notes are one sound (FluidSynth cuts a key's voice at
+#: its next note-on), and a model caught in a loop wrote 44 bass notes on one key at one step.
+MAX_UNISON = 2
+
+
+def unison_full(state: GrammarState) -> int | None:
+    """The pitch that a new note may not take now (its group already has MAX_UNISON of it), or None."""
+    if state.last_note is not None and state.unison >= MAX_UNISON and state.group == (state.now, state.stream):
+        return state.last_note[0]
+    return None
+
+
 @dataclass
 class Constraint:
     """The grammar plus the controls, for one sample."""
@@ -106,6 +119,14 @@ class Constraint:
                 self.settled = (used, self.stream_ids[~np.isin(self.stream_values, list(used))])
             mask[self.settled[1]] = False
         keep_new_notes_short(s, mask, self.type_ids)
+        full = unison_full(s)
+        pitches = self.type_ids["Pitch"]
+        if full is not None:
+            mask[pitches[s.vocab.value_of[pitches] == full]] = False
+        for stream, low, high in c.ranges:  # a stand-in keeps to its program's range
+            if s.stream == stream:
+                values = s.vocab.value_of[pitches]
+                mask[pitches[(values < low) | (values > high)]] = False
         if s.header_done:
             mask &= ~self.after_header
             if c.time_signature is not None and s.prev == "Pos":

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from .errors import MozartError
+
+if TYPE_CHECKING:
+    from .events import Piece
 
 
 def prompt_from_midi(path: str | os.PathLike, bars: int, grid: int) -> tuple[list[str], int]:
     """The canonical words of the first ``bars`` bars of a MIDI file quantized at ``grid``
     (the model's), and that bar count (fewer when the file is shorter)."""
+    from .tokens import encode_piece
+
+    piece, bars = prompt_piece(path, bars, grid)
+    return encode_piece(piece).split(), bars
+
+
+def prompt_piece(path: str | os.PathLike, bars: int, grid: int) -> tuple[Piece, int]:
+    """The first ``bars`` bars of a MIDI file quantized at ``grid``, and that bar count (fewer when the
+    file is shorter)."""
     from .events import bar_layout, slice_steps
     from .midi import quantize, read_midi
-    from .tokens import encode_piece
 
     piece = quantize(read_midi(path), grid)
     starts, _ = bar_layout(piece)
@@ -20,4 +32,4 @@ def prompt_from_midi(path: str | os.PathLike, bars: int, grid: int) -> tuple[lis
         raise MozartError(f"{path}: the prompt needs at least one bar with notes")
     bars = min(bars, int(starts.size))
     stop = int(starts[bars]) if bars < starts.size else None
-    return encode_piece(slice_steps(piece, 0, stop)).split(), bars
+    return slice_steps(piece, 0, stop), bars

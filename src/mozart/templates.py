@@ -24,7 +24,7 @@ import numpy as np
 
 from .grammar import GrammarState
 from .instruments import pitch_range
-from .masks import CLOSING_MARGIN, keep_new_notes_short
+from .masks import CLOSING_MARGIN, keep_new_notes_short, unison_full
 from .tokens import HI_BASE, TYPES
 
 #: Most words one new note takes (position digits, program, pitch, velocity, one duration digit and
@@ -342,6 +342,9 @@ class SpanConstraint:
         if allow_new and g >= 0 and pool[g]:
             low, high = self.ranges.get(g) or pitch_range(g)  # new notes keep to the instrument's range
             new_ok = (pitches >= low) & (pitches <= high)
+            full = unison_full(s)
+            if full is not None:  # no third new note on one key at one step (forced ones are kept as they are)
+                new_ok &= pitches != full
         if here and g == f[STREAM] and owing_first:
             ok = np.zeros(pitches.size, dtype=bool)  # the owing stream first: a Prog word to it
         elif here and g == f[STREAM]:
