@@ -247,6 +247,11 @@ def test_card_comes_from_the_runs_own_files(trained, tmp_path):
     assert "GPT-2" not in card and "2 CPU cores" not in card  # nothing the run did not record
     assert f"transformers {metrics['packages']['transformers']}" in card and "torch " in card
     assert dataset_digest(data)[:16] in card
+    programs = stats["train_records_per_program"]  # the card names them; the folder carries them (stand-ins)
+    assert programs and all(f"{p} ({n:,})" in card for p, n in programs.items())
+    from mozart.models import known_programs
+
+    assert known_programs(dest) == {int(p) for p in programs}
     # the package holds float16 weights (half the bytes), loaded back as float32
     from safetensors.torch import load_file
 

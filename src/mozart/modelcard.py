@@ -134,6 +134,12 @@ def card_text(run_dir: Path, data_dir: Path) -> str:
     style_line = ("; style labels (records: segments and their transposed copies): "
                   + ", ".join(f"`{k}` {n}" for k, n in sorted(styles.items()))
                   + ", each a control token after `<bos>` (`mozart generate --style S`)") if styles else ""
+    programs = stats.get("train_records_per_program", {})
+    program_line = ("\n- **Programs** of the training records (records per program; `mozart_programs` in "
+                    "tokenizer_config.json; infilling and accompaniment read and write any other program through "
+                    "a stand-in among these, docs/generation.md): "
+                    + ", ".join(f"{k} ({n:,})" for k, n in sorted(programs.items(), key=lambda kv: -kv[1]))
+                    ) if programs else ""
     fim = c.get("fim_rate", 0) if c["arch"] != "bart" else 0
     order = {"psm": "prefix first", "spm": "suffix first"}.get(c.get("fim_order", "psm"), c.get("fim_order"))
     fim_words = f", {fim:.0%} of the windows fill-in-the-middle, {order} (`mozart infill`)" if fim else ""
@@ -151,7 +157,7 @@ width {model.hidden_size}, context {context}) over the Mozart token format v{ver
 
 - **Data**: {stats['pieces']} distinct pieces{grouping} ({s['train']['pieces']} train, {s['valid']['pieces']}
   valid, {s['test']['pieces']} test) from {folders}; {cut}{copies}; {stats['tokens']:,} tokens in all{style_line}.
-  Dataset digest (`python -m mozart.modelcard --digest DATA`): `{dataset_digest(data_dir)[:16]}`.
+  Dataset digest (`python -m mozart.modelcard --digest DATA`): `{dataset_digest(data_dir)[:16]}`.{program_line}
 - **Recipe**: {c['arch']} size `{c['size']}`, {metrics['steps']} optimizer steps of {c['batch_size']} x
   {c['grad_accum']} sequences of {context} tokens{packed_words}, lr {c['lr']}, warmup {c['warmup_ratio']}
   then cosine, seed {c['seed']}{fim_words}; trained on {device}{precision}{hours}.{versions}
