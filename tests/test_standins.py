@@ -161,3 +161,14 @@ def test_generate_reads_a_prompts_unknown_program_through_its_stand_in(melodies)
     kept = out[out[:, 0] < end]
     assert sorted(map(tuple, kept)) == sorted(map(tuple, prompt[prompt[:, 0] < end]))  # the flute, note for note
     assert 73 in out[out[:, 0] >= end][:, 1]  # the model went on with the melody it read as a violin's
+
+
+def test_a_form_keeps_its_stand_in_to_the_requested_range_in_every_section():
+    from mozart.instruments import pitch_range
+
+    low, high = pitch_range(33)
+    # without the range in the new sections, 5 of these 8 pieces went above a bass's range (to MIDI 70-76)
+    for text in mozart.generate(programs=(33,), drums=False, bars=8, form="AB", n=8, seed=0):
+        notes = note_table(decode_piece(text))
+        assert set(notes[:, 1].tolist()) == {33}
+        assert low <= notes[:, 2].min() and notes[:, 2].max() <= high

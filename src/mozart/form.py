@@ -91,10 +91,10 @@ def lay_out(section: Piece, length: int, count: int) -> Piece:
 
 
 def form_piece(loaded: LoadedModel, form: str, section_text: str, section_bars: int, settings: SamplingSettings,
-               seed: int, style: str | None = None) -> str:
+               seed: int, style: str | None = None, ranges: dict[int, tuple[int, int]] | None = None) -> str:
     """The whole piece of ``form`` from its first section's text (``section_bars`` bars): copies for
     the letters seen before, infilling for each new one (with a generator seeded ``seed``, reading the
-    ``style`` token as the first section did)."""
+    ``style`` token as the first section did, and keeping a stand-in to ``ranges`` as it did)."""
     section = decode_piece(section_text)
     length = section_length(section, section_bars)
     piece = lay_out(section, length, len(form))
@@ -104,7 +104,7 @@ def form_piece(loaded: LoadedModel, form: str, section_text: str, section_bars: 
         if k == 0 or letter in form[:k]:
             continue  # the model's own first section, or a copy already laid out
         piece = rewrite(loaded, piece, k * section_bars, (k + 1) * section_bars - 1, streams, False, settings,
-                        generator, style=style)
+                        generator, style=style, ranges=ranges)
     return encode_piece(piece)
 
 
@@ -117,7 +117,8 @@ def generate_forms(loaded: LoadedModel, form: str, controls: Controls, settings:
     firsts = generate_pieces(loaded, replace(controls, bars=section_bars), settings, seeds=seeds)
     out = []
     for seed, text in zip(seeds, firsts):
-        out.append(form_piece(loaded, form, text, section_bars, settings, seed, controls.style))
+        out.append(form_piece(loaded, form, text, section_bars, settings, seed, controls.style,
+                              {stream: (low, high) for stream, low, high in controls.ranges}))
         if progress is not None:
             progress(len(out) / len(seeds))
     return out
