@@ -4,7 +4,8 @@
 
 For every file and SoundFont: the whole `mozart.render` path in one process (note
 extraction, FluidSynth synthesis on one core, tail trim, loudness normalisation), with
-the SoundFont load timed apart and excluded from the x-real-time figure.
+the SoundFont load timed apart and excluded from the x-real-time figure (the samples of the
+presets a piece uses load inside the rendering: audio.SYNTH_SETTINGS).
 """
 
 from __future__ import annotations
@@ -67,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         f"`python bench/render.py` on `{args.corpus.name}/` ({len(scores)} files); {machine()}; one process, "
         "FluidSynth on one core. Times real time = seconds of audio / seconds of rendering (note extraction, "
         "synthesis at 44.1 kHz stereo float, tail trim and -16 LUFS normalisation), SoundFont load excluded "
-        "and shown apart (median per file). Target: at least 30x real time per core with FluidR3_GM.",
+        "and shown apart (median per file). The load reads the SoundFont's presets; each preset's samples "
+        "load when a piece selects it (FluidSynth's dynamic sample loading), inside the rendering time. "
+        "Target: at least 30x real time per core with FluidR3_GM.",
         "",
         "| SoundFont | median file | slowest file | whole corpus | audio rendered | SoundFont load |",
         "|---|---|---|---|---|---|",

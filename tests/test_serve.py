@@ -165,7 +165,7 @@ def test_prompt_upload_is_continued(server):
     assert text[: len(prompt_words)] == prompt_words
 
 
-def test_regenerate_bars_of_an_upload_then_add_instruments_to_that_result(server):
+def test_regenerate_bars_of_an_upload_then_add_instruments_to_that_result(server, tiny_model):
     source = quantize(read_midi(BACH), 24)
     with open(BACH, "rb") as f:
         answer = requests.post(server.url + "/api/generate", data={"mode": "infill", "range": "2-3", "seed": 3},
@@ -184,6 +184,13 @@ def test_regenerate_bars_of_an_upload_then_add_instruments_to_that_result(server
     with_cello = requests.get(server.url + added["files"]["txt"], timeout=10).text.strip()
     n_bars = bar_layout(source)[0].size
     assert_rewrite(mozart.decode_piece(text), with_cello, 0, n_bars - 1, [42], keep=True)
+    # programs the studio's model never saw were read and written through stand-ins, and the job says which
+    from mozart.models import known_programs
+    from mozart.rewrite import source_streams
+    from mozart.standins import stand_ins
+
+    used = stand_ins(known_programs(tiny_model), [*source_streams(mozart.decode_piece(text)), 42])
+    assert added["stand_ins"] == {str(k): v for k, v in used.items()}
 
 
 @pytest.mark.parametrize("data, message", [

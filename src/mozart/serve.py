@@ -181,10 +181,11 @@ class Studio:
                 for j in batch:
                     j.progress = share
 
+            used: dict[int, int] = {}  # programs the model never saw, and their stand-ins (standins.py)
             if rewrite is not None:
                 piece, first, last, streams, keep = rewrite
                 texts = rewrite_pieces(self.loaded, piece, first, last, streams, keep, settings, n=1, seed=s["seed"],
-                                       progress=progress, style=s.get("style"))
+                                       progress=progress, style=s.get("style"), on_stand_ins=used.update)
             elif s.get("form"):
                 texts = generate_forms(self.loaded, s["form"], controls, settings, [j.settings["seed"] for j in batch],
                                        progress=progress)
@@ -196,7 +197,8 @@ class Studio:
                 words = text.split()
                 files = sorted(name for name in RESULT_FILES if (self.workdir / j.id / name).is_file())
                 j.summary = {"bars": words.count(BAR), "notes": count_notes(words), "tokens": len(words),
-                             "files": files, "audio": result.get("audio", "ok"), "batch": len(batch)}
+                             "files": files, "audio": result.get("audio", "ok"), "batch": len(batch),
+                             "stand_ins": {str(k): v for k, v in sorted(used.items())}}
                 j.progress, j.status = 1.0, "done"
         except MozartError as e:
             for j in batch:
