@@ -17,7 +17,7 @@ import mozart
 from mozart.dataset import DatasetConfig, build_dataset
 from mozart.events import bar_layout
 from mozart.midi import quantize, read_midi
-from mozart.models import build_model
+from mozart.models import build_model, known_programs
 from mozart.prompts import prompt_from_midi
 from mozart.rewrite import piece_bars
 from mozart.serve import Studio, StudioBusy
@@ -185,7 +185,6 @@ def test_regenerate_bars_of_an_upload_then_add_instruments_to_that_result(server
     n_bars = bar_layout(source)[0].size
     assert_rewrite(mozart.decode_piece(text), with_cello, 0, n_bars - 1, [42], keep=True)
     # programs the studio's model never saw were read and written through stand-ins, and the job says which
-    from mozart.models import known_programs
     from mozart.rewrite import source_streams
     from mozart.standins import stand_ins
 
@@ -276,7 +275,7 @@ def test_results_folder_is_removed_on_exit(tiny_model):
     assert "Traceback" not in stderr
 
 
-def test_page_in_headless_chromium(server, tmp_path):
+def test_page_in_headless_chromium(server, tiny_model, tmp_path):
     if not have_chromium():
         if os.environ.get("CI") == "true":
             pytest.fail("CI=true but Debian's chromium or chromium-driver is missing: the studio's page is untested")
@@ -300,6 +299,8 @@ def test_page_in_headless_chromium(server, tmp_path):
         assert regenerated["error"] == "" and "bars 1-1 regenerated" in regenerated["title"]
         added = generate_in_page(driver, server.url, seed=8, mode="accompany", programs=("42",), use_last=True)
         assert added["error"] == "" and "instruments added" in added["title"]
+        if 42 not in known_programs(tiny_model):  # the page says the cello was written through a stand-in
+            assert "program 42 written as" in added["title"], added["title"]
         assert len(added["history"]) >= 4
         # a broken upload: a readable error in the page, nothing crashes
         bad = tmp_path / "broken.mid"
