@@ -154,12 +154,11 @@ def generate(
     (``mozart.standins``); ``on_stand_ins`` is told them, ``{program: stand-in}``.  Raises MozartError
     for an option out of range (the same checks as the CLI and the studio)."""
     from .controls import Controls, SamplingSettings, check_options, check_style, check_time_signature
-    from .instruments import pitch_range
     from .models import default_model_dir, load_sampler
     from .prompts import prompt_piece
     from .rewrite import source_streams
     from .sampling import generate_pieces
-    from .standins import restream, stand_ins
+    from .standins import inverse, restream, stand_in_ranges, stand_ins
     from .tokens import decode_piece, encode_piece
 
     check_options(bars=bars, n=n, temperature=temperature, top_p=top_p, top_k=top_k, tempo=tempo, seed=seed,
@@ -186,7 +185,8 @@ def generate(
     if on_stand_ins is not None:
         on_stand_ins(dict(mapping))
     controls = Controls(bars, tuple(mapping.get(p, p) for p in programs) if programs else None, drums, tempo,
-                        time_signature, style, tuple((mapping[p], *pitch_range(p)) for p in sorted(mapping)))
+                        time_signature, style,
+                        tuple((stand_in, *bounds) for stand_in, bounds in stand_in_ranges(mapping).items()))
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p, constrained=constrained)
     if form is not None:
         from .form import generate_forms
@@ -195,7 +195,7 @@ def generate(
     else:
         prompt_words = (encode_piece(restream(start, mapping)).split(), start_bars) if start else None
         texts = generate_pieces(loaded, controls, settings, n, seed, prompt_words)
-    back = {v: k for k, v in mapping.items()}
+    back = inverse(mapping)
     return [encode_piece(restream(decode_piece(t), back)) for t in texts] if back else texts
 
 

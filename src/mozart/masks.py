@@ -80,6 +80,9 @@ class Constraint:
     # (the streams used, the Prog/Drums words that would bring in another): np.isin over them at every step cost
     # 0.13 ms, half of a row's mask; the set changes only when a piece brings in an instrument
     settled: tuple[frozenset, np.ndarray] | None = field(init=False, default=None)
+    pitch_ids: np.ndarray = field(init=False)  # the Pitch words
+    pitch_values: np.ndarray = field(init=False)  # the pitch each one spells
+    out_of_range: dict[int, np.ndarray] = field(init=False)  # stream -> Pitch words outside controls.ranges
 
     def __post_init__(self) -> None:
         v, c = self.state.vocab, self.controls
@@ -101,6 +104,10 @@ class Constraint:
         self.only_bar[self.type_ids["Bar"]] = True
         self.stream_ids = np.concatenate([self.type_ids["Prog"], self.type_ids["Drums"]])
         self.stream_values = v.value_of[self.stream_ids]
+        self.pitch_ids = self.type_ids["Pitch"]
+        self.pitch_values = v.value_of[self.pitch_ids]
+        self.out_of_range = {stream: self.pitch_ids[(self.pitch_values < low) | (self.pitch_values > high)]
+                             for stream, low, high in c.ranges}
 
     def allowed(self, budget_left: int) -> tuple[np.ndarray, bool]:
         """(mask over the vocabulary, whether the piece may end now)."""
@@ -120,13 +127,10 @@ class Constraint:
             mask[self.settled[1]] = False
         keep_new_notes_short(s, mask, self.type_ids)
         full = unison_full(s)
-        pitches = self.type_ids["Pitch"]
         if full is not None:
-            mask[pitches[s.vocab.value_of[pitches] == full]] = False
-        for stream, low, high in c.ranges:  # a stand-in keeps to its program's range
-            if s.stream == stream:
-                values = s.vocab.value_of[pitches]
-                mask[pitches[(values < low) | (values > high)]] = False
+            mask[self.pitch_ids[self.pitch_values == full]] = False
+        if s.stream in self.out_of_range:  # a stand-in keeps to its program's range
+            mask[self.out_of_range[s.stream]] = False
         if s.header_done:
             mask &= ~self.after_header
             if c.time_signature is not None and s.prev == "Pos":

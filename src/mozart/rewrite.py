@@ -30,11 +30,10 @@ from .errors import MozartError
 from .events import Piece, bar_layout, bar_steps, slice_steps
 from .fim import fim_ids, fim_input, fim_order_of
 from .grammar import new_state
-from .instruments import pitch_range
 from .masks import CLOSING_MARGIN
 from .models import LoadedModel
 from .sampling import _encoder_context, sample_span
-from .standins import restream, stand_ins
+from .standins import inverse, restream, stand_in_ranges, stand_ins
 from .templates import FILL_WORDS, SpanConstraint, note_words
 from .tokenizer import BOS, EOS, style_token
 from .tokens import TS_PACK, bar_indices, encode_piece
@@ -264,8 +263,7 @@ def rewrite_pieces(loaded: LoadedModel, piece: Piece, first: int, last: int, str
         on_stand_ins(dict(mapping))
     view = restream(piece, mapping)
     view_streams = sorted(mapping.get(s, s) for s in streams)
-    ranges = {mapping[s]: pitch_range(s) for s in streams if s in mapping}
-    back = {v: k for k, v in mapping.items()}
+    ranges, back = stand_in_ranges(mapping), inverse(mapping)
     texts = []
     for i in range(n):
         report = None if progress is None else (lambda share, i=i: progress((i + share) / n))

@@ -5,7 +5,8 @@ programs (piano, voices, strings, a few winds); asked for an electric bass (33),
 wrote clusters of middle-register chords, not a bass line, and a flute melody (73) in the source threw
 it off entirely (docs/generation.md).  Its cello (42) lines, on the same melodies, were bass lines.
 
-So infilling and accompaniment give every program the model does not know a *stand-in*: a program it
+So infilling, accompaniment and constrained generation give every program the model does not know a
+*stand-in*: a program it
 knows, chosen below, that the model reads and writes in its place.  The new notes keep to the
 requested program's own range (``instruments.pitch_range``), and the result names the requested
 programs again: the model's view changes, not the piece.  A model folder says which programs it knows
@@ -60,6 +61,17 @@ def stand_ins(known: Iterable[int] | None, streams: Iterable[int]) -> dict[int, 
     return chosen
 
 
+def stand_in_ranges(mapping: dict[int, int]) -> dict[int, tuple[int, int]]:
+    """``{stand-in: (lowest, highest)}``: each stand-in's new notes keep to the usual range of the program it
+    stands in for."""
+    return {stand_in: pitch_range(program) for program, stand_in in mapping.items()}
+
+
+def inverse(mapping: dict[int, int]) -> dict[int, int]:
+    """The renaming that takes a piece in the model's view back to the requested programs."""
+    return {stand_in: program for program, stand_in in mapping.items()}
+
+
 def restream(piece: Piece, mapping: dict[int, int]) -> Piece:
     """``piece`` with its notes' and pedals' streams renamed by ``mapping`` (the others unchanged)."""
     if not mapping:
@@ -70,4 +82,4 @@ def restream(piece: Piece, mapping: dict[int, int]) -> Piece:
     return replace(piece, note_stream=table[piece.note_stream], pedal_stream=table[piece.pedal_stream])
 
 
-__all__ = ["PERCUSSIVE", "restream", "stand_ins"]
+__all__ = ["PERCUSSIVE", "inverse", "restream", "stand_in_ranges", "stand_ins"]
