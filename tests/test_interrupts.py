@@ -123,3 +123,21 @@ def test_an_error_after_a_ctrl_c_is_an_interrupt(cli_handler, monkeypatch, capsy
     with pytest.raises(SystemExit) as exit_:
         mozart.cli.main([])
     assert exit_.value.code == 130 and capsys.readouterr().err == "mozart: interrupted\n"
+
+
+def test_the_interrupted_line_comes_after_an_open_progress_bar(tmp_path):
+    """Regression (CI, session 13): a Ctrl-C during training left the Trainer's progress bar open, and
+    tqdm redrew it at interpreter exit, after "mozart: interrupted".  The bar must be closed first."""
+    import subprocess
+    import sys
+
+    script = ("import sys\n"
+              "from tqdm import tqdm\n"
+              "from mozart.interrupts import exit_interrupted\n"
+              "bar = tqdm(total=100, file=sys.stderr)\n"
+              "bar.update(3)\n"
+              "exit_interrupted()\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 130, result.stderr
+    assert "3/100" in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "mozart: interrupted", result.stderr

@@ -44,8 +44,22 @@ def interrupt_requested() -> bool:
 
 def exit_interrupted() -> NoReturn:
     """End the command as a Ctrl-C ends it: one line on stderr, exit status 130."""
+    _close_progress_bars()
     print("mozart: interrupted", file=sys.stderr, flush=True)
     sys.exit(130)
+
+
+def _close_progress_bars() -> None:
+    """Close the progress bars a Ctrl-C left open (a library's, such as the Trainer's), so that they
+    redraw now, not at interpreter exit after the "interrupted" line, which must be the last."""
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is None:
+        return
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        try:
+            bar.close()
+        except Exception:  # a bar half-built when the Ctrl-C came: nothing of it is worth the exit
+            pass
 
 
 def raise_if_interrupted() -> None:
