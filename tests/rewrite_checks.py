@@ -7,18 +7,21 @@ from collections import Counter
 import numpy as np
 
 import mozart
-from mozart.events import Piece
+from mozart.events import DRUM_OFFSET, Piece
 from mozart.instruments import pitch_range
 from mozart.masks import MAX_UNISON
+from mozart.register import line_bounds
 from mozart.rewrite import note_table, piece_bars
 from mozart.tokens import decode_piece
 
 
-def assert_rewrite(source: Piece, text: str, first: int, last: int, streams, keep: bool) -> None:
+def assert_rewrite(source: Piece, text: str, first: int, last: int, streams, keep: bool,
+                   register: str = "any") -> None:
     """The text is valid, has the source's bars, tempo map, meter and pedal, keeps every note
     outside bars first..last (and, with ``keep``, every note inside), and its new notes lie in
     those bars and streams, within each instrument's range; with ``keep`` (accompaniment) each
-    new stream has a note in every bar of the range."""
+    new stream has a note in every bar of the range, and each new melodic note starts in the
+    ``register`` (below the source's top line, above its bottom line) where its range has room."""
     mozart.check(text)
     out = decode_piece(text)
     starts = piece_bars(source)[0]
@@ -43,8 +46,28 @@ def assert_rewrite(source: Piece, text: str, first: int, last: int, streams, kee
     source_keys = Counter(map(tuple, before[:, :3]))
     new_keys = Counter(row[:3] for row in new.elements())
     assert all(count <= MAX_UNISON for key, count in new_keys.items() if not source_keys[key]), "a third unison"
+    if keep:
+        assert_register(before, new, register, int(starts[-1]))
     if keep:  # each added part plays in every bar of the range
         for stream in streams:
             onsets = [row[0] for row in new.elements() if row[1] == stream]
             bars = set(np.searchsorted(starts, onsets, side="right") - 1)
             assert bars == set(range(first, last + 1)), (stream, sorted(bars), first, last)
+
+
+def assert_register(kept: np.ndarray, new: Counter, register: str, n_steps: int) -> None:
+    """Each new melodic note (``new``: a Counter of note rows) starts within ``register``'s bounds of
+    the ``kept`` notes at its onset, unless no pitch of its instrument's range is there, or every one
+    there already has its unison's share of new notes (masks.MAX_UNISON)."""
+    bounds = line_bounds(kept, n_steps, register)
+    if bounds is None:
+        return
+    new_keys = Counter(row[:3] for row in new.elements())
+    for onset, stream, pitch, *_ in new:
+        if stream >= DRUM_OFFSET:
+            continue
+        low, high = pitch_range(stream)
+        room = [p for p in range(max(low, bounds[onset, 0]), min(high, bounds[onset, 1]) + 1)
+                if new_keys[(onset, stream, p)] < MAX_UNISON or p == pitch]
+        if room:
+            assert bounds[onset, 0] <= pitch <= bounds[onset, 1], (register, onset, stream, pitch, bounds[onset])

@@ -183,7 +183,8 @@ def test_regenerate_bars_of_an_upload_then_add_instruments_to_that_result(server
     assert added["status"] == "done", added
     with_cello = requests.get(server.url + added["files"]["txt"], timeout=10).text.strip()
     n_bars = bar_layout(source)[0].size
-    assert_rewrite(mozart.decode_piece(text), with_cello, 0, n_bars - 1, [42], keep=True)
+    assert added["settings"]["register"] == "below"  # the default: the new part under the existing music's top
+    assert_rewrite(mozart.decode_piece(text), with_cello, 0, n_bars - 1, [42], keep=True, register="below")
     # programs the studio's model never saw were read and written through stand-ins, and the job says which
     from mozart.rewrite import source_streams
     from mozart.standins import stand_ins
@@ -206,6 +207,7 @@ def test_bad_rewrite_requests_are_readable_errors(server, data, message):
     ({"mode": "infill"}, "give a range such as 5-8"),
     ({"mode": "infill", "range": "9-99"}, "the piece has bars 1-"),
     ({"mode": "accompany"}, "choose at least one instrument"),
+    ({"mode": "accompany", "programs": "0", "register": "sideways"}, "--register 'sideways'"),
 ])
 def test_bad_rewrites_of_an_upload_are_readable_errors(server, data, message):
     with open(BACH, "rb") as f:
@@ -298,7 +300,7 @@ def test_page_in_headless_chromium(server, tiny_model, tmp_path):
         regenerated = generate_in_page(driver, server.url, seed=7, mode="infill", bar_range="1-1", use_last=True)
         assert regenerated["error"] == "" and "bars 1-1 regenerated" in regenerated["title"]
         added = generate_in_page(driver, server.url, seed=8, mode="accompany", programs=("42",), use_last=True)
-        assert added["error"] == "" and "instruments added" in added["title"]
+        assert added["error"] == "" and "instruments added under the melody" in added["title"]
         if 42 not in known_programs(tiny_model):  # the page says the cello was written through a stand-in
             assert "program 42 written as" in added["title"], added["title"]
         assert len(added["history"]) >= 4

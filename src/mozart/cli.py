@@ -24,6 +24,7 @@ from .files import check_dataset_dir, check_output_dir, check_regular_file, read
 from .interrupts import exit_interrupted, interrupt_requested
 from .models import check_same_grid, default_model_dir, model_format
 from .plotprocess import PlotProcess
+from .register import DEFAULT_REGISTER, check_register
 from .tokens import BAR, count_notes, decode_piece
 
 app = typer.Typer(
@@ -461,6 +462,9 @@ def accompany_cmd(
     program: Annotated[list[int] | None, typer.Option(help="GM program of a new part (repeat the option).")] = None,
     drums: Annotated[bool, typer.Option("--drums", help="Add a drum part.")] = False,
     bars: Annotated[str | None, typer.Option(help="Only these bars, A-B (default: every bar).")] = None,
+    register: Annotated[str, typer.Option(
+        help="Where new notes start: below the existing music's top line (its melody), above its bottom line "
+             "(its bass), or any (anywhere in the instrument's range).")] = DEFAULT_REGISTER,
     model_dir: ModelOption = None,
     adapter: AdapterOption = None,
     temperature: TemperatureOption = DEFAULT_TEMPERATURE,
@@ -477,16 +481,17 @@ def accompany_cmd(
     """
     from . import accompany
 
+    check_register(register)
     check_output_dir(output, "samples.json", force)
     _check_inputs(models=(model_dir, adapter), sources=(source,))
     with PlotProcess() as plotter:  # started now: matplotlib loads in it while torch loads here
         used: dict[int, int] = {}
         texts = accompany(source, programs=tuple(program or ()), drums=drums, bars=bars, model=model_dir,
                           temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter,
-                          on_stand_ins=used.update)
+                          on_stand_ins=used.update, register=register)
         _write_rewrites(texts, output, source, "accompany", plotter, model=str(model_dir or "built-in"),
-                        adapter=adapter, bars=bars, programs=program, drums=drums, temperature=temperature,
-                        top_p=top_p, top_k=top_k, seed=seed, n=n, stand_ins=used)
+                        adapter=adapter, bars=bars, programs=program, drums=drums, register=register,
+                        temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, n=n, stand_ins=used)
 
 
 @app.command("evaluate")

@@ -32,6 +32,7 @@ from .fim import fim_ids, fim_input, fim_order_of
 from .grammar import new_state
 from .masks import CLOSING_MARGIN
 from .models import LoadedModel
+from .register import check_register, line_bounds
 from .sampling import _encoder_context, sample_span
 from .standins import inverse, restream, stand_in_ranges, stand_ins
 from .templates import FILL_WORDS, SpanConstraint, note_words
@@ -116,13 +117,15 @@ class _Request:
     lo_base: int  # low-digit words of positions and durations at the model's grid
     style_id: int | None = None  # the style control token the model reads after <bos> (None: any style)
     ranges: dict[int, tuple[int, int]] | None = None  # SpanConstraint's range overrides
+    bounds: np.ndarray | None = None  # register.line_bounds of the source's notes, on the piece's step axis
 
     @classmethod
     def of(cls, loaded: LoadedModel, piece: Piece, bars, streams, keep: bool, style: str | None = None,
-           ranges: dict[int, tuple[int, int]] | None = None) -> _Request:
+           ranges: dict[int, tuple[int, int]] | None = None, bounds: np.ndarray | None = None) -> _Request:
         vocab = loaded.tokenizer.get_vocab()
         return cls(loaded, piece, bars, frozenset(streams), keep, vocab, note_table(piece),
-                   new_state(loaded.grid).vocab.lo_base, vocab[style_token(style)] if style else None, ranges)
+                   new_state(loaded.grid).vocab.lo_base, vocab[style_token(style)] if style else None, ranges,
+                   bounds)
 
 
 def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide: bool = False) -> _Chunk | None:
@@ -175,8 +178,9 @@ def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide:
         state.advance(state.vocab.index[w])
     # the piece keeps its bar count: if nothing else starts in its last bar, the rewrite puts a note there
     fill_last = not keep and y == starts.size - 1 and bar_layout(seen)[0].size < starts.size - 1
+    bounds = None if r.bounds is None else r.bounds[int(starts[lo]): int(starts[y])]
     constraint = SpanConstraint(state, x - lo, span, starts[lo: y + 1] - starts[lo], ts[lo:y], forced, streams,
-                                fill_last, fill_every_bar=keep, ranges=r.ranges)
+                                fill_last, fill_every_bar=keep, ranges=r.ranges, bounds=bounds)
     return _Chunk(x, y, lo, prompt, model_input, encoder_input, constraint, budget)
 
 
@@ -205,20 +209,25 @@ def _plan(r: _Request, x: int, last: int) -> _Chunk:
 def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, keep: bool,
             settings: SamplingSettings, generator: np.random.Generator,
             progress: Callable[[float], None] | None = None, style: str | None = None,
-            ranges: dict[int, tuple[int, int]] | None = None) -> Piece:
+            ranges: dict[int, tuple[int, int]] | None = None, register: str = "any") -> Piece:
     """``piece`` with bars ``first``..``last`` (0-based, inclusive) rewritten: new notes in
     ``streams``; with ``keep`` the notes there stay (accompaniment), otherwise those that start
     there are replaced (infilling).  ``style``: the style control token the model reads after
     ``<bos>``, as when it generates (a decoder trained with styles; controls.check_model_style).
-    ``ranges``: new pitches of a stream, where not its instrument's usual range."""
+    ``ranges``: new pitches of a stream, where not its instrument's usual range.  ``register``
+    (accompaniment): new notes below the source's top line, above its bottom line, or anywhere
+    (register.py)."""
     check_model_style(style, loaded.model, loaded.tokenizer.get_vocab())
+    check_register(register)
     bars = piece_bars(piece)
     starts = bars[0]
     if not 0 <= first <= last < starts.size - 1:
         raise MozartError(f"bars {first + 1}-{last + 1}: the piece has bars 1-{starts.size - 1}")
+    # the line the new notes keep to is the source's, not the parts added as the chunks go
+    bounds = line_bounds(note_table(piece), int(starts[-1]), register) if keep else None
     x = first
     while x <= last:
-        request = _Request.of(loaded, piece, bars, streams, keep, style, ranges)
+        request = _Request.of(loaded, piece, bars, streams, keep, style, ranges, bounds)
         chunk = _plan(request, x, last)
         sample_span(loaded.model, loaded.tokenizer, chunk.model_input, chunk.constraint, settings,
                     budget=chunk.budget, encoder_ids=chunk.encoder_input, generator=generator)
@@ -251,9 +260,9 @@ def source_streams(piece: Piece) -> tuple[int, ...]:
 def rewrite_pieces(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, keep: bool,
                    settings: SamplingSettings, n: int = 1, seed: int = 0,
                    progress: Callable[[float], None] | None = None, style: str | None = None,
-                   on_stand_ins: Callable[[dict[int, int]], None] | None = None) -> list[str]:
-    """``n`` rewrites of ``piece`` as canonical texts; rewrite i uses seed ``seed + i`` (``style`` as
-    in ``rewrite``).  Programs the model never saw are read and written through stand-ins
+                   on_stand_ins: Callable[[dict[int, int]], None] | None = None, register: str = "any") -> list[str]:
+    """``n`` rewrites of ``piece`` as canonical texts; rewrite i uses seed ``seed + i`` (``style`` and
+    ``register`` as in ``rewrite``).  Programs the model never saw are read and written through stand-ins
     (standins.py): new notes keep to the requested program's range, and the texts name it.
     ``on_stand_ins`` is told them (``{program: stand-in}``, maybe empty) before sampling."""
     if not streams:
@@ -268,7 +277,7 @@ def rewrite_pieces(loaded: LoadedModel, piece: Piece, first: int, last: int, str
     for i in range(n):
         report = None if progress is None else (lambda share, i=i: progress((i + share) / n))
         out = rewrite(loaded, view, first, last, view_streams, keep, settings, np.random.default_rng(seed + i),
-                      report, style, ranges)
+                      report, style, ranges, register)
         texts.append(encode_piece(restream(out, back)))
     return texts
 

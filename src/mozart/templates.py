@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .events import DRUM_OFFSET
 from .grammar import GrammarState
 from .instruments import pitch_range
 from .masks import CLOSING_MARGIN, keep_new_notes_short, unison_full
@@ -58,12 +59,15 @@ class SpanConstraint:
     open, so each added part plays in every bar (left free, the model adds a part in a bar or two
     and then leaves it: its training pieces bring their instruments in at the start, never in the
     middle).  ``ranges`` overrides the usual range of a stream (a stand-in keeps to the range of the
-    program it stands in for)."""
+    program it stands in for).  ``bounds`` (accompaniment, register.py): the (lowest, highest) pitch a
+    new melodic note may start on at each step of the same axis, where that leaves its range a pitch."""
 
     def __init__(self, state: GrammarState, prompt_bars: int, span_bars: int, bar_starts: np.ndarray,
                  bar_ts: np.ndarray, forced: np.ndarray, new_streams, fill_last: bool = False,
-                 fill_every_bar: bool = False, ranges: dict[int, tuple[int, int]] | None = None):
+                 fill_every_bar: bool = False, ranges: dict[int, tuple[int, int]] | None = None,
+                 bounds: np.ndarray | None = None):
         self.state = state
+        self.bounds = bounds
         self.ranges = ranges or {}  # stream -> (lowest, highest) new pitch, where not its own range (standins.py)
         self.prompt_bars, self.target_bars = prompt_bars, prompt_bars + span_bars
         if bar_starts.size < self.target_bars + 1:
@@ -345,6 +349,10 @@ class SpanConstraint:
             full = unison_full(s)
             if full is not None:  # no third new note on one key at one step (forced ones are kept as they are)
                 new_ok &= pitches != full
+            if self.bounds is not None and g < DRUM_OFFSET and len(self.bounds):
+                below, above = self.bounds[min(max(s.now, 0), len(self.bounds) - 1)]
+                placed = new_ok & (pitches >= below) & (pitches <= above)
+                new_ok = placed if placed.any() else new_ok  # no pitch of its range there: the range alone
         if here and g == f[STREAM] and owing_first:
             ok = np.zeros(pitches.size, dtype=bool)  # the owing stream first: a Prog word to it
         elif here and g == f[STREAM]:

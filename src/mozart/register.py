@@ -1,0 +1,75 @@
+"""Where added parts sit against the existing music: below its top line, above its bottom line, or anywhere.
+
+Asked for "a bass and a piano under my melody", a model left free voices the piano over the melody:
+the built-in model started 71-75% of its notes at or above the pitch of a chorale's soprano
+(docs/generation.md), and the melody is lost in them.  An arranger keeps an
+accompaniment under the tune, and a descant over the bass.  So accompaniment bounds the pitch of
+every new melodic note by the kept notes sounding where it starts:
+
+- ``below``: at least a minor third (GAP) under the highest kept note sounding at its onset (the
+  top line, the melody);
+- ``above``: at least a minor third over the lowest kept note sounding at its onset (the bottom
+  line, the bass);
+- ``any``: no bound beyond the instrument's range.
+
+Where no kept note sounds (the melody rests), the line is where it last was; before it first
+plays, where it first plays.  Drum notes neither make the line nor are bound by it.  Only the onset
+is bound: a held note may sound past a later, lower melody note.  Where the bound leaves an
+instrument no pitch of its range (a violin below a melody at G3), the instrument's range alone
+applies there, so the part still plays (templates.SpanConstraint).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import MozartError
+from .events import DRUM_OFFSET
+
+#: The choices, the default first.
+REGISTERS = ("below", "above", "any")
+#: What ``accompany`` does unless asked: an accompaniment goes under the melody.
+DEFAULT_REGISTER = "below"
+#: Semitones a new note keeps from the line: a minor third.  With one (just under the melody), the built-in
+#: model's piano pressed its chords against the tune: a third of its notes a tone or a semitone under the
+#: melody note and 54% of them dissonant with it (a second, seventh or tritone, octaves aside); three
+#: semitones away, 24% (left free, over the tune, 42%).  Bach's lower voices in the chorale of
+#: tests/data: 4% and 2% within a tone of the soprano (docs/generation.md).
+GAP = 3
+
+
+def check_register(register: str) -> str:
+    """``register`` if it is one of REGISTERS, else a MozartError naming them."""
+    if register not in REGISTERS:
+        raise MozartError(f"--register {register!r}: expected one of {', '.join(REGISTERS)}")
+    return register
+
+
+def line_bounds(notes: np.ndarray, n_steps: int, register: str) -> np.ndarray | None:
+    """The (lowest, highest) pitch a new melodic note may start on at each of ``n_steps`` steps,
+    as an (n_steps, 2) array, given the kept notes' table (rows of onset, stream, pitch, duration,
+    velocity); None for ``any`` or when no kept note is melodic (nothing to place new notes against)."""
+    check_register(register)
+    melodic = notes[notes[:, 1] < DRUM_OFFSET] if notes.size else notes.reshape(-1, 5)
+    if register == "any" or melodic.size == 0 or n_steps <= 0:
+        return None
+    above = register == "above"
+    # the top line is each step's highest sounding pitch: write the notes lowest first, so a higher
+    # note sounding at the same step overwrites a lower one (the bottom line: highest first)
+    order = np.argsort(melodic[:, 2] * (-1 if above else 1), kind="stable")
+    line = np.full(n_steps, -1, dtype=np.int64)
+    for onset, _, pitch, duration, _ in melodic[order]:
+        line[max(onset, 0): min(onset + max(duration, 1), n_steps)] = pitch
+    sounding = line >= 0
+    if not sounding.any():
+        return None
+    # rests: the line stays where it last was (forward fill), and before it starts, where it starts
+    last = np.maximum.accumulate(np.where(sounding, np.arange(n_steps), -1))
+    line = np.where(last >= 0, line[np.maximum(last, 0)], line[np.argmax(sounding)])
+    bounds = np.empty((n_steps, 2), dtype=np.int64)
+    bounds[:, 0] = line + GAP if above else 0
+    bounds[:, 1] = 127 if above else line - GAP
+    return bounds
+
+
+__all__ = ["DEFAULT_REGISTER", "REGISTERS", "check_register", "line_bounds"]

@@ -1,0 +1,98 @@
+"""Where accompaniment puts its new parts: under the melody, over the bass, or anywhere (register.py)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+from rewrite_checks import assert_rewrite
+
+import mozart
+from mozart.events import DRUM_OFFSET
+from mozart.midi import quantize, read_midi
+from mozart.register import GAP, line_bounds
+from mozart.rewrite import note_table, piece_bars, with_notes
+from mozart.tokens import decode_piece
+
+from conftest import DATA
+
+MELODY = DATA / "music21_bach_bwv66.6_soprano_flute.mid"
+
+#: (onset, stream, pitch, duration, velocity): a tune over a held low C, a rest, one more note, a kick
+NOTES = np.array([[2, 0, 72, 22, 80],  # enters at step 2
+                  [0, 40, 60, 48, 80],  # a low C held under it to step 48
+                  [24, 0, 76, 12, 80],
+                  [48, 0, 71, 24, 80],
+                  [30, DRUM_OFFSET, 90, 4, 80]])  # a drum note: no pitch, no line
+
+
+def test_the_top_line_is_the_highest_sounding_note_and_holds_through_rests():
+    top = line_bounds(NOTES, 80, "below")
+    assert top.shape == (80, 2) and (top[:, 0] == 0).all()
+    expected = [60] * 2 + [72] * 22 + [76] * 12 + [60] * 12 + [71] * 24 + [71] * 8
+    # steps 0-1: only the low C sounds; 36-47: the tune rests over the C; 72-79: silence, the line stays
+    assert (top[:, 1] + GAP).tolist() == expected and GAP == 3  # a minor third under the line
+
+
+def test_the_bottom_line_is_the_lowest_sounding_note():
+    bottom = line_bounds(NOTES, 80, "above")
+    assert (bottom[:, 1] == 127).all()
+    assert (bottom[:, 0] - GAP).tolist() == [60] * 48 + [71] * 32
+
+
+def test_before_the_music_starts_the_line_is_where_it_starts():
+    late = NOTES[[0]].copy()  # the tune alone, from step 2
+    assert (line_bounds(late, 10, "below")[:, 1] + GAP).tolist() == [72] * 10
+
+
+def test_no_line_without_melodic_notes_or_when_anywhere():
+    assert line_bounds(NOTES, 80, "any") is None
+    assert line_bounds(NOTES[NOTES[:, 1] >= DRUM_OFFSET], 80, "below") is None
+    assert line_bounds(np.zeros((0, 5), np.int64), 80, "below") is None
+    with pytest.raises(mozart.MozartError, match="--register 'sideways': expected one of below, above, any"):
+        line_bounds(NOTES, 80, "sideways")
+
+
+def _share_near_or_over_the_top(text: str, program: int) -> float:
+    """The share of ``program``'s notes that start less than a minor third under the melody, or over it."""
+    notes = note_table(decode_piece(text))
+    melody, new = notes[notes[:, 1] != program], notes[notes[:, 1] == program]
+    top = line_bounds(melody, int(notes[:, 0].max()) + 1, "below")[:, 1] + GAP
+    return float(np.mean(new[:, 2] > top[new[:, 0]] - GAP))
+
+
+def test_a_piano_under_a_melody_stays_under_it():
+    """The built-in model adds a piano to the chorale's soprano: by default every new note starts a minor
+    third or more under the melody; left free (``any``) it voiced most of them at or over the melody
+    (71-75% over seeds 0-2)."""
+    source = quantize(read_midi(MELODY), 24)
+    n_bars = piece_bars(source)[0].size - 1
+    under = mozart.accompany(MELODY, programs=(0,), seed=0, n=2)
+    free = mozart.accompany(MELODY, programs=(0,), seed=0, n=2, register="any")
+    for text in under:
+        assert_rewrite(source, text, 0, n_bars - 1, [0], keep=True, register="below")
+        assert _share_near_or_over_the_top(text, 0) == 0
+    assert min(_share_near_or_over_the_top(text, 0) for text in free) > 0.3
+
+
+def test_a_part_over_a_bass_line_stays_over_it(tmp_path):
+    """The chorale's lowest voice as a cello line, and a piano added ``above`` it: every new note starts
+    over the bass."""
+    piece = quantize(read_midi(DATA / "music21_bach_bwv66.6.mid"), 24)
+    chorale = note_table(piece)
+    lowest: dict[int, np.ndarray] = {}
+    for row in chorale[np.lexsort((chorale[:, 2], chorale[:, 0]))]:
+        lowest.setdefault(int(row[0]), row)
+    bass = np.array(list(lowest.values()))
+    bass[:, 1] = 42
+    source = with_notes(piece, bass)
+    path = tmp_path / "bass.txt"
+    path.write_text(mozart.encode_piece(source))
+    n_bars = piece_bars(source)[0].size - 1
+    [text] = mozart.accompany(path, programs=(0,), seed=3, register="above")
+    assert_rewrite(source, text, 0, n_bars - 1, [0], keep=True, register="above")
+    new = Counter(map(tuple, note_table(decode_piece(text)))) - Counter(map(tuple, bass))
+    assert sum(new.values()) > 2 * n_bars
+    pitches = np.array([row[2] for row in new.elements()])
+    assert np.median(pitches) > np.median(bass[:, 2])
