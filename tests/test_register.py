@@ -11,7 +11,7 @@ from rewrite_checks import assert_rewrite
 import mozart
 from mozart.events import DRUM_OFFSET
 from mozart.midi import quantize, read_midi
-from mozart.register import GAP, line_bounds
+from mozart.register import GAP, line_bounds, lowest_part
 from mozart.rewrite import note_table, piece_bars, with_notes
 from mozart.tokens import decode_piece
 
@@ -96,3 +96,32 @@ def test_a_part_over_a_bass_line_stays_over_it(tmp_path):
     assert sum(new.values()) > 2 * n_bars
     pitches = np.array([row[2] for row in new.elements()])
     assert np.median(pitches) > np.median(bass[:, 2])
+
+
+def test_the_lowest_part_is_the_one_with_the_lowest_range():
+    assert lowest_part([0, 42], {42: (28, 67)}) == 42  # a bass, written as the cello, under a piano
+    assert lowest_part([0, 42]) == 42  # the cello's own range (36-76) is lower than the piano's
+    assert lowest_part([0]) is None and lowest_part([0, DRUM_OFFSET]) is None  # one melodic part: no order
+    assert lowest_part([0, 1]) is None  # two pianos: neither is the bass
+
+
+def _crossings(text: str, bass: int, upper: int) -> int:
+    """Notes of ``bass`` starting at or over a note of ``upper`` sounding then, and the other way round."""
+    notes = note_table(decode_piece(text))
+    low, high = notes[notes[:, 1] == bass], notes[notes[:, 1] == upper]
+
+    def sounding(part, onset):
+        return part[(part[:, 0] <= onset) & (onset < part[:, 0] + part[:, 3]), 2]
+
+    return sum(int((sounding(high, o) <= p).any()) for o, _, p, *_ in low) + \
+        sum(int((sounding(low, o) >= p).any()) for o, _, p, *_ in high)
+
+
+def test_an_added_bass_stays_under_an_added_piano():
+    """Asked for a bass and a piano under a melody, the built-in model kept the bass under the piano only
+    by chance: 7-12 bass notes per piece started at or over a piano note sounding then (seeds 0-3); the
+    bass is now the lowest of the new parts (``lowest_part``).  Left free (``any``): 29 and 9 crossings."""
+    for text in mozart.accompany(MELODY, programs=(33, 0), seed=0, n=2):
+        assert _crossings(text, 33, 0) == 0
+    assert sum(_crossings(text, 33, 0) for text in mozart.accompany(MELODY, programs=(33, 0), seed=0, n=2,
+                                                                      register="any")) > 0

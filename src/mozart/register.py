@@ -12,6 +12,9 @@ every new melodic note by the kept notes sounding where it starts:
   line, the bass);
 - ``any``: no bound beyond the instrument's range.
 
+With ``below`` or ``above`` and several new melodic parts, the one of lowest range (``lowest_part``)
+is their bass: its new notes start under the other new parts' notes sounding then, theirs over its.
+
 Where no kept note sounds (the melody rests), the line is where it last was; before it first
 plays, where it first plays.  Drum notes neither make the line nor are bound by it.  Only the onset
 is bound: a held note may sound past a later, lower melody note.  Where the bound leaves an
@@ -25,6 +28,7 @@ import numpy as np
 
 from .errors import MozartError
 from .events import DRUM_OFFSET
+from .instruments import pitch_range
 
 #: The choices, the default first.
 REGISTERS = ("below", "above", "any")
@@ -72,4 +76,14 @@ def line_bounds(notes: np.ndarray, n_steps: int, register: str) -> np.ndarray | 
     return bounds
 
 
-__all__ = ["DEFAULT_REGISTER", "REGISTERS", "check_register", "line_bounds"]
+def lowest_part(streams, ranges: dict[int, tuple[int, int]] | None = None) -> int | None:
+    """The new melodic stream that is the bass of several added parts: the one whose range (``ranges``,
+    else its instrument's) has the lowest middle, strictly; None for fewer than two melodic parts or a tie."""
+    melodic = [s for s in streams if s < DRUM_OFFSET]
+    if len(melodic) < 2:
+        return None
+    middles = sorted((sum((ranges or {}).get(s) or pitch_range(s)), s) for s in melodic)
+    return middles[0][1] if middles[0][0] < middles[1][0] else None
+
+
+__all__ = ["DEFAULT_REGISTER", "REGISTERS", "check_register", "line_bounds", "lowest_part"]

@@ -32,7 +32,7 @@ from .fim import fim_ids, fim_input, fim_order_of
 from .grammar import new_state
 from .masks import CLOSING_MARGIN
 from .models import LoadedModel
-from .register import check_register, line_bounds
+from .register import check_register, line_bounds, lowest_part
 from .sampling import _encoder_context, sample_span
 from .standins import inverse, restream, stand_in_ranges, stand_ins
 from .templates import FILL_WORDS, SpanConstraint, note_words
@@ -118,14 +118,16 @@ class _Request:
     style_id: int | None = None  # the style control token the model reads after <bos> (None: any style)
     ranges: dict[int, tuple[int, int]] | None = None  # SpanConstraint's range overrides
     bounds: np.ndarray | None = None  # register.line_bounds of the source's notes, on the piece's step axis
+    lowest_part: int | None = None  # register.lowest_part of the new streams (None: no order among them)
 
     @classmethod
     def of(cls, loaded: LoadedModel, piece: Piece, bars, streams, keep: bool, style: str | None = None,
-           ranges: dict[int, tuple[int, int]] | None = None, bounds: np.ndarray | None = None) -> _Request:
+           ranges: dict[int, tuple[int, int]] | None = None, bounds: np.ndarray | None = None,
+           lowest: int | None = None) -> _Request:
         vocab = loaded.tokenizer.get_vocab()
         return cls(loaded, piece, bars, frozenset(streams), keep, vocab, note_table(piece),
                    new_state(loaded.grid).vocab.lo_base, vocab[style_token(style)] if style else None, ranges,
-                   bounds)
+                   bounds, lowest)
 
 
 def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide: bool = False) -> _Chunk | None:
@@ -180,7 +182,8 @@ def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide:
     fill_last = not keep and y == starts.size - 1 and bar_layout(seen)[0].size < starts.size - 1
     bounds = None if r.bounds is None else r.bounds[int(starts[lo]): int(starts[y])]
     constraint = SpanConstraint(state, x - lo, span, starts[lo: y + 1] - starts[lo], ts[lo:y], forced, streams,
-                                fill_last, fill_every_bar=keep, ranges=r.ranges, bounds=bounds)
+                                fill_last, fill_every_bar=keep, ranges=r.ranges, bounds=bounds,
+                                lowest_part=r.lowest_part)
     return _Chunk(x, y, lo, prompt, model_input, encoder_input, constraint, budget)
 
 
@@ -225,9 +228,10 @@ def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, k
         raise MozartError(f"bars {first + 1}-{last + 1}: the piece has bars 1-{starts.size - 1}")
     # the line the new notes keep to is the source's, not the parts added as the chunks go
     bounds = line_bounds(note_table(piece), int(starts[-1]), register) if keep else None
+    lowest = lowest_part(streams, ranges) if keep and register != "any" else None  # a bass under new chords
     x = first
     while x <= last:
-        request = _Request.of(loaded, piece, bars, streams, keep, style, ranges, bounds)
+        request = _Request.of(loaded, piece, bars, streams, keep, style, ranges, bounds, lowest)
         chunk = _plan(request, x, last)
         sample_span(loaded.model, loaded.tokenizer, chunk.model_input, chunk.constraint, settings,
                     budget=chunk.budget, encoder_ids=chunk.encoder_input, generator=generator)

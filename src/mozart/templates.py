@@ -60,14 +60,19 @@ class SpanConstraint:
     and then leaves it: its training pieces bring their instruments in at the start, never in the
     middle).  ``ranges`` overrides the usual range of a stream (a stand-in keeps to the range of the
     program it stands in for).  ``bounds`` (accompaniment, register.py): the (lowest, highest) pitch a
-    new melodic note may start on at each step of the same axis, where that leaves its range a pitch."""
+    new melodic note may start on at each step of the same axis, where that leaves its range a pitch.
+    ``lowest_part`` (accompaniment, register.py): the new stream that is the bass of the new parts; its
+    new notes start under the other new parts' notes sounding then, and theirs over its, where that
+    leaves a pitch."""
 
     def __init__(self, state: GrammarState, prompt_bars: int, span_bars: int, bar_starts: np.ndarray,
                  bar_ts: np.ndarray, forced: np.ndarray, new_streams, fill_last: bool = False,
                  fill_every_bar: bool = False, ranges: dict[int, tuple[int, int]] | None = None,
-                 bounds: np.ndarray | None = None):
+                 bounds: np.ndarray | None = None, lowest_part: int | None = None):
         self.state = state
         self.bounds = bounds
+        self.lowest_part = lowest_part
+        self.new_notes: list[tuple[int, int, int, int]] = []  # (onset, end, stream, pitch) of new notes that may sound
         self.ranges = ranges or {}  # stream -> (lowest, highest) new pitch, where not its own range (standins.py)
         self.prompt_bars, self.target_bars = prompt_bars, prompt_bars + span_bars
         if bar_starts.size < self.target_bars + 1:
@@ -353,6 +358,10 @@ class SpanConstraint:
                 below, above = self.bounds[min(max(s.now, 0), len(self.bounds) - 1)]
                 placed = new_ok & (pitches >= below) & (pitches <= above)
                 new_ok = placed if placed.any() else new_ok  # no pitch of its range there: the range alone
+            if self.lowest_part is not None and g < DRUM_OFFSET:
+                low, high = self._part_order_bounds(g)
+                ordered = new_ok & (pitches >= low) & (pitches <= high)
+                new_ok = ordered if ordered.any() else new_ok
         if here and g == f[STREAM] and owing_first:
             ok = np.zeros(pitches.size, dtype=bool)  # the owing stream first: a Prog word to it
         elif here and g == f[STREAM]:
@@ -362,6 +371,18 @@ class SpanConstraint:
         else:
             ok = new_ok
         mask[pitch_ids] &= ok
+
+    def _part_order_bounds(self, g: int) -> tuple[int, int]:
+        """(lowest, highest) pitch of a new note of stream ``g`` that keeps the new parts in order at this
+        step: the lowest part under the others' new notes sounding now, the others over its."""
+        now, lowest = self.state.now, self.lowest_part
+        self.new_notes = [n for n in self.new_notes if n[1] > now]  # steps only go forward
+        sounding = [(stream, pitch) for onset, end, stream, pitch in self.new_notes if onset <= now < end]
+        if g == lowest:
+            others = [pitch for stream, pitch in sounding if stream != lowest and stream < DRUM_OFFSET]
+            return 0, (min(others) - 1 if others else 127)
+        bass = [pitch for stream, pitch in sounding if stream == lowest]
+        return (max(bass) + 1 if bass else 0), 127
 
     def _mask_note(self, mask: np.ndarray) -> None:
         """The forced note's velocity and duration digits; otherwise at most one duration digit."""
@@ -422,6 +443,8 @@ class SpanConstraint:
                 self.forcing = False
             else:
                 self.new_in_bar.setdefault(s.bars, set()).add(s.stream)
+                if self.lowest_part is not None:
+                    self.new_notes.append((s.now, s.now + duration, s.stream, pitch))
 
     def complete(self) -> bool:
         """Whether every forced note was written and the span has all its bars."""
