@@ -258,8 +258,9 @@ def accompany(source: str | os.PathLike, programs: tuple[int, ...] = (), drums: 
     """Add parts for ``programs`` (and a drum kit with ``drums``) to every bar of a MIDI or token
     file, or to ``bars`` (``"5-8"``), keeping every existing note exactly; ``n`` canonical texts.
     Each part plays in every bar, entering on its downbeat where that is still open.  ``register``:
-    each new note starts ``"below"`` the existing music's top line (its melody), ``"above"`` its
-    bottom line (its bass), or ``"any"`` where in the instrument's range (``mozart.register``).  The model
+    each new note starts a minor third or more ``"below"`` the existing music's top line (its melody)
+    or ``"above"`` its bottom line (its bass), with the lowest of several new parts under the others;
+    or ``"any"`` where in the instrument's range (``mozart.register``).  The model
     reads the music before each bar and the kept notes as they come (not the future).  Programs
     the model was not trained on, requested or in the source, are read and written through stand-ins
     it knows (``mozart.standins``; a bass is written as the cello, in a bass's range); ``on_stand_ins``

@@ -18,7 +18,7 @@ is their bass: its new notes start under the other new parts' notes sounding the
 Where no kept note sounds (the melody rests), the line is where it last was; before it first
 plays, where it first plays.  Drum notes neither make the line nor are bound by it.  Only the onset
 is bound: a held note may sound past a later, lower melody note.  Where the bound leaves an
-instrument no pitch of its range (a violin below a melody at G3), the instrument's range alone
+instrument no pitch of its range (a violin under a melody at A3), the instrument's range alone
 applies there, so the part still plays (templates.SpanConstraint).
 """
 
