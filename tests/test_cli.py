@@ -163,6 +163,16 @@ def test_demo_runs(tmp_path):
             text = (tmp_path / "demo" / midi).with_suffix(".txt").read_text()
             mozart.check(text)
             assert text.split().count("Bar") == 16
+        if made == ["generated-chorale.mid", "generated-folk.mid"]:  # a bass and a piano added under the tune
+            from rewrite_checks import assert_rewrite
+
+            from mozart.cli import DEMO_ACCOMPANIMENT
+
+            tune = mozart.decode_piece((tmp_path / "demo" / "generated-folk.txt").read_text())
+            added = (tmp_path / "demo" / "accompanied-folk.txt").read_text().strip()
+            assert_rewrite(tune, added, 0, 15, DEMO_ACCOMPANIMENT, keep=True, register="below")
+            assert (tmp_path / "demo" / "accompanied-folk.png").stat().st_size > 0
+            assert "accompanied:" in result.stdout
 
 
 def test_demo_asks_the_model_whether_it_knows_the_styles(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from mozart.fim import FimIds, fim_rearrange
 from mozart.lmdata import FimWindows
 from mozart.midi import quantize, read_midi
 from mozart.models import build_model, load_model
-from mozart.register import REGISTERS
+from mozart.register import HARMONIES, REGISTERS
 from mozart.rewrite import note_table, parse_bars, piece_bars, rewrite
 from mozart.tokens import decode_piece
 from mozart.train import load_config, special_ids, train
@@ -114,12 +114,12 @@ def test_every_accompaniment_is_valid_and_keeps_every_note(models, name):
                 streams.append(int(source.note_stream[0]))  # a part the source already has
             first = int(rng.integers(n_bars))
             last = min(n_bars - 1, first + int(rng.integers(2)))
-            register = REGISTERS[count % len(REGISTERS)]
+            register, harmony = REGISTERS[count % len(REGISTERS)], HARMONIES[count // len(REGISTERS) % 2]
             out = rewrite(loaded, source, first, last, streams, True, settings, np.random.default_rng(count),
-                          register=register)
+                          register=register, harmony=harmony)
             assert_rewrite(source, mozart.encode_piece(out), first, last, streams, keep=True, register=register)
             count += 1
-    assert count == len(SOURCES) * len(SETTINGS)  # 5 x 7 = 35 per model, 105 in all, each register 35 times
+    assert count == len(SOURCES) * len(SETTINGS)  # 5 x 7 = 35 per model, 105 in all; each register 35 times
 
 
 def _meter_piece(signatures: list[tuple[int, int, int]], notes: list[tuple[int, int]]) -> Piece:
@@ -255,7 +255,7 @@ def test_cli_infill_and_accompany_write_every_file(models, tmp_path):
             if command == "infill":
                 assert_rewrite(source, text, 1, 2, sorted(set(source.note_stream.tolist())), keep=False)
             else:
-                assert summary["register"] == "above"
+                assert summary["register"] == "above" and summary["harmony"] == "consonant"
                 assert_rewrite(source, text, 0, piece_bars(source)[0].size - 2, [33], keep=True, register="above")
     bad = subprocess.run([sys.executable, "-m", "mozart", "accompany", str(BACH), "--program", "0", "--register",
                           "sideways", "-o", str(tmp_path / "bad")], capture_output=True, text=True)

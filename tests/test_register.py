@@ -11,7 +11,7 @@ from rewrite_checks import assert_rewrite
 import mozart
 from mozart.events import DRUM_OFFSET
 from mozart.midi import quantize, read_midi
-from mozart.register import GAP, line_bounds, lowest_part
+from mozart.register import DISSONANT, GAP, clash_classes, line_bounds, lowest_part
 from mozart.rewrite import note_table, piece_bars, with_notes
 from mozart.tokens import decode_piece
 
@@ -125,3 +125,35 @@ def test_an_added_bass_stays_under_an_added_piano():
         assert _crossings(text, 33, 0) == 0
     assert sum(_crossings(text, 33, 0) for text in mozart.accompany(MELODY, programs=(33, 0), seed=0, n=2,
                                                                       register="any")) > 0
+
+
+def test_clash_classes_mark_seconds_tritones_and_sevenths_of_each_sounding_note():
+    clashes = clash_classes(NOTES, 80)
+    c, e = 0, 4  # the held low C (steps 0-47) and the tune's E5 (76, steps 24-35)
+    assert clashes.shape == (80, 12)
+    assert sorted(np.flatnonzero(clashes[0]).tolist()) == sorted({(c + d) % 12 for d in DISSONANT})  # C alone
+    assert sorted(np.flatnonzero(clashes[30]).tolist()) == sorted({(p + d) % 12 for p in (c, e) for d in DISSONANT})
+    assert not clashes[75].any()  # nothing sounds: nothing clashes (the drum note at 30-33 never does)
+    assert not clash_classes(np.zeros((0, 5), np.int64), 10).any()
+
+
+def _dissonant_onsets(text: str, programs) -> int:
+    """New notes (of ``programs``) that start a second, tritone or seventh from a note sounding then."""
+    notes = note_table(decode_piece(text))
+    melodic = notes[notes[:, 1] < DRUM_OFFSET]
+    count = 0
+    for onset, _, pitch, *_ in notes[np.isin(notes[:, 1], programs)]:
+        sounding = melodic[(melodic[:, 0] <= onset) & (onset < melodic[:, 0] + melodic[:, 3])]
+        count += int(np.isin((sounding[:, 2] - pitch) % 12, DISSONANT).any())
+    return count
+
+
+def test_consonant_harmony_under_a_melody():
+    """By default no new note of the bass or the piano starts dissonant with a note sounding then (the
+    melody's or the other parts'); left free the built-in model wrote clusters (hundreds of such notes)."""
+    for text in mozart.accompany(MELODY, programs=(33, 0), seed=0, n=2):
+        assert _dissonant_onsets(text, (33, 0)) == 0
+    free = mozart.accompany(MELODY, programs=(33, 0), seed=0, n=2, harmony="free")
+    assert min(_dissonant_onsets(text, (33, 0)) for text in free) > 20
+    with pytest.raises(mozart.MozartError, match="--harmony 'jazz': expected one of consonant, free"):
+        mozart.accompany(MELODY, programs=(0,), harmony="jazz")

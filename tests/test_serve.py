@@ -184,6 +184,7 @@ def test_regenerate_bars_of_an_upload_then_add_instruments_to_that_result(server
     with_cello = requests.get(server.url + added["files"]["txt"], timeout=10).text.strip()
     n_bars = bar_layout(source)[0].size
     assert added["settings"]["register"] == "below"  # the default: the new part under the existing music's top
+    assert added["settings"]["harmony"] == "consonant"
     assert_rewrite(mozart.decode_piece(text), with_cello, 0, n_bars - 1, [42], keep=True, register="below")
     # programs the studio's model never saw were read and written through stand-ins, and the job says which
     from mozart.rewrite import source_streams
@@ -208,6 +209,7 @@ def test_bad_rewrite_requests_are_readable_errors(server, data, message):
     ({"mode": "infill", "range": "9-99"}, "the piece has bars 1-"),
     ({"mode": "accompany"}, "choose at least one instrument"),
     ({"mode": "accompany", "programs": "0", "register": "sideways"}, "--register 'sideways'"),
+    ({"mode": "accompany", "programs": "0", "harmony": "jazz"}, "--harmony 'jazz'"),
 ])
 def test_bad_rewrites_of_an_upload_are_readable_errors(server, data, message):
     with open(BACH, "rb") as f:

@@ -24,7 +24,7 @@ from .files import check_dataset_dir, check_output_dir, check_regular_file, read
 from .interrupts import exit_interrupted, interrupt_requested
 from .models import check_same_grid, default_model_dir, model_format
 from .plotprocess import PlotProcess
-from .register import DEFAULT_REGISTER, check_register
+from .register import DEFAULT_HARMONY, DEFAULT_REGISTER, check_harmony, check_register
 from .tokens import BAR, count_notes, decode_piece
 
 app = typer.Typer(
@@ -465,6 +465,9 @@ def accompany_cmd(
     register: Annotated[str, typer.Option(
         help="Where new notes start: below the existing music's top line (its melody), above its bottom line "
              "(its bass), or any (anywhere in the instrument's range).")] = DEFAULT_REGISTER,
+    harmony: Annotated[str, typer.Option(
+        help="consonant: no new note starts a second, tritone or seventh from a note sounding then; "
+             "free: the model's own harmony.")] = DEFAULT_HARMONY,
     model_dir: ModelOption = None,
     adapter: AdapterOption = None,
     temperature: TemperatureOption = DEFAULT_TEMPERATURE,
@@ -482,15 +485,16 @@ def accompany_cmd(
     from . import accompany
 
     check_register(register)
+    check_harmony(harmony)
     check_output_dir(output, "samples.json", force)
     _check_inputs(models=(model_dir, adapter), sources=(source,))
     with PlotProcess() as plotter:  # started now: matplotlib loads in it while torch loads here
         used: dict[int, int] = {}
         texts = accompany(source, programs=tuple(program or ()), drums=drums, bars=bars, model=model_dir,
                           temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter,
-                          on_stand_ins=used.update, register=register)
+                          on_stand_ins=used.update, register=register, harmony=harmony)
         _write_rewrites(texts, output, source, "accompany", plotter, model=str(model_dir or "built-in"),
-                        adapter=adapter, bars=bars, programs=program, drums=drums, register=register,
+                        adapter=adapter, bars=bars, programs=program, drums=drums, register=register, harmony=harmony,
                         temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, n=n, stand_ins=used)
 
 
@@ -668,13 +672,32 @@ def demo_cmd(
         words = text.split()
         bars, notes = words.count(BAR), count_notes(words)
         typer.echo(f"{name + ':':<13} {bars} bars, {notes} notes with the built-in model (seed 0): "
-                   + ", ".join(str(stem.with_suffix(f".{k}")) for k in ("txt", "mid", "wav", "png")
-                               if stem.with_suffix(f".{k}").exists())
-                   + (f" ({result['audio']})" if "audio" in result else ""))
+                   + _written(stem, result))
+    tune = output / "generated-folk.txt"
+    if tune.exists():  # what musicians ask for first: parts added under a melody
+        _demo_accompaniment(tune, output / "accompanied-folk")
 
 
 #: The styles `mozart demo` generates a piece in.
 DEMO_STYLES = ("folk", "chorale")
+#: The parts `mozart demo` adds under its folk tune: a bass and a piano.
+DEMO_ACCOMPANIMENT = (33, 0)
+
+
+def _demo_accompaniment(tune: Path, stem: Path) -> None:
+    """Add DEMO_ACCOMPANIMENT under the demo's folk tune (seed 0) and write it as ``stem``.*."""
+    from . import accompany
+
+    text = accompany(tune, programs=DEMO_ACCOMPANIMENT, seed=0)[0]
+    result = write_sample(text, stem)
+    typer.echo(f"{'accompanied:':<13} the folk tune with a bass and a piano added under it (seed 0): "
+               + _written(stem, result))
+
+
+def _written(stem: Path, result: dict) -> str:
+    """The files ``write_sample`` wrote for ``stem`` (and why the audio was skipped, if it was)."""
+    return ", ".join(str(stem.with_suffix(f".{k}")) for k in ("txt", "mid", "wav", "png")
+                     if stem.with_suffix(f".{k}").exists()) + (f" ({result['audio']})" if "audio" in result else "")
 
 
 def _demo_pieces() -> list[tuple[str, str]]:

@@ -1,4 +1,5 @@
-"""Where added parts sit against the existing music: below its top line, above its bottom line, or anywhere.
+"""Where added parts sit against the existing music (below its top line, above its bottom line, or
+anywhere) and what they may sound against it (consonant or free harmony).
 
 Asked for "a bass and a piano under my melody", a model left free voices the piano over the melody:
 the built-in model started 71-75% of its notes at or above the pitch of a chorale's soprano
@@ -14,6 +15,14 @@ every new melodic note by the kept notes sounding where it starts:
 
 With ``below`` or ``above`` and several new melodic parts, the one of lowest range (``lowest_part``)
 is their bass: its new notes start under the other new parts' notes sounding then, theirs over its.
+
+Harmony (``consonant``, the default, or ``free``): a model of this size harmonizes badly.  Left free,
+the built-in model's piano under a chorale soprano had 19% of its notes dissonant with the melody note
+and 62% with another piano note sounding as they started: clusters.  Under ``consonant`` harmony a new
+note does not start a second, a tritone or a seventh (octaves aside) from any note sounding then, kept
+or new, where that leaves a pitch: the parts move in consonant intervals and triads.  Only onsets are
+checked, so a held note may clash with a later melody note (10% of melody notes, against 42% left free;
+Bach's chorale: 18%, most of them prepared).
 
 Where no kept note sounds (the melody rests), the line is where it last was; before it first
 plays, where it first plays.  Drum notes neither make the line nor are bound by it.  Only the onset
@@ -76,6 +85,31 @@ def line_bounds(notes: np.ndarray, n_steps: int, register: str) -> np.ndarray | 
     return bounds
 
 
+#: Harmony of the new parts: ``consonant`` (the default) or ``free`` (the model's own).
+HARMONIES = ("consonant", "free")
+DEFAULT_HARMONY = "consonant"
+#: Intervals (semitones, octaves aside) a new note does not start on against a note sounding then, under
+#: ``consonant`` harmony: seconds, the tritone, sevenths.
+DISSONANT = np.array([1, 2, 6, 10, 11])
+
+
+def check_harmony(harmony: str) -> str:
+    """``harmony`` if it is one of HARMONIES, else a MozartError naming them."""
+    if harmony not in HARMONIES:
+        raise MozartError(f"--harmony {harmony!r}: expected one of {', '.join(HARMONIES)}")
+    return harmony
+
+
+def clash_classes(notes: np.ndarray, n_steps: int) -> np.ndarray:
+    """(n_steps, 12) booleans: the pitch classes DISSONANT with a kept melodic note sounding at each
+    step (drum notes have no pitch class)."""
+    melodic = notes[notes[:, 1] < DRUM_OFFSET] if notes.size else notes.reshape(-1, 5)
+    clashes = np.zeros((max(n_steps, 0), 12), dtype=bool)
+    for onset, _, pitch, duration, _ in melodic:
+        clashes[max(onset, 0): min(onset + max(duration, 1), n_steps), (pitch + DISSONANT) % 12] = True
+    return clashes
+
+
 def lowest_part(streams, ranges: dict[int, tuple[int, int]] | None = None) -> int | None:
     """The new melodic stream that is the bass of several added parts: the one whose range (``ranges``,
     else its instrument's) has the lowest middle, strictly; None for fewer than two melodic parts or a tie."""
@@ -86,4 +120,5 @@ def lowest_part(streams, ranges: dict[int, tuple[int, int]] | None = None) -> in
     return middles[0][1] if middles[0][0] < middles[1][0] else None
 
 
-__all__ = ["DEFAULT_REGISTER", "REGISTERS", "check_register", "line_bounds", "lowest_part"]
+__all__ = ["DEFAULT_HARMONY", "DEFAULT_REGISTER", "DISSONANT", "HARMONIES", "REGISTERS", "check_harmony",
+           "check_register", "clash_classes", "line_bounds", "lowest_part"]

@@ -32,7 +32,7 @@ from .fim import fim_ids, fim_input, fim_order_of
 from .grammar import new_state
 from .masks import CLOSING_MARGIN
 from .models import LoadedModel
-from .register import check_register, line_bounds, lowest_part
+from .register import check_harmony, check_register, clash_classes, line_bounds, lowest_part
 from .sampling import _encoder_context, sample_span
 from .standins import inverse, restream, stand_in_ranges, stand_ins
 from .templates import FILL_WORDS, SpanConstraint, note_words
@@ -119,15 +119,16 @@ class _Request:
     ranges: dict[int, tuple[int, int]] | None = None  # SpanConstraint's range overrides
     bounds: np.ndarray | None = None  # register.line_bounds of the source's notes, on the piece's step axis
     lowest_part: int | None = None  # register.lowest_part of the new streams (None: no order among them)
+    clashes: np.ndarray | None = None  # register.clash_classes of the source's notes (None: free harmony)
 
     @classmethod
     def of(cls, loaded: LoadedModel, piece: Piece, bars, streams, keep: bool, style: str | None = None,
            ranges: dict[int, tuple[int, int]] | None = None, bounds: np.ndarray | None = None,
-           lowest: int | None = None) -> _Request:
+           lowest: int | None = None, clashes: np.ndarray | None = None) -> _Request:
         vocab = loaded.tokenizer.get_vocab()
         return cls(loaded, piece, bars, frozenset(streams), keep, vocab, note_table(piece),
                    new_state(loaded.grid).vocab.lo_base, vocab[style_token(style)] if style else None, ranges,
-                   bounds, lowest)
+                   bounds, lowest, clashes)
 
 
 def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide: bool = False) -> _Chunk | None:
@@ -181,9 +182,10 @@ def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide:
     # the piece keeps its bar count: if nothing else starts in its last bar, the rewrite puts a note there
     fill_last = not keep and y == starts.size - 1 and bar_layout(seen)[0].size < starts.size - 1
     bounds = None if r.bounds is None else r.bounds[int(starts[lo]): int(starts[y])]
+    clashes = None if r.clashes is None else r.clashes[int(starts[lo]): int(starts[y])]
     constraint = SpanConstraint(state, x - lo, span, starts[lo: y + 1] - starts[lo], ts[lo:y], forced, streams,
                                 fill_last, fill_every_bar=keep, ranges=r.ranges, bounds=bounds,
-                                lowest_part=r.lowest_part)
+                                lowest_part=r.lowest_part, clashes=clashes)
     return _Chunk(x, y, lo, prompt, model_input, encoder_input, constraint, budget)
 
 
@@ -212,16 +214,18 @@ def _plan(r: _Request, x: int, last: int) -> _Chunk:
 def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, keep: bool,
             settings: SamplingSettings, generator: np.random.Generator,
             progress: Callable[[float], None] | None = None, style: str | None = None,
-            ranges: dict[int, tuple[int, int]] | None = None, register: str = "any") -> Piece:
+            ranges: dict[int, tuple[int, int]] | None = None, register: str = "any",
+            harmony: str = "free") -> Piece:
     """``piece`` with bars ``first``..``last`` (0-based, inclusive) rewritten: new notes in
     ``streams``; with ``keep`` the notes there stay (accompaniment), otherwise those that start
     there are replaced (infilling).  ``style``: the style control token the model reads after
     ``<bos>``, as when it generates (a decoder trained with styles; controls.check_model_style).
     ``ranges``: new pitches of a stream, where not its instrument's usual range.  ``register``
-    (accompaniment): new notes below the source's top line, above its bottom line, or anywhere
-    (register.py)."""
+    (accompaniment): new notes below the source's top line, above its bottom line, or anywhere;
+    ``harmony`` (accompaniment): ``consonant`` or ``free`` (register.py)."""
     check_model_style(style, loaded.model, loaded.tokenizer.get_vocab())
     check_register(register)
+    check_harmony(harmony)
     bars = piece_bars(piece)
     starts = bars[0]
     if not 0 <= first <= last < starts.size - 1:
@@ -229,9 +233,10 @@ def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, k
     # the line the new notes keep to is the source's, not the parts added as the chunks go
     bounds = line_bounds(note_table(piece), int(starts[-1]), register) if keep else None
     lowest = lowest_part(streams, ranges) if keep and register != "any" else None  # a bass under new chords
+    clashes = clash_classes(note_table(piece), int(starts[-1])) if keep and harmony == "consonant" else None
     x = first
     while x <= last:
-        request = _Request.of(loaded, piece, bars, streams, keep, style, ranges, bounds, lowest)
+        request = _Request.of(loaded, piece, bars, streams, keep, style, ranges, bounds, lowest, clashes)
         chunk = _plan(request, x, last)
         sample_span(loaded.model, loaded.tokenizer, chunk.model_input, chunk.constraint, settings,
                     budget=chunk.budget, encoder_ids=chunk.encoder_input, generator=generator)
@@ -264,10 +269,11 @@ def source_streams(piece: Piece) -> tuple[int, ...]:
 def rewrite_pieces(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, keep: bool,
                    settings: SamplingSettings, n: int = 1, seed: int = 0,
                    progress: Callable[[float], None] | None = None, style: str | None = None,
-                   on_stand_ins: Callable[[dict[int, int]], None] | None = None, register: str = "any") -> list[str]:
-    """``n`` rewrites of ``piece`` as canonical texts; rewrite i uses seed ``seed + i`` (``style`` and
-    ``register`` as in ``rewrite``).  Programs the model never saw are read and written through stand-ins
-    (standins.py): new notes keep to the requested program's range, and the texts name it.
+                   on_stand_ins: Callable[[dict[int, int]], None] | None = None, register: str = "any",
+                   harmony: str = "free") -> list[str]:
+    """``n`` rewrites of ``piece`` as canonical texts; rewrite i uses seed ``seed + i`` (``style``,
+    ``register`` and ``harmony`` as in ``rewrite``).  Programs the model never saw are read and written
+    through stand-ins (standins.py): new notes keep to the requested program's range, and the texts name it.
     ``on_stand_ins`` is told them (``{program: stand-in}``, maybe empty) before sampling."""
     if not streams:
         raise MozartError("no instruments to write: the piece has no notes; pass --program")
@@ -281,7 +287,7 @@ def rewrite_pieces(loaded: LoadedModel, piece: Piece, first: int, last: int, str
     for i in range(n):
         report = None if progress is None else (lambda share, i=i: progress((i + share) / n))
         out = rewrite(loaded, view, first, last, view_streams, keep, settings, np.random.default_rng(seed + i),
-                      report, style, ranges, register)
+                      report, style, ranges, register, harmony)
         texts.append(encode_piece(restream(out, back)))
     return texts
 

@@ -26,6 +26,7 @@ from .events import DRUM_OFFSET
 from .grammar import GrammarState
 from .instruments import pitch_range
 from .masks import CLOSING_MARGIN, keep_new_notes_short, unison_full
+from .register import DISSONANT
 from .tokens import HI_BASE, TYPES
 
 #: Most words one new note takes (position digits, program, pitch, velocity, one duration digit and
@@ -63,14 +64,17 @@ class SpanConstraint:
     new melodic note may start on at each step of the same axis, where that leaves its range a pitch.
     ``lowest_part`` (accompaniment, register.py): the new stream that is the bass of the new parts; its
     new notes start under the other new parts' notes sounding then, and theirs over its, where that
-    leaves a pitch."""
+    leaves a pitch.  ``clashes`` (accompaniment, consonant harmony, register.py): the pitch classes
+    dissonant with a kept note sounding at each step; a new note starts on none of them nor on one
+    dissonant with another new note sounding then, where that leaves a pitch."""
 
     def __init__(self, state: GrammarState, prompt_bars: int, span_bars: int, bar_starts: np.ndarray,
                  bar_ts: np.ndarray, forced: np.ndarray, new_streams, fill_last: bool = False,
                  fill_every_bar: bool = False, ranges: dict[int, tuple[int, int]] | None = None,
-                 bounds: np.ndarray | None = None, lowest_part: int | None = None):
+                 bounds: np.ndarray | None = None, lowest_part: int | None = None, clashes: np.ndarray | None = None):
         self.state = state
         self.bounds = bounds
+        self.clashes = clashes
         self.lowest_part = lowest_part
         self.new_notes: list[tuple[int, int, int, int]] = []  # (onset, end, stream, pitch) of new notes that may sound
         self.ranges = ranges or {}  # stream -> (lowest, highest) new pitch, where not its own range (standins.py)
@@ -265,6 +269,8 @@ class SpanConstraint:
         self._mask_note(mask)
         if closing:
             mask = self._closing_mask(mask, done)
+        elif self.clashes is not None:
+            self._drop_sour(mask)
         return mask, done
 
     def _mask_time_signature(self, mask: np.ndarray) -> None:
@@ -341,27 +347,17 @@ class SpanConstraint:
                 ok = (ok & (streams < f[STREAM])) | ((streams == f[STREAM]) & (not owing_first))
             mask[t_ids] &= ok
         pitch_ids = self.type_ids["Pitch"]
+        pitches = v.value_of[pitch_ids]
         if not mask[pitch_ids].any():
             return
         g = s.stream
-        pitches = v.value_of[pitch_ids]
         new_ok = np.zeros(pitches.size, dtype=bool)
         # a stream just chosen keeps its note (it was allowed then); one carried over from before obeys ``owing``
         pool = new_streams if s.prev not in ("Prog", "Drums") else self.new_streams
         if allow_new and g >= 0 and pool[g]:
-            low, high = self.ranges.get(g) or pitch_range(g)  # new notes keep to the instrument's range
-            new_ok = (pitches >= low) & (pitches <= high)
-            full = unison_full(s)
-            if full is not None:  # no third new note on one key at one step (forced ones are kept as they are)
-                new_ok &= pitches != full
-            if self.bounds is not None and g < DRUM_OFFSET and len(self.bounds):
-                below, above = self.bounds[min(max(s.now, 0), len(self.bounds) - 1)]
-                placed = new_ok & (pitches >= below) & (pitches <= above)
-                new_ok = placed if placed.any() else new_ok  # no pitch of its range there: the range alone
-            if self.lowest_part is not None and g < DRUM_OFFSET:
-                low, high = self._part_order_bounds(g)
-                ordered = new_ok & (pitches >= low) & (pitches <= high)
-                new_ok = ordered if ordered.any() else new_ok
+            new_ok, sweet = self._new_pitches(g, pitches, unison_full(s))
+            if sweet is not None and (sweet & mask[pitch_ids]).any():
+                new_ok = sweet  # (else dissonant pitches stay, and _drop_sour skips them if it can)
         if here and g == f[STREAM] and owing_first:
             ok = np.zeros(pitches.size, dtype=bool)  # the owing stream first: a Prog word to it
         elif here and g == f[STREAM]:
@@ -372,12 +368,70 @@ class SpanConstraint:
             ok = new_ok
         mask[pitch_ids] &= ok
 
+    def _new_pitches(self, g: int, pitches: np.ndarray,
+                     full: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """(the pitches a new note of stream ``g`` may start on now, the consonant ones among them or None
+        without consonant harmony): its range, less ``full`` (unison_full), then each rule that leaves a
+        pitch: the register's bounds, the order of the new parts (else the pitches before that rule)."""
+        now = max(self.state.now, 0)
+        low, high = self.ranges.get(g) or pitch_range(g)  # new notes keep to the instrument's range
+        ok = (pitches >= low) & (pitches <= high)
+        if full is not None:  # no third new note on one key at one step (forced ones are kept as they are)
+            ok &= pitches != full
+        if g >= DRUM_OFFSET:
+            return ok, None
+        if self.bounds is not None and len(self.bounds):
+            below, above = self.bounds[min(now, len(self.bounds) - 1)]
+            placed = ok & (pitches >= below) & (pitches <= above)
+            ok = placed if placed.any() else ok  # no pitch of its range there: the range alone
+        if self.lowest_part is not None:
+            low, high = self._part_order_bounds(g)
+            ordered = ok & (pitches >= low) & (pitches <= high)
+            ok = ordered if ordered.any() else ok
+        if self.clashes is None or not len(self.clashes):
+            return ok, None
+        clash = self.clashes[min(now, len(self.clashes) - 1)].copy()
+        for stream, pitch in self._new_sounding():
+            if stream < DRUM_OFFSET:
+                clash[(pitch + DISSONANT) % 12] = True
+        return ok, ok & ~clash[pitches % 12]
+
+    def _drop_sour(self, mask: np.ndarray) -> None:
+        """Consonant harmony, once the mask is built: no dissonant new note where anything else may come.
+        Where the current new stream has only dissonant pitches left (canonical order wants a higher one
+        than any consonant), its note is skipped, and a Prog word to a new stream with no consonant pitch
+        now is too (it plays later); never a part that still owes the bar its note, never a kept note."""
+        s, v = self.state, self.state.vocab
+        pitch_ids, prog_ids = self.type_ids["Pitch"], self.type_ids["Prog"]
+        pitches = v.value_of[pitch_ids]
+        owing, f = self._owing(), self._pending()
+        drop = np.zeros_like(mask)
+        g = s.stream
+        kept_due = self._forced_here() and f is not None and g == f[STREAM]
+        if mask[pitch_ids].any() and 0 <= g < DRUM_OFFSET and self.new_streams[g] and not owing[g] \
+                and not kept_due and s.prev not in ("Prog", "Drums"):
+            sweet = self._new_pitches(g, pitches)[1]
+            if sweet is not None and not (sweet & mask[pitch_ids]).any():
+                drop[pitch_ids] = True
+        if s.prev not in ("Prog", "Drums"):
+            for word in prog_ids[mask[prog_ids]]:
+                stream = int(v.value_of[word])
+                if self.new_streams[stream] and not owing[stream] and not (f is not None and stream == f[STREAM]):
+                    sweet = self._new_pitches(stream, pitches)[1]
+                    drop[word] = sweet is not None and not sweet.any()
+        if drop.any() and (mask & ~drop).any():
+            mask &= ~drop
+
+    def _new_sounding(self) -> list[tuple[int, int]]:
+        """(stream, pitch) of the new notes sounding at the current step."""
+        now = self.state.now
+        self.new_notes = [n for n in self.new_notes if n[1] > now]  # steps only go forward
+        return [(stream, pitch) for onset, end, stream, pitch in self.new_notes if onset <= now < end]
+
     def _part_order_bounds(self, g: int) -> tuple[int, int]:
         """(lowest, highest) pitch of a new note of stream ``g`` that keeps the new parts in order at this
         step: the lowest part under the others' new notes sounding now, the others over its."""
-        now, lowest = self.state.now, self.lowest_part
-        self.new_notes = [n for n in self.new_notes if n[1] > now]  # steps only go forward
-        sounding = [(stream, pitch) for onset, end, stream, pitch in self.new_notes if onset <= now < end]
+        lowest, sounding = self.lowest_part, self._new_sounding()
         if g == lowest:
             others = [pitch for stream, pitch in sounding if stream != lowest and stream < DRUM_OFFSET]
             return 0, (min(others) - 1 if others else 127)
@@ -443,7 +497,7 @@ class SpanConstraint:
                 self.forcing = False
             else:
                 self.new_in_bar.setdefault(s.bars, set()).add(s.stream)
-                if self.lowest_part is not None:
+                if self.lowest_part is not None or self.clashes is not None:
                     self.new_notes.append((s.now, s.now + duration, s.stream, pitch))
 
     def complete(self) -> bool:
