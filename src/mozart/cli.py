@@ -680,8 +680,9 @@ def demo_cmd(
 
 #: The styles `mozart demo` generates a piece in.
 DEMO_STYLES = ("folk", "chorale")
-#: The parts `mozart demo` adds under its folk tune: a bass and a piano.
-DEMO_ACCOMPANIMENT = (33, 0)
+#: The parts `mozart demo` adds under its folk tune: a bass and strings (not a piano: the built-in model
+#: writes its tunes on the piano, and a piano added to a piano is one part in the piano roll and the audio).
+DEMO_ACCOMPANIMENT = (33, 48)
 
 
 def _demo_accompaniment(tune: Path, stem: Path) -> None:
@@ -690,7 +691,7 @@ def _demo_accompaniment(tune: Path, stem: Path) -> None:
 
     text = accompany(tune, programs=DEMO_ACCOMPANIMENT, seed=0)[0]
     result = write_sample(text, stem)
-    typer.echo(f"{'accompanied:':<13} the folk tune with a bass and a piano added under it (seed 0): "
+    typer.echo(f"{'accompanied:':<13} the folk tune with a bass and strings added under it (seed 0): "
                + _written(stem, result))
 
 
