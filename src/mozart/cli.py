@@ -24,7 +24,7 @@ from .files import check_dataset_dir, check_output_dir, check_regular_file, read
 from .interrupts import exit_interrupted, interrupt_requested
 from .models import check_same_grid, default_model_dir, model_format
 from .plotprocess import PlotProcess
-from .register import DEFAULT_HARMONY, DEFAULT_REGISTER, check_harmony, check_register
+from .register import DEFAULT_HARMONY, DEFAULT_REGISTER
 from .tokens import BAR, count_notes, decode_piece
 
 app = typer.Typer(
@@ -484,8 +484,6 @@ def accompany_cmd(
     """
     from . import accompany
 
-    check_register(register)
-    check_harmony(harmony)
     check_output_dir(output, "samples.json", force)
     _check_inputs(models=(model_dir, adapter), sources=(source,))
     with PlotProcess() as plotter:  # started now: matplotlib loads in it while torch loads here

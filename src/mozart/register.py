@@ -58,12 +58,22 @@ def check_register(register: str) -> str:
     return register
 
 
+def _melodic(notes: np.ndarray) -> np.ndarray:
+    """The rows of a note table (onset, stream, pitch, duration, velocity) that are not drum notes."""
+    return notes[notes[:, 1] < DRUM_OFFSET] if notes.size else notes.reshape(-1, 5)
+
+
+def _sounding(onset: int, duration: int, n_steps: int) -> slice:
+    """The steps (of ``n_steps``) a note sounds at: from its onset, at least one."""
+    return slice(max(onset, 0), min(onset + max(duration, 1), n_steps))
+
+
 def line_bounds(notes: np.ndarray, n_steps: int, register: str) -> np.ndarray | None:
     """The (lowest, highest) pitch a new melodic note may start on at each of ``n_steps`` steps,
     as an (n_steps, 2) array, given the kept notes' table (rows of onset, stream, pitch, duration,
     velocity); None for ``any`` or when no kept note is melodic (nothing to place new notes against)."""
     check_register(register)
-    melodic = notes[notes[:, 1] < DRUM_OFFSET] if notes.size else notes.reshape(-1, 5)
+    melodic = _melodic(notes)
     if register == "any" or melodic.size == 0 or n_steps <= 0:
         return None
     above = register == "above"
@@ -72,7 +82,7 @@ def line_bounds(notes: np.ndarray, n_steps: int, register: str) -> np.ndarray | 
     order = np.argsort(melodic[:, 2] * (-1 if above else 1), kind="stable")
     line = np.full(n_steps, -1, dtype=np.int64)
     for onset, _, pitch, duration, _ in melodic[order]:
-        line[max(onset, 0): min(onset + max(duration, 1), n_steps)] = pitch
+        line[_sounding(onset, duration, n_steps)] = pitch
     sounding = line >= 0
     if not sounding.any():
         return None
@@ -103,10 +113,9 @@ def check_harmony(harmony: str) -> str:
 def clash_classes(notes: np.ndarray, n_steps: int) -> np.ndarray:
     """(n_steps, 12) booleans: the pitch classes DISSONANT with a kept melodic note sounding at each
     step (drum notes have no pitch class)."""
-    melodic = notes[notes[:, 1] < DRUM_OFFSET] if notes.size else notes.reshape(-1, 5)
     clashes = np.zeros((max(n_steps, 0), 12), dtype=bool)
-    for onset, _, pitch, duration, _ in melodic:
-        clashes[max(onset, 0): min(onset + max(duration, 1), n_steps), (pitch + DISSONANT) % 12] = True
+    for onset, _, pitch, duration, _ in _melodic(notes):
+        clashes[_sounding(onset, duration, n_steps), (pitch + DISSONANT) % 12] = True
     return clashes
 
 

@@ -230,10 +230,12 @@ def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, k
     starts = bars[0]
     if not 0 <= first <= last < starts.size - 1:
         raise MozartError(f"bars {first + 1}-{last + 1}: the piece has bars 1-{starts.size - 1}")
-    # the line the new notes keep to is the source's, not the parts added as the chunks go
-    bounds = line_bounds(note_table(piece), int(starts[-1]), register) if keep else None
+    # the line the new notes keep to, and the notes they must not clash with, are the source's, not the
+    # parts added as the chunks go
+    source, steps = note_table(piece), int(starts[-1])
+    bounds = line_bounds(source, steps, register) if keep else None
     lowest = lowest_part(streams, ranges) if keep and register != "any" else None  # a bass under new chords
-    clashes = clash_classes(note_table(piece), int(starts[-1])) if keep and harmony == "consonant" else None
+    clashes = clash_classes(source, steps) if keep and harmony == "consonant" else None
     x = first
     while x <= last:
         request = _Request.of(loaded, piece, bars, streams, keep, style, ranges, bounds, lowest, clashes)
