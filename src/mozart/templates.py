@@ -347,10 +347,10 @@ class SpanConstraint:
                 ok = (ok & (streams < f[STREAM])) | ((streams == f[STREAM]) & (not owing_first))
             mask[t_ids] &= ok
         pitch_ids = self.type_ids["Pitch"]
-        pitches = v.value_of[pitch_ids]
         if not mask[pitch_ids].any():
             return
         g = s.stream
+        pitches = v.value_of[pitch_ids]
         new_ok = np.zeros(pitches.size, dtype=bool)
         # a stream just chosen keeps its note (it was allowed then); one carried over from before obeys ``owing``
         pool = new_streams if s.prev not in ("Prog", "Drums") else self.new_streams
