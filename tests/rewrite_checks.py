@@ -10,18 +10,19 @@ import mozart
 from mozart.events import DRUM_OFFSET, Piece
 from mozart.instruments import pitch_range
 from mozart.masks import MAX_UNISON
-from mozart.register import line_bounds
+from mozart.register import beat_steps, line_bounds
 from mozart.rewrite import note_table, piece_bars
 from mozart.tokens import decode_piece
 
 
 def assert_rewrite(source: Piece, text: str, first: int, last: int, streams, keep: bool,
-                   register: str = "any") -> None:
+                   register: str = "any", fill: str = "bar") -> None:
     """The text is valid, has the source's bars, tempo map, meter and pedal, keeps every note
     outside bars first..last (and, with ``keep``, every note inside), and its new notes lie in
     those bars and streams, within each instrument's range; with ``keep`` (accompaniment) each
     new stream has a note in every bar of the range, and each new melodic note starts in the
-    ``register`` (below the source's top line, above its bottom line) where its range has room."""
+    ``register`` (below the source's top line, above its bottom line) where its range has room; with
+    ``fill`` ``beat`` each new melodic stream sounds on every beat of the range."""
     mozart.check(text)
     out = decode_piece(text)
     starts = piece_bars(source)[0]
@@ -53,6 +54,22 @@ def assert_rewrite(source: Piece, text: str, first: int, last: int, streams, kee
             onsets = [row[0] for row in new.elements() if row[1] == stream]
             bars = set(np.searchsorted(starts, onsets, side="right") - 1)
             assert bars == set(range(first, last + 1)), (stream, sorted(bars), first, last)
+    if keep and fill == "beat":
+        assert_every_beat(source, after, new, first, last, streams)
+
+
+def assert_every_beat(source: Piece, after: np.ndarray, new: Counter, first: int, last: int, streams) -> None:
+    """Each new melodic stream sounds on every beat of bars first..last: a new note of it, or one of its
+    notes from before those bars, starts there or is held through it."""
+    starts, ts = piece_bars(source)
+    beats = beat_steps(starts[first: last + 2], ts[first: last + 1], source.grid)
+    new_rows = np.array(list(new.elements()), dtype=np.int64).reshape(-1, 5)
+    for stream in (s for s in streams if s < DRUM_OFFSET):
+        earlier = after[(after[:, 1] == stream) & (after[:, 0] < starts[first])]
+        notes = np.concatenate([new_rows[new_rows[:, 1] == stream], earlier])
+        on, end = notes[:, 0], notes[:, 0] + notes[:, 3]
+        silent = [int(b) for b in beats if not ((on <= b) & (b < end)).any()]
+        assert not silent, (stream, silent[:5], first, last)
 
 
 def assert_register(kept: np.ndarray, new: Counter, register: str, n_steps: int) -> None:

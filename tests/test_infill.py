@@ -17,7 +17,7 @@ from mozart.fim import FimIds, fim_rearrange
 from mozart.lmdata import FimWindows
 from mozart.midi import quantize, read_midi
 from mozart.models import build_model, load_model
-from mozart.register import HARMONIES, REGISTERS
+from mozart.register import FILLS, HARMONIES, REGISTERS
 from mozart.rewrite import note_table, parse_bars, piece_bars, rewrite
 from mozart.tokens import decode_piece
 from mozart.train import load_config, special_ids, train
@@ -115,11 +115,14 @@ def test_every_accompaniment_is_valid_and_keeps_every_note(models, name):
             first = int(rng.integers(n_bars))
             last = min(n_bars - 1, first + int(rng.integers(2)))
             register, harmony = REGISTERS[count % len(REGISTERS)], HARMONIES[count // len(REGISTERS) % 2]
+            fill = FILLS[count // (len(REGISTERS) * len(HARMONIES)) % len(FILLS)]
             out = rewrite(loaded, source, first, last, streams, True, settings, np.random.default_rng(count),
-                          register=register, harmony=harmony)
-            assert_rewrite(source, mozart.encode_piece(out), first, last, streams, keep=True, register=register)
+                          register=register, harmony=harmony, fill=fill)
+            assert_rewrite(source, mozart.encode_piece(out), first, last, streams, keep=True, register=register,
+                           fill=fill)
             count += 1
-    assert count == len(SOURCES) * len(SETTINGS)  # 5 x 7 = 35 per model, 105 in all; each register 35 times
+    assert count == len(SOURCES) * len(SETTINGS)  # 5 x 7 = 35 per model, 105 in all; each register 35 times,
+    # each fill 51-54
 
 
 def _meter_piece(signatures: list[tuple[int, int, int]], notes: list[tuple[int, int]]) -> Piece:
@@ -144,18 +147,20 @@ METER_SOURCES = [_meter_piece([(0, 3, 4), (3, 31, 16)], [(0, 24), (72, 12), (72 
                  _meter_piece([(0, 30, 2)], [(24 * k, 20) for k in (0, 5, 23, 31, 40, 52, 58)] + [(1439, 1)])]
 
 
-@pytest.mark.parametrize("keep", [True, False])
-def test_meter_changes_and_long_bars_stay_complete(models, keep):
+@pytest.mark.parametrize("keep, fill", [(True, "bar"), (True, "beat"), (False, "bar")])
+def test_meter_changes_and_long_bars_stay_complete(models, keep, fill):
     """Across seeds and temperatures up to 3, with a random model (the most wasteful), every span ends
-    complete: the meter change is written where the source has it, and closing heads for the kept notes."""
+    complete: the meter change is written where the source has it, and closing heads for the kept notes
+    (and, filling every beat, for the 31 sixteenth-note beats of a 31/16 bar)."""
     loaded = load_model(models["random_gpt2"])
     for source in METER_SOURCES:
         n_bars = piece_bars(source)[0].size - 1
         for seed in range(12):
             settings = SamplingSettings(temperature=(1.0, 2.0, 3.0)[seed % 3])
             streams = [0, 42] if keep else [0]
-            out = rewrite(loaded, source, 0, n_bars - 1, streams, keep, settings, np.random.default_rng(seed))
-            assert_rewrite(source, mozart.encode_piece(out), 0, n_bars - 1, streams, keep=keep)
+            out = rewrite(loaded, source, 0, n_bars - 1, streams, keep, settings, np.random.default_rng(seed),
+                          fill=fill)
+            assert_rewrite(source, mozart.encode_piece(out), 0, n_bars - 1, streams, keep=keep, fill=fill)
 
 
 def test_api_infills_a_midi_file_with_the_same_seed_the_same_way(models):
@@ -172,7 +177,7 @@ def test_api_accompanies_every_bar_with_the_asked_programs(models, programs):
     source = quantize(read_midi(BACH), 24)
     [text] = mozart.accompany(BACH, programs=programs, model=models["random_gpt2"], temperature=0.8)
     n_bars = piece_bars(source)[0].size - 1
-    assert_rewrite(source, text, 0, n_bars - 1, programs, keep=True)  # each part in every bar
+    assert_rewrite(source, text, 0, n_bars - 1, programs, keep=True, fill="beat")  # in every bar, on every beat
     # the chorale is one piano stream (0) and the new parts come after it, so each can enter on every
     # downbeat, after the chorale's notes there: each bar of each part starts on its downbeat
     out = decode_piece(text)
@@ -240,7 +245,7 @@ def test_cli_infill_and_accompany_write_every_file(models, tmp_path):
 
     source = quantize(read_midi(BACH), 24)
     for command, extra in (("infill", ["--bars", "2-3", "-n", "2"]),
-                           ("accompany", ["--program", "33", "--register", "above"])):
+                           ("accompany", ["--program", "33", "--register", "above", "--fill", "bar"])):
         out = tmp_path / command
         run = subprocess.run([sys.executable, "-m", "mozart", command, str(BACH), *extra, "-m",
                               str(models["trained_llama"]), "-o", str(out)], capture_output=True, text=True)
@@ -255,12 +260,16 @@ def test_cli_infill_and_accompany_write_every_file(models, tmp_path):
             if command == "infill":
                 assert_rewrite(source, text, 1, 2, sorted(set(source.note_stream.tolist())), keep=False)
             else:
-                assert summary["register"] == "above" and summary["harmony"] == "consonant"
+                assert summary["register"] == "above" and summary["harmony"] == "consonant" and summary["fill"] == "bar"
                 assert_rewrite(source, text, 0, piece_bars(source)[0].size - 2, [33], keep=True, register="above")
     bad = subprocess.run([sys.executable, "-m", "mozart", "accompany", str(BACH), "--program", "0", "--register",
                           "sideways", "-o", str(tmp_path / "bad")], capture_output=True, text=True)
     assert bad.returncode == 1 and not (tmp_path / "bad").exists()
     assert bad.stderr == "mozart: error: --register 'sideways': expected one of below, above, any\n"
+    bad = subprocess.run([sys.executable, "-m", "mozart", "accompany", str(BACH), "--program", "0", "--fill",
+                          "half", "-o", str(tmp_path / "bad")], capture_output=True, text=True)
+    assert bad.returncode == 1 and not (tmp_path / "bad").exists()
+    assert bad.stderr == "mozart: error: --fill 'half': expected one of beat, bar\n"
 
 
 def test_fim_windows_share_and_fresh_draws_every_epoch():

@@ -184,8 +184,9 @@ def test_regenerate_bars_of_an_upload_then_add_instruments_to_that_result(server
     with_cello = requests.get(server.url + added["files"]["txt"], timeout=10).text.strip()
     n_bars = bar_layout(source)[0].size
     assert added["settings"]["register"] == "below"  # the default: the new part under the existing music's top
-    assert added["settings"]["harmony"] == "consonant"
-    assert_rewrite(mozart.decode_piece(text), with_cello, 0, n_bars - 1, [42], keep=True, register="below")
+    assert added["settings"]["harmony"] == "consonant" and added["settings"]["fill"] == "beat"
+    assert_rewrite(mozart.decode_piece(text), with_cello, 0, n_bars - 1, [42], keep=True, register="below",
+                   fill="beat")  # the cello sounds on every beat
     # programs the studio's model never saw were read and written through stand-ins, and the job says which
     from mozart.rewrite import source_streams
     from mozart.standins import stand_ins
@@ -210,6 +211,7 @@ def test_bad_rewrite_requests_are_readable_errors(server, data, message):
     ({"mode": "accompany"}, "choose at least one instrument"),
     ({"mode": "accompany", "programs": "0", "register": "sideways"}, "--register 'sideways'"),
     ({"mode": "accompany", "programs": "0", "harmony": "jazz"}, "--harmony 'jazz'"),
+    ({"mode": "accompany", "programs": "0", "fill": "half"}, "--fill 'half'"),
 ])
 def test_bad_rewrites_of_an_upload_are_readable_errors(server, data, message):
     with open(BACH, "rb") as f:

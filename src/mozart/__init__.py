@@ -201,19 +201,20 @@ def generate(
 
 def _rewrite(source, model, adapter, bars, programs, drums, keep: bool, temperature: float, top_k: int,
              top_p: float, n: int, seed: int, style: str | None = None, on_stand_ins=None,
-             register: str = "any", harmony: str = "free") -> list[str]:
+             register: str = "any", harmony: str = "free", fill: str = "bar") -> list[str]:
     """What ``infill`` and ``accompany`` share: checks, loading, the bars, the streams."""
     from .controls import SamplingSettings, check_options
     from .events import DRUM_OFFSET
     from .midi import quantize
     from .models import default_model_dir, load_sampler
-    from .register import check_harmony, check_register
+    from .register import check_fill, check_harmony, check_register
     from .rewrite import parse_bars, piece_bars, rewrite_pieces, source_streams
     from .scores import load_score
 
     check_options(n=n, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, programs=programs)
     check_register(register)
     check_harmony(harmony)
+    check_fill(fill)
     folder = model or default_model_dir()
     if folder is None:
         raise MozartError("no built-in model in this installation: pass a model folder (made by `mozart train`)")
@@ -228,7 +229,7 @@ def _rewrite(source, model, adapter, bars, programs, drums, keep: bool, temperat
         streams |= {DRUM_OFFSET} if drums else set()
     settings = SamplingSettings(temperature=temperature, top_k=top_k, top_p=top_p)
     return rewrite_pieces(loaded, piece, first, last, sorted(streams), keep, settings, n, seed, style=style,
-                          on_stand_ins=on_stand_ins, register=register, harmony=harmony)
+                          on_stand_ins=on_stand_ins, register=register, harmony=harmony, fill=fill)
 
 
 def infill(source: str | os.PathLike, bars: str, model: str | os.PathLike | None = None,
@@ -255,10 +256,11 @@ def accompany(source: str | os.PathLike, programs: tuple[int, ...] = (), drums: 
               top_k: int = 0, top_p: float = DEFAULT_TOP_P, n: int = 1, seed: int = 0,
               adapter: str | os.PathLike | None = None,
               on_stand_ins: Callable[[dict[int, int]], None] | None = None,
-              register: str = "below", harmony: str = "consonant") -> list[str]:
+              register: str = "below", harmony: str = "consonant", fill: str = "beat") -> list[str]:
     """Add parts for ``programs`` (and a drum kit with ``drums``) to every bar of a MIDI or token
     file, or to ``bars`` (``"5-8"``), keeping every existing note exactly; ``n`` canonical texts.
-    Each part plays in every bar, entering on its downbeat where that is still open.  ``register``:
+    Each part plays in every bar, entering on its downbeat where that is still open, and with ``fill``
+    ``"beat"`` sounds on every beat (a note starting there or held through it; ``"bar"``: it may rest).  ``register``:
     each new note starts a minor third or more ``"below"`` the existing music's top line (its melody)
     or ``"above"`` its bottom line (its bass), with the lowest of several new parts under the others;
     or ``"any"`` where in the instrument's range; ``harmony``: ``"consonant"``, no new note starting a
@@ -270,7 +272,7 @@ def accompany(source: str | os.PathLike, programs: tuple[int, ...] = (), drums: 
     if not programs and not drums:
         raise MozartError("accompany: name at least one --program (or --drums) to add")
     return _rewrite(source, model, adapter, bars, tuple(programs), drums, True, temperature, top_k, top_p, n,
-                    seed, on_stand_ins=on_stand_ins, register=register, harmony=harmony)
+                    seed, on_stand_ins=on_stand_ins, register=register, harmony=harmony, fill=fill)
 
 
 def write_sample(text: str, stem: str | os.PathLike, max_audio_seconds: float | None = None) -> dict:

@@ -24,7 +24,7 @@ from .files import check_dataset_dir, check_output_dir, check_regular_file, read
 from .interrupts import exit_interrupted, interrupt_requested
 from .models import check_same_grid, default_model_dir, model_format
 from .plotprocess import PlotProcess
-from .register import DEFAULT_HARMONY, DEFAULT_REGISTER
+from .register import DEFAULT_FILL, DEFAULT_HARMONY, DEFAULT_REGISTER
 from .tokens import BAR, count_notes, decode_piece
 
 app = typer.Typer(
@@ -468,6 +468,9 @@ def accompany_cmd(
     harmony: Annotated[str, typer.Option(
         help="consonant: no new note starts a second, tritone or seventh from a note sounding then; "
              "free: the model's own harmony.")] = DEFAULT_HARMONY,
+    fill: Annotated[str, typer.Option(
+        help="beat: each new part sounds on every beat (a note starting there or held through it); "
+             "bar: it plays in every bar and may rest.")] = DEFAULT_FILL,
     model_dir: ModelOption = None,
     adapter: AdapterOption = None,
     temperature: TemperatureOption = DEFAULT_TEMPERATURE,
@@ -490,9 +493,10 @@ def accompany_cmd(
         used: dict[int, int] = {}
         texts = accompany(source, programs=tuple(program or ()), drums=drums, bars=bars, model=model_dir,
                           temperature=temperature, top_k=top_k, top_p=top_p, n=n, seed=seed, adapter=adapter,
-                          on_stand_ins=used.update, register=register, harmony=harmony)
+                          on_stand_ins=used.update, register=register, harmony=harmony, fill=fill)
         _write_rewrites(texts, output, source, "accompany", plotter, model=str(model_dir or "built-in"),
                         adapter=adapter, bars=bars, programs=program, drums=drums, register=register, harmony=harmony,
+                        fill=fill,
                         temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, n=n, stand_ins=used)
 
 

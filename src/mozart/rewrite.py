@@ -27,12 +27,12 @@ import numpy as np
 
 from .controls import SamplingSettings, check_model_style
 from .errors import MozartError
-from .events import Piece, bar_layout, bar_steps, slice_steps
+from .events import DRUM_OFFSET, Piece, bar_layout, bar_steps, slice_steps
 from .fim import fim_ids, fim_input, fim_order_of
 from .grammar import new_state
 from .masks import CLOSING_MARGIN
 from .models import LoadedModel
-from .register import check_harmony, check_register, clash_classes, line_bounds, lowest_part
+from .register import beat_steps, check_fill, check_harmony, check_register, clash_classes, line_bounds, lowest_part
 from .sampling import _encoder_context, sample_span
 from .standins import inverse, restream, stand_in_ranges, stand_ins
 from .templates import FILL_WORDS, SpanConstraint, note_words
@@ -120,15 +120,16 @@ class _Request:
     bounds: np.ndarray | None = None  # register.line_bounds of the source's notes, on the piece's step axis
     lowest_part: int | None = None  # register.lowest_part of the new streams (None: no order among them)
     clashes: np.ndarray | None = None  # register.clash_classes of the source's notes (None: free harmony)
+    beats: np.ndarray | None = None  # register.beat_steps of the bars to fill on every beat (None: fill bar)
 
     @classmethod
     def of(cls, loaded: LoadedModel, piece: Piece, bars, streams, keep: bool, style: str | None = None,
            ranges: dict[int, tuple[int, int]] | None = None, bounds: np.ndarray | None = None,
-           lowest: int | None = None, clashes: np.ndarray | None = None) -> _Request:
+           lowest: int | None = None, clashes: np.ndarray | None = None, beats: np.ndarray | None = None) -> _Request:
         vocab = loaded.tokenizer.get_vocab()
         return cls(loaded, piece, bars, frozenset(streams), keep, vocab, note_table(piece),
                    new_state(loaded.grid).vocab.lo_base, vocab[style_token(style)] if style else None, ranges,
-                   bounds, lowest, clashes)
+                   bounds, lowest, clashes, beats)
 
 
 def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide: bool = False) -> _Chunk | None:
@@ -153,7 +154,10 @@ def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide:
     else:
         free = max(INFILL_TOKENS_PER_BAR * span, 7 * int(in_span.sum()))
     forced_words = int(note_words(forced[:, 3], r.lo_base).sum())
+    beats = None if r.beats is None else r.beats[(r.beats >= starts[x]) & (r.beats < starts[y])] - starts[lo]
     reserve = FILL_WORDS * span * len(streams) if keep else 0  # accompaniment: each part in every bar (templates.py)
+    if beats is not None:  # and each melodic part on every beat
+        reserve += FILL_WORDS * beats.size * sum(s < DRUM_OFFSET for s in streams)
     need = forced_words + free + reserve + 3 * span + 6 + CLOSING_MARGIN
     context = loaded.model.config.max_position_embeddings
     ids = [vocab[w] for w in prompt]
@@ -183,9 +187,12 @@ def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide:
     fill_last = not keep and y == starts.size - 1 and bar_layout(seen)[0].size < starts.size - 1
     bounds = None if r.bounds is None else r.bounds[int(starts[lo]): int(starts[y])]
     clashes = None if r.clashes is None else r.clashes[int(starts[lo]): int(starts[y])]
+    # new parts' notes from before the span (earlier chunks) that ring into it sound there too
+    before = np.isin(notes[:, 1], list(streams)) & (notes[:, 0] < starts[x]) & (notes[:, 0] + notes[:, 3] > starts[x])
+    held = notes[before] - np.array([starts[lo], 0, 0, 0, 0]) if keep else None
     constraint = SpanConstraint(state, x - lo, span, starts[lo: y + 1] - starts[lo], ts[lo:y], forced, streams,
                                 fill_last, fill_every_bar=keep, ranges=r.ranges, bounds=bounds,
-                                lowest_part=r.lowest_part, clashes=clashes)
+                                lowest_part=r.lowest_part, clashes=clashes, beats=beats, held=held)
     return _Chunk(x, y, lo, prompt, model_input, encoder_input, constraint, budget)
 
 
@@ -215,17 +222,19 @@ def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, k
             settings: SamplingSettings, generator: np.random.Generator,
             progress: Callable[[float], None] | None = None, style: str | None = None,
             ranges: dict[int, tuple[int, int]] | None = None, register: str = "any",
-            harmony: str = "free") -> Piece:
+            harmony: str = "free", fill: str = "bar") -> Piece:
     """``piece`` with bars ``first``..``last`` (0-based, inclusive) rewritten: new notes in
     ``streams``; with ``keep`` the notes there stay (accompaniment), otherwise those that start
     there are replaced (infilling).  ``style``: the style control token the model reads after
     ``<bos>``, as when it generates (a decoder trained with styles; controls.check_model_style).
     ``ranges``: new pitches of a stream, where not its instrument's usual range.  ``register``
     (accompaniment): new notes below the source's top line, above its bottom line, or anywhere;
-    ``harmony`` (accompaniment): ``consonant`` or ``free`` (register.py)."""
+    ``harmony`` (accompaniment): ``consonant`` or ``free``; ``fill`` (accompaniment): each new part sounds
+    on every ``beat`` or plays in every ``bar`` (register.py)."""
     check_model_style(style, loaded.model, loaded.tokenizer.get_vocab())
     check_register(register)
     check_harmony(harmony)
+    check_fill(fill)
     bars = piece_bars(piece)
     starts = bars[0]
     if not 0 <= first <= last < starts.size - 1:
@@ -236,9 +245,10 @@ def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, k
     bounds = line_bounds(source, steps, register) if keep else None
     lowest = lowest_part(streams, ranges) if keep and register != "any" else None  # a bass under new chords
     clashes = clash_classes(source, steps) if keep and harmony == "consonant" else None
+    beats = beat_steps(starts, bars[1], piece.grid) if keep and fill == "beat" else None
     x = first
     while x <= last:
-        request = _Request.of(loaded, piece, bars, streams, keep, style, ranges, bounds, lowest, clashes)
+        request = _Request.of(loaded, piece, bars, streams, keep, style, ranges, bounds, lowest, clashes, beats)
         chunk = _plan(request, x, last)
         sample_span(loaded.model, loaded.tokenizer, chunk.model_input, chunk.constraint, settings,
                     budget=chunk.budget, encoder_ids=chunk.encoder_input, generator=generator)
@@ -272,9 +282,9 @@ def rewrite_pieces(loaded: LoadedModel, piece: Piece, first: int, last: int, str
                    settings: SamplingSettings, n: int = 1, seed: int = 0,
                    progress: Callable[[float], None] | None = None, style: str | None = None,
                    on_stand_ins: Callable[[dict[int, int]], None] | None = None, register: str = "any",
-                   harmony: str = "free") -> list[str]:
+                   harmony: str = "free", fill: str = "bar") -> list[str]:
     """``n`` rewrites of ``piece`` as canonical texts; rewrite i uses seed ``seed + i`` (``style``,
-    ``register`` and ``harmony`` as in ``rewrite``).  Programs the model never saw are read and written
+    ``register``, ``harmony`` and ``fill`` as in ``rewrite``).  Programs the model never saw are read and written
     through stand-ins (standins.py): new notes keep to the requested program's range, and the texts name it.
     ``on_stand_ins`` is told them (``{program: stand-in}``, maybe empty) before sampling."""
     if not streams:
@@ -289,7 +299,7 @@ def rewrite_pieces(loaded: LoadedModel, piece: Piece, first: int, last: int, str
     for i in range(n):
         report = None if progress is None else (lambda share, i=i: progress((i + share) / n))
         out = rewrite(loaded, view, first, last, view_streams, keep, settings, np.random.default_rng(seed + i),
-                      report, style, ranges, register, harmony)
+                      report, style, ranges, register, harmony, fill)
         texts.append(encode_piece(restream(out, back)))
     return texts
 

@@ -46,7 +46,7 @@ from starlette.datastructures import UploadFile
 from .controls import check_style
 from .defaults import DEFAULT_TEMPERATURE, DEFAULT_TOP_P
 from .errors import MozartError
-from .register import DEFAULT_HARMONY, DEFAULT_REGISTER, check_harmony, check_register
+from .register import DEFAULT_FILL, DEFAULT_HARMONY, DEFAULT_REGISTER, check_fill, check_harmony, check_register
 from .tokens import BAR, count_notes
 
 log = logging.getLogger("mozart.studio")
@@ -187,7 +187,8 @@ class Studio:
                 piece, first, last, streams, keep = rewrite
                 texts = rewrite_pieces(self.loaded, piece, first, last, streams, keep, settings, n=1, seed=s["seed"],
                                        progress=progress, style=s.get("style"), on_stand_ins=used.update,
-                                       register=s.get("register") or "any", harmony=s.get("harmony") or "free")
+                                       register=s.get("register") or "any", harmony=s.get("harmony") or "free",
+                                       fill=s.get("fill") or "bar")
             elif s.get("form"):
                 texts = generate_forms(self.loaded, s["form"], controls, settings, [j.settings["seed"] for j in batch],
                                        progress=progress)
@@ -276,6 +277,7 @@ def _form_settings(form: dict, upload_name: str | None) -> dict:
     accompany = settings["mode"] == "accompany"
     settings["register"] = check_register(form.get("register") or DEFAULT_REGISTER) if accompany else None
     settings["harmony"] = check_harmony(form.get("harmony") or DEFAULT_HARMONY) if accompany else None
+    settings["fill"] = check_fill(form.get("fill") or DEFAULT_FILL) if accompany else None
     settings["source_job"] = form.get("source_job") or None
     ts = form.get("time_signature") or None
     settings["time_signature"] = list(parse_time_signature(ts)) if ts else None

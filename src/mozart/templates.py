@@ -66,17 +66,28 @@ class SpanConstraint:
     new notes start under the other new parts' notes sounding then, and theirs over its, where that
     leaves a pitch.  ``clashes`` (accompaniment, consonant harmony, register.py): the pitch classes
     dissonant with a kept note sounding at each step; a new note starts on none of them nor on one
-    dissonant with another new note sounding then, where that leaves a pitch."""
+    dissonant with another new note sounding then, where that leaves a pitch.  ``beats`` (accompaniment,
+    ``fill`` beat, register.beat_steps): the steps of the span's beats, on each of which every new
+    melodic stream sounds, with a note that starts there or is held through it: the position does not
+    move past a beat where one is silent, and there the silent ones enter (the lowest first, other new
+    streams before it as canonical order allows).  ``held``: note-table rows of notes written before
+    the span (earlier chunks) that may sound into it, on the same axis.  The closing budget keeps room
+    for a note per beat and silent stream still to come (``FILL_WORDS`` each)."""
 
     def __init__(self, state: GrammarState, prompt_bars: int, span_bars: int, bar_starts: np.ndarray,
                  bar_ts: np.ndarray, forced: np.ndarray, new_streams, fill_last: bool = False,
                  fill_every_bar: bool = False, ranges: dict[int, tuple[int, int]] | None = None,
-                 bounds: np.ndarray | None = None, lowest_part: int | None = None, clashes: np.ndarray | None = None):
+                 bounds: np.ndarray | None = None, lowest_part: int | None = None, clashes: np.ndarray | None = None,
+                 beats: np.ndarray | None = None, held: np.ndarray | None = None):
         self.state = state
+        self.beats = None if beats is None else np.asarray(beats, dtype=np.int64)
+        self._due_here: tuple[int, np.ndarray] | None | bool = False  # _due() until the next word (False: unknown)
         self.bounds = bounds
         self.clashes = clashes
         self.lowest_part = lowest_part
-        self.new_notes: list[tuple[int, int, int, int]] = []  # (onset, end, stream, pitch) of new notes that may sound
+        self.new_notes: list[tuple[int, int, int, int]] = [  # (onset, end, stream, pitch) of new notes that may sound
+            (int(n[ONSET]), int(n[ONSET] + n[DURATION]), int(n[STREAM]), int(n[PITCH]))
+            for n in (np.zeros((0, 5), np.int64) if held is None else held) if n[ONSET] + n[DURATION] > 0]
         self.ranges = ranges or {}  # stream -> (lowest, highest) new pitch, where not its own range (standins.py)
         self.prompt_bars, self.target_bars = prompt_bars, prompt_bars + span_bars
         if bar_starts.size < self.target_bars + 1:
@@ -128,6 +139,8 @@ class SpanConstraint:
         f = self._pending()
         if f is not None and f[ONSET] < self._bar_end():
             return False  # forced notes of this bar are still to come
+        if self._due() is not None:
+            return False  # a beat where a new part would be silent
         if self._must_fill():
             return False
         cut = self._cut_at()
@@ -159,15 +172,59 @@ class SpanConstraint:
 
     def _owing(self) -> np.ndarray:
         """Per stream: whether it is a new stream still owing the current bar of the span a note
-        (``fill_every_bar``; all False outside the span)."""
+        (``fill_every_bar``; all False outside the span), or a silent one owing the beat at the current
+        position (``beats``)."""
         if self._owing_here is None:
             s = self.state
             owing = np.zeros_like(self.new_streams)
             if self.fill_every_bar and self.prompt_bars < s.bars <= self.target_bars:
                 owing[:] = self.new_streams
                 owing[list(self.new_in_bar.get(s.bars, ()))] = False
+            due = self._due_now()
+            if due is not None:
+                owing |= due
             self._owing_here = owing
         return self._owing_here
+
+    def _silent_at(self, step: int) -> np.ndarray:
+        """Per stream: the new melodic streams with no new note sounding at ``step`` (the current step or a
+        later one: ``new_notes`` keeps every note that may still sound)."""
+        silent = self.new_streams.copy()
+        silent[DRUM_OFFSET:] = False
+        for onset, end, stream, _ in self.new_notes:
+            if onset <= step < end:
+                silent[stream] = False
+        return silent
+
+    def _due(self) -> tuple[int, np.ndarray] | None:
+        """The first beat of the current bar, from the current position on, where a new melodic stream is
+        silent: (its position in the bar, the silent streams that may still enter there: at the current
+        position, those after the streams already written there); None where there is none or outside
+        the span."""
+        if self._due_here is False:
+            self._due_here = None
+            s = self.state
+            if self.beats is not None and self.prompt_bars < s.bars <= self.target_bars:
+                start = int(self.bar_starts[s.bars - 1])
+                here = start + max(s.last_pos, 0)
+                low = s.stream + 1 if s.last_pos >= 0 and s.prev == "Dur" else 0
+                first, stop = np.searchsorted(self.beats, [here, self._bar_end()])
+                for beat in self.beats[first:stop]:
+                    silent = self._silent_at(int(beat))
+                    if beat == here:
+                        silent[:max(low, 0)] = False
+                    if silent.any():
+                        self._due_here = (int(beat) - start, silent)
+                        break
+        return self._due_here
+
+    def _due_now(self) -> np.ndarray | None:
+        """Per stream: the silent new streams that must enter at the current position, a beat (None if
+        it is not one where a stream is due)."""
+        due, s = self._due(), self.state
+        if due is None or due[0] != max(s.last_pos, 0) or (s.last_pos < 0 and s.prev == "PosHi"):
+            return None
+        return due[1]
 
     def _owes_new_note(self) -> bool:
         """Whether a new stream still owes the current bar of the span a note."""
@@ -226,6 +283,10 @@ class SpanConstraint:
         elif cut is not None:
             target = cut
         highest = (target - 1 if target is not None else end - start - 1) if allow_new else -1
+        due = self._due()
+        if due is not None and due[0] > s.last_pos and (target is None or target > due[0]):
+            # no move past a beat where a new part is silent: it is the position that must come
+            highest, target = min(highest, due[0] - 1), due[0]
         return s.last_pos + 1, highest, target
 
     # ------------------------------------------------------------------ the mask
@@ -233,8 +294,8 @@ class SpanConstraint:
     def closing(self, budget_left: int) -> bool:
         """Whether the budget only leaves room for the words that must come."""
         bars_left = self.target_bars - self.state.bars
-        return budget_left <= int(self.cost_after[self.next]) + 3 * bars_left + FILL_WORDS * self._bars_to_fill() \
-            + 6 + CLOSING_MARGIN
+        return budget_left <= int(self.cost_after[self.next]) + 3 * bars_left \
+            + FILL_WORDS * (self._bars_to_fill() + self._beats_to_fill()) + 6 + CLOSING_MARGIN
 
     def _bars_to_fill(self) -> int:
         """New notes ``fill_every_bar`` still owes from the current bar on: one per new stream and bar."""
@@ -243,6 +304,25 @@ class SpanConstraint:
         first = max(self.state.bars, self.prompt_bars + 1)
         parts = int(self.new_streams.sum())
         return sum(parts - len(self.new_in_bar.get(bar, ())) for bar in range(first, self.target_bars + 1))
+
+    def _beats_to_fill(self) -> int:
+        """Notes ``beats`` may still need from the current position on: one per beat and new melodic
+        stream not sounding there (at most: a held note may cover the beats after it)."""
+        if self.beats is None:
+            return 0
+        s = self.state
+        if s.bars <= self.prompt_bars:
+            here = int(self.bar_starts[self.prompt_bars])
+        else:
+            here = int(self.bar_starts[s.bars - 1]) + max(s.last_pos, 0)
+        rest = self.beats[self.beats >= here]
+        parts = np.flatnonzero(self.new_streams[:DRUM_OFFSET])
+        if not rest.size or not parts.size:
+            return 0
+        sounding = np.zeros((rest.size, 256), dtype=bool)
+        for onset, end, stream, _ in self.new_notes:
+            sounding[(rest >= onset) & (rest < end), stream] = True
+        return int(rest.size * parts.size - sounding[:, parts].sum())
 
     def allowed(self, budget_left: int) -> tuple[np.ndarray, bool]:
         """(mask over the vocabulary, whether the span is complete here)."""
@@ -258,14 +338,23 @@ class SpanConstraint:
         self._mask_time_signature(mask)
         if s.bars >= 1 and s.header_done:
             self._mask_positions(mask, allow_new)
-        strict = self._owing_strict()
-        if strict:
+        owing, first = None, None
+        due = self._due_now()
+        if self._owing_strict():
             owing = self._next_owing()
+            first = int(np.argmax(owing)) if owing.any() else None
+        elif due is not None:  # the silent parts' beat: new notes up to the lowest of them, then it
+            first = int(np.argmax(due))
+            owing = self.new_streams.copy()
+            owing[:max(s.stream, 0) if s.last_pos >= 0 and s.prev == "Dur" and not closing else first] = False
+            owing[first + 1:] = False
         elif closing and self._owes_new_note():
             owing = self._owing()
-        else:
-            owing = None
-        self._mask_streams(mask, allow_new, owing, strict)
+        if owing is not None and first is not None and not closing and s.prev == "Dur" and s.last_pos >= 0 \
+                and 0 <= s.stream < first and self.new_streams[s.stream]:
+            owing = owing.copy()
+            owing[s.stream] = True  # the stream just written may go on with its chord before the owing one
+        self._mask_streams(mask, allow_new, owing, first)
         self._mask_note(mask)
         if closing:
             mask = self._closing_mask(mask, done)
@@ -310,6 +399,9 @@ class SpanConstraint:
             mask[hi] = False
             mask[pos] &= self._pos_values(pos) == 0
             return
+        if s.last_pos >= 0 and self._due_now() is not None:  # a beat where a silent new part enters first
+            mask[pos] = mask[hi] = False
+            return
         lowest, highest, target = self._positions(allow_new)
         high = self._pos_high()
         values = self._pos_values(pos)
@@ -330,15 +422,15 @@ class SpanConstraint:
             mask[self.type_ids["Bar"]] = only
 
     def _mask_streams(self, mask: np.ndarray, allow_new: bool, owing: np.ndarray | None = None,
-                      strict: bool = False) -> None:
+                      first: int | None = None) -> None:
         """Streams and pitches: new notes only in the new streams (only in ``owing`` where given: the
-        streams that owe the bar a note take precedence, ``strict``, or a closing budget goes to what
+        streams that owe the bar or the beat a note take precedence, or a closing budget goes to what
         must come), each in its instrument's range; the forced note's stream and pitch where it is due,
-        after the owing stream where ``strict`` and that stream is lower."""
+        after the owing stream ``first`` where that stream is lower."""
         s, v = self.state, self.state.vocab
         f, here = self._pending(), self._forced_here()
         new_streams = self.new_streams if owing is None else owing
-        owing_first = here and strict and bool(new_streams[:f[STREAM]].any())
+        owing_first = here and first is not None and first < f[STREAM]
         for t in ("Prog", "Drums"):
             t_ids = self.type_ids[t]
             streams = v.value_of[t_ids]
@@ -356,6 +448,10 @@ class SpanConstraint:
         pool = new_streams if s.prev not in ("Prog", "Drums") else self.new_streams
         if allow_new and g >= 0 and pool[g]:
             new_ok, sweet = self._new_pitches(g, pitches, unison_full(s))
+            if sweet is not None and not (sweet & mask[pitch_ids]).any() and self._owing()[g]:
+                # a part that must play here (its bar's note, a beat): consonant out of the parts' order
+                # (a piano note under a high bass) rather than dissonant (a semitone over it)
+                sweet = self._new_pitches(g, pitches, unison_full(s), ordered=False)[1]
             if sweet is not None and (sweet & mask[pitch_ids]).any():
                 new_ok = sweet  # (else dissonant pitches stay, and _drop_sour skips them if it can)
         if here and g == f[STREAM] and owing_first:
@@ -368,11 +464,12 @@ class SpanConstraint:
             ok = new_ok
         mask[pitch_ids] &= ok
 
-    def _new_pitches(self, g: int, pitches: np.ndarray,
-                     full: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    def _new_pitches(self, g: int, pitches: np.ndarray, full: int | None = None,
+                     ordered: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """(the pitches a new note of stream ``g`` may start on now, the consonant ones among them or None
         without consonant harmony): its range, less ``full`` (unison_full), then each rule that leaves a
-        pitch: the register's bounds, the order of the new parts (else the pitches before that rule)."""
+        pitch: the register's bounds, the order of the new parts (else the pitches before that rule; not
+        with ``ordered`` False)."""
         now = max(self.state.now, 0)
         low, high = self.ranges.get(g) or pitch_range(g)  # new notes keep to the instrument's range
         ok = (pitches >= low) & (pitches <= high)
@@ -384,7 +481,7 @@ class SpanConstraint:
             below, above = self.bounds[min(now, len(self.bounds) - 1)]
             placed = ok & (pitches >= below) & (pitches <= above)
             ok = placed if placed.any() else ok  # no pitch of its range there: the range alone
-        if self.lowest_part is not None:
+        if self.lowest_part is not None and ordered:
             low, high = self._part_order_bounds(g)
             ordered = ok & (pitches >= low) & (pitches <= high)
             ok = ordered if ordered.any() else ok
@@ -488,7 +585,7 @@ class SpanConstraint:
                 and int(s.vocab.value_of[vocab_id]) == f[PITCH]:
             self.forcing = True
         s.advance(vocab_id)
-        self._owing_here = None
+        self._owing_here, self._due_here = None, False
         if type_name == "Dur" and not s.in_pedal and s.last_note is not None and s.prev == "Dur":
             pitch, duration, velocity = s.last_note
             self.notes.append((s.now, s.stream, pitch, duration, velocity))
@@ -497,7 +594,7 @@ class SpanConstraint:
                 self.forcing = False
             else:
                 self.new_in_bar.setdefault(s.bars, set()).add(s.stream)
-                if self.lowest_part is not None or self.clashes is not None:
+                if self.lowest_part is not None or self.clashes is not None or self.beats is not None:
                     self.new_notes.append((s.now, s.now + duration, s.stream, pitch))
 
     def complete(self) -> bool:
