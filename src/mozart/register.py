@@ -58,6 +58,10 @@ DEFAULT_REGISTER = "below"
 #: semitones away, 24% (left free, over the tune, 42%).  Bach's lower voices in the chorale of
 #: tests/data: 4% and 2% within a tone of the soprano (docs/generation.md).
 GAP = 3
+#: Semitones the bass of several new parts keeps under the top line (``below``): an octave.  With GAP
+#: alone the built-in model's bass under a folk tune and strings began at G4, with the strings squeezed
+#: between it and the tune.
+BASS_GAP = 12
 
 
 def check_register(register: str) -> str:
@@ -167,6 +171,6 @@ def lowest_part(streams, ranges: dict[int, tuple[int, int]] | None = None) -> in
     return middles[0][1] if middles[0][0] < middles[1][0] else None
 
 
-__all__ = ["DEFAULT_FILL", "DEFAULT_HARMONY", "DEFAULT_REGISTER", "DISSONANT", "FILLS", "HARMONIES", "REGISTERS",
-           "beat_length", "beat_steps", "check_fill", "check_harmony", "check_register", "clash_classes",
+__all__ = ["BASS_GAP", "DEFAULT_FILL", "DEFAULT_HARMONY", "DEFAULT_REGISTER", "DISSONANT", "FILLS", "HARMONIES",
+           "REGISTERS", "beat_length", "beat_steps", "check_fill", "check_harmony", "check_register", "clash_classes",
            "line_bounds", "lowest_part"]

@@ -32,7 +32,17 @@ from .fim import fim_ids, fim_input, fim_order_of
 from .grammar import new_state
 from .masks import CLOSING_MARGIN
 from .models import LoadedModel
-from .register import beat_steps, check_fill, check_harmony, check_register, clash_classes, line_bounds, lowest_part
+from .register import (
+    BASS_GAP,
+    GAP,
+    beat_steps,
+    check_fill,
+    check_harmony,
+    check_register,
+    clash_classes,
+    line_bounds,
+    lowest_part,
+)
 from .sampling import _encoder_context, sample_span
 from .standins import inverse, restream, stand_in_ranges, stand_ins
 from .templates import FILL_WORDS, SpanConstraint, note_words
@@ -121,15 +131,17 @@ class _Request:
     lowest_part: int | None = None  # register.lowest_part of the new streams (None: no order among them)
     clashes: np.ndarray | None = None  # register.clash_classes of the source's notes (None: free harmony)
     beats: np.ndarray | None = None  # register.beat_steps of the bars to fill on every beat (None: fill bar)
+    bass_below: int = 0  # semitones the lowest new part keeps further under the top line (SpanConstraint)
 
     @classmethod
     def of(cls, loaded: LoadedModel, piece: Piece, bars, streams, keep: bool, style: str | None = None,
            ranges: dict[int, tuple[int, int]] | None = None, bounds: np.ndarray | None = None,
-           lowest: int | None = None, clashes: np.ndarray | None = None, beats: np.ndarray | None = None) -> _Request:
+           lowest: int | None = None, clashes: np.ndarray | None = None, beats: np.ndarray | None = None,
+           bass_below: int = 0) -> _Request:
         vocab = loaded.tokenizer.get_vocab()
         return cls(loaded, piece, bars, frozenset(streams), keep, vocab, note_table(piece),
                    new_state(loaded.grid).vocab.lo_base, vocab[style_token(style)] if style else None, ranges,
-                   bounds, lowest, clashes, beats)
+                   bounds, lowest, clashes, beats, bass_below)
 
 
 def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide: bool = False) -> _Chunk | None:
@@ -192,7 +204,8 @@ def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide:
     held = notes[before] - np.array([starts[lo], 0, 0, 0, 0]) if keep else None
     constraint = SpanConstraint(state, x - lo, span, starts[lo: y + 1] - starts[lo], ts[lo:y], forced, streams,
                                 fill_last, fill_every_bar=keep, ranges=r.ranges, bounds=bounds,
-                                lowest_part=r.lowest_part, clashes=clashes, beats=beats, held=held)
+                                lowest_part=r.lowest_part, clashes=clashes, beats=beats, held=held,
+                                bass_below=r.bass_below)
     return _Chunk(x, y, lo, prompt, model_input, encoder_input, constraint, budget)
 
 
@@ -246,9 +259,11 @@ def rewrite(loaded: LoadedModel, piece: Piece, first: int, last: int, streams, k
     lowest = lowest_part(streams, ranges) if keep and register != "any" else None  # a bass under new chords
     clashes = clash_classes(source, steps) if keep and harmony == "consonant" else None
     beats = beat_steps(starts, bars[1], piece.grid) if keep and fill == "beat" else None
+    bass_below = BASS_GAP - GAP if bounds is not None and register == "below" and lowest is not None else 0
     x = first
     while x <= last:
-        request = _Request.of(loaded, piece, bars, streams, keep, style, ranges, bounds, lowest, clashes, beats)
+        request = _Request.of(loaded, piece, bars, streams, keep, style, ranges, bounds, lowest, clashes, beats,
+                              bass_below)
         chunk = _plan(request, x, last)
         sample_span(loaded.model, loaded.tokenizer, chunk.model_input, chunk.constraint, settings,
                     budget=chunk.budget, encoder_ids=chunk.encoder_input, generator=generator)

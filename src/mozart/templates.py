@@ -64,9 +64,11 @@ class SpanConstraint:
     new melodic note may start on at each step of the same axis, where that leaves its range a pitch.
     ``lowest_part`` (accompaniment, register.py): the new stream that is the bass of the new parts; its
     new notes start under the other new parts' notes sounding then, and theirs over its, where that
-    leaves a pitch.  ``clashes`` (accompaniment, consonant harmony, register.py): the pitch classes
-    dissonant with a kept note sounding at each step; a new note starts on none of them nor on one
-    dissonant with another new note sounding then, where that leaves a pitch.  ``beats`` (accompaniment,
+    leaves a pitch, and ``bass_below`` semitones further under the upper bound of ``bounds`` where that
+    leaves one (register below: the bass an octave under the melody).  ``clashes`` (accompaniment,
+    consonant harmony, register.py): the pitch classes dissonant with a kept note sounding at each step;
+    a new note starts on none of them nor on one dissonant with another new note sounding then, where
+    that leaves a pitch.  ``beats`` (accompaniment,
     ``fill`` beat, register.beat_steps): the steps of the span's beats, on each of which every new
     melodic stream sounds, with a note that starts there or is held through it: the position does not
     move past a beat where one is silent, and there the silent ones enter (the lowest first, other new
@@ -78,8 +80,9 @@ class SpanConstraint:
                  bar_ts: np.ndarray, forced: np.ndarray, new_streams, fill_last: bool = False,
                  fill_every_bar: bool = False, ranges: dict[int, tuple[int, int]] | None = None,
                  bounds: np.ndarray | None = None, lowest_part: int | None = None, clashes: np.ndarray | None = None,
-                 beats: np.ndarray | None = None, held: np.ndarray | None = None):
+                 beats: np.ndarray | None = None, held: np.ndarray | None = None, bass_below: int = 0):
         self.state = state
+        self.bass_below = bass_below
         self.beats = None if beats is None else np.asarray(beats, dtype=np.int64)
         self._due_here: tuple[int, np.ndarray] | None | bool = False  # _due() until the next word (False: unknown)
         self.bounds = bounds
@@ -346,14 +349,15 @@ class SpanConstraint:
         elif due is not None:  # the silent parts' beat: new notes up to the lowest of them, then it
             first = int(np.argmax(due))
             owing = self.new_streams.copy()
-            owing[:max(s.stream, 0) if s.last_pos >= 0 and s.prev == "Dur" and not closing else first] = False
+            owing[:s.stream + 1 if s.last_pos >= 0 and s.prev == "Dur" and not closing else first] = False
             owing[first + 1:] = False
         elif closing and self._owes_new_note():
             owing = self._owing()
         if owing is not None and first is not None and not closing and s.prev == "Dur" and s.last_pos >= 0 \
-                and 0 <= s.stream < first and self.new_streams[s.stream]:
+                and 0 <= s.stream < first and self.new_streams[s.stream] and s.stream != self.lowest_part:
             owing = owing.copy()
-            owing[s.stream] = True  # the stream just written may go on with its chord before the owing one
+            # the stream just written may go on with its chord before the owing one (not the bass: a line)
+            owing[s.stream] = True
         self._mask_streams(mask, allow_new, owing, first)
         self._mask_note(mask)
         if closing:
@@ -446,7 +450,8 @@ class SpanConstraint:
         new_ok = np.zeros(pitches.size, dtype=bool)
         # a stream just chosen keeps its note (it was allowed then); one carried over from before obeys ``owing``
         pool = new_streams if s.prev not in ("Prog", "Drums") else self.new_streams
-        if allow_new and g >= 0 and pool[g]:
+        if allow_new and g >= 0 and pool[g] and not (g == self.lowest_part and s.prev == "Dur"):
+            # (the bass of the new parts is a line: no second new note of it at one position)
             new_ok, sweet = self._new_pitches(g, pitches, unison_full(s))
             if sweet is not None and not (sweet & mask[pitch_ids]).any() and self._owing()[g]:
                 # a part that must play here (its bar's note, a beat): consonant out of the parts' order
@@ -480,6 +485,9 @@ class SpanConstraint:
         if self.bounds is not None and len(self.bounds):
             below, above = self.bounds[min(now, len(self.bounds) - 1)]
             placed = ok & (pitches >= below) & (pitches <= above)
+            if g == self.lowest_part and self.bass_below:
+                deeper = placed & (pitches <= above - self.bass_below)
+                placed = deeper if deeper.any() else placed
             ok = placed if placed.any() else ok  # no pitch of its range there: the range alone
         if self.lowest_part is not None and ordered:
             low, high = self._part_order_bounds(g)
