@@ -11,7 +11,7 @@ from rewrite_checks import assert_every_beat, assert_rewrite
 import mozart
 from mozart.events import DRUM_OFFSET
 from mozart.midi import quantize, read_midi
-from mozart.register import DISSONANT, GAP, beat_length, beat_steps, clash_classes, line_bounds, lowest_part
+from mozart.register import BASS_GAP, DISSONANT, GAP, beat_length, beat_steps, clash_classes, line_bounds, lowest_part
 from mozart.rewrite import note_table, piece_bars, with_notes
 from mozart.tokens import decode_piece
 
@@ -126,8 +126,14 @@ def test_an_added_bass_stays_under_an_added_piano():
     seeds 0-7, and 3 before the bass kept its octave.  Left free (``any``): 29 and 9 crossings."""
     for text in mozart.accompany(MELODY, programs=(33, 0), seed=0, n=2, fill="bar"):
         assert _crossings(text, 33, 0) == 0
+    melody = note_table(quantize(read_midi(MELODY), 24))
+    top = line_bounds(melody, 2000, "below")[:, 1] + GAP
     for text in mozart.accompany(MELODY, programs=(33, 0), seed=0, n=2):
         assert _crossings(text, 33, 0) <= 2
+        bass = note_table(decode_piece(text))
+        bass = bass[bass[:, 1] == 33]
+        assert np.unique(bass[:, 0]).size == len(bass)  # a line: one note at a time
+        assert (bass[:, 2] <= top[bass[:, 0]] - BASS_GAP).all()  # an octave or more under the melody
     assert sum(_crossings(text, 33, 0) for text in mozart.accompany(MELODY, programs=(33, 0), seed=0, n=2,
                                                                       register="any")) > 5
 
