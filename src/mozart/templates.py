@@ -68,13 +68,13 @@ class SpanConstraint:
     leaves one (register below: the bass an octave under the melody).  ``clashes`` (accompaniment,
     consonant harmony, register.py): the pitch classes dissonant with a kept note sounding at each step;
     a new note starts on none of them nor on one dissonant with another new note sounding then, where
-    that leaves a pitch.  ``beats`` (accompaniment,
-    ``fill`` beat, register.beat_steps): the steps of the span's beats, on each of which every new
-    melodic stream sounds, with a note that starts there or is held through it: the position does not
-    move past a beat where one is silent, and there the silent ones enter (the lowest first, other new
-    streams before it as canonical order allows).  ``held``: note-table rows of notes written before
-    the span (earlier chunks) that may sound into it, on the same axis.  The closing budget keeps room
-    for a note per beat and silent stream still to come (``FILL_WORDS`` each)."""
+    that leaves a pitch.  ``beats`` (accompaniment, ``fill`` beat, register.beat_steps): the steps of the
+    span's beats, on each of which every new melodic stream sounds, with a note that starts there or is
+    held through it: the position does not move past a beat where one is silent, and there the silent
+    ones enter (the lowest first, other new streams before it as canonical order allows).  ``held``:
+    note-table rows of the new streams' notes from before the span (earlier chunks) that sound into it,
+    on the same axis.  The closing budget keeps room for a note per beat and silent stream still to come
+    (``FILL_WORDS`` each)."""
 
     def __init__(self, state: GrammarState, prompt_bars: int, span_bars: int, bar_starts: np.ndarray,
                  bar_ts: np.ndarray, forced: np.ndarray, new_streams, fill_last: bool = False,
@@ -90,7 +90,7 @@ class SpanConstraint:
         self.lowest_part = lowest_part
         self.new_notes: list[tuple[int, int, int, int]] = [  # (onset, end, stream, pitch) of new notes that may sound
             (int(n[ONSET]), int(n[ONSET] + n[DURATION]), int(n[STREAM]), int(n[PITCH]))
-            for n in (np.zeros((0, 5), np.int64) if held is None else held) if n[ONSET] + n[DURATION] > 0]
+            for n in (np.zeros((0, 5), np.int64) if held is None else held)]
         self.ranges = ranges or {}  # stream -> (lowest, highest) new pitch, where not its own range (standins.py)
         self.prompt_bars, self.target_bars = prompt_bars, prompt_bars + span_bars
         if bar_starts.size < self.target_bars + 1:
@@ -215,7 +215,7 @@ class SpanConstraint:
                 for beat in self.beats[first:stop]:
                     silent = self._silent_at(int(beat))
                     if beat == here:
-                        silent[:max(low, 0)] = False
+                        silent[:low] = False
                     if silent.any():
                         self._due_here = (int(beat) - start, silent)
                         break
@@ -491,8 +491,8 @@ class SpanConstraint:
             ok = placed if placed.any() else ok  # no pitch of its range there: the range alone
         if self.lowest_part is not None and ordered:
             low, high = self._part_order_bounds(g)
-            ordered = ok & (pitches >= low) & (pitches <= high)
-            ok = ordered if ordered.any() else ok
+            in_order = ok & (pitches >= low) & (pitches <= high)
+            ok = in_order if in_order.any() else ok
         if self.clashes is None or not len(self.clashes):
             return ok, None
         clash = self.clashes[min(now, len(self.clashes) - 1)].copy()
