@@ -102,6 +102,9 @@ def test_the_lowest_part_is_the_one_with_the_lowest_range():
     assert lowest_part([0, 42], {42: (28, 67)}) == 42  # a bass, written as the cello, under a piano
     assert lowest_part([0, 42]) == 42  # the cello's own range (36-76) is lower than the piano's
     assert lowest_part([0]) is None and lowest_part([0, DRUM_OFFSET]) is None  # one melodic part: no order
+    assert lowest_part([33]) == 33 and lowest_part([33, DRUM_OFFSET]) == 33  # ... unless it is a bass
+    assert lowest_part([42], {42: (28, 67)}) == 42 and lowest_part([58]) == 58  # a bass as the cello; a tuba
+    assert lowest_part([42]) is None and lowest_part([70]) is None  # a cello, a bassoon alone: not basses
     assert lowest_part([0, 1]) is None  # two pianos: neither is the bass
 
 

@@ -161,16 +161,24 @@ def beat_steps(bar_starts: np.ndarray, bar_ts: np.ndarray, grid: int) -> np.ndar
     return np.concatenate(beats).astype(np.int64) if beats else np.zeros(0, dtype=np.int64)
 
 
+#: The middle of a bass instrument's usual range is at or under this (D3): the basses and the contrabass
+#: (28-67, middle 47.5) and the tuba (28-58); not the cello (36-76) nor the bassoon (34-75).
+BASS_MIDDLE = 50
+
+
 def lowest_part(streams, ranges: dict[int, tuple[int, int]] | None = None) -> int | None:
-    """The new melodic stream that is the bass of several added parts: the one whose range (``ranges``,
-    else its instrument's) has the lowest middle, strictly; None for fewer than two melodic parts or a tie."""
+    """The new melodic stream that is the bass of the added parts: of several, the one whose range
+    (``ranges``, else its instrument's) has the lowest middle, strictly (None for a tie); one alone, if it
+    is a bass instrument (its range's middle at or under BASS_MIDDLE); else None."""
     melodic = [s for s in streams if s < DRUM_OFFSET]
-    if len(melodic) < 2:
+    middles = sorted((sum((ranges or {}).get(s) or pitch_range(s)) / 2, s) for s in melodic)
+    if len(middles) == 1:
+        return middles[0][1] if middles[0][0] <= BASS_MIDDLE else None
+    if len(middles) < 2:
         return None
-    middles = sorted((sum((ranges or {}).get(s) or pitch_range(s)), s) for s in melodic)
     return middles[0][1] if middles[0][0] < middles[1][0] else None
 
 
-__all__ = ["BASS_GAP", "DEFAULT_FILL", "DEFAULT_HARMONY", "DEFAULT_REGISTER", "DISSONANT", "FILLS", "HARMONIES",
-           "REGISTERS", "beat_length", "beat_steps", "check_fill", "check_harmony", "check_register", "clash_classes",
-           "line_bounds", "lowest_part"]
+__all__ = ["BASS_GAP", "BASS_MIDDLE", "DEFAULT_FILL", "DEFAULT_HARMONY", "DEFAULT_REGISTER", "DISSONANT", "FILLS",
+           "HARMONIES", "REGISTERS", "beat_length", "beat_steps", "check_fill", "check_harmony", "check_register",
+           "clash_classes", "line_bounds", "lowest_part"]
