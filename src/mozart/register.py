@@ -15,7 +15,9 @@ every new melodic note by the kept notes sounding where it starts:
 - ``any``: no bound beyond the instrument's range.
 
 With ``below`` or ``above`` and several new melodic parts, the one of lowest range (``lowest_part``)
-is their bass: its new notes start under the other new parts' notes sounding then, theirs over its.
+is their bass, as is a bass instrument added alone: its new notes start under the other new parts'
+notes sounding then, theirs over its; it is a line (one new note at a time); and under ``below`` it
+keeps an octave (BASS_GAP) under the top line where its range has room.
 
 Harmony (``consonant``, the default, or ``free``): a model of this size harmonizes badly.  Left free,
 the built-in model's piano under a chorale soprano had 19% of its notes dissonant with the melody note
