@@ -101,6 +101,9 @@ class SpanConstraint:
         v = state.vocab
         self.new_streams = np.zeros(256, dtype=bool)
         self.new_streams[list(new_streams)] = True
+        # kept notes of a requested stream (a part the source has too) sound for it on the beats they cover
+        kept = self.forced[self.new_streams[self.forced[:, STREAM]]]
+        self.kept_cover = (kept[:, ONSET], kept[:, ONSET] + kept[:, DURATION], kept[:, STREAM])
         self.type_ids = {t: np.flatnonzero(v.type_of == i) for i, t in enumerate(TYPES)}
         self.never = np.zeros(len(v), dtype=bool)
         for t in ("TempoHi", "Tempo", "TempoFrac", "Pedal"):
@@ -190,10 +193,12 @@ class SpanConstraint:
         return self._owing_here
 
     def _silent_at(self, step: int) -> np.ndarray:
-        """Per stream: the new melodic streams with no new note sounding at ``step`` (the current step or a
-        later one: ``new_notes`` keeps every note that may still sound)."""
+        """Per stream: the new melodic streams with no note sounding at ``step`` (the current step or a later
+        one: ``new_notes`` keeps every note that may still sound; kept notes of those streams count too)."""
         silent = self.new_streams.copy()
         silent[DRUM_OFFSET:] = False
+        onset, end, stream = self.kept_cover
+        silent[stream[(onset <= step) & (step < end)]] = False
         for onset, end, stream, _ in self.new_notes:
             if onset <= step < end:
                 silent[stream] = False
@@ -210,7 +215,7 @@ class SpanConstraint:
             if self.beats is not None and self.prompt_bars < s.bars <= self.target_bars:
                 start = int(self.bar_starts[s.bars - 1])
                 here = start + max(s.last_pos, 0)
-                low = s.stream + 1 if s.last_pos >= 0 and s.prev == "Dur" else 0
+                low = self._open_from()
                 first, stop = np.searchsorted(self.beats, [here, self._bar_end()])
                 for beat in self.beats[first:stop]:
                     silent = self._silent_at(int(beat))
@@ -255,11 +260,19 @@ class SpanConstraint:
         """Per stream: whether it is the lowest owing stream that may still come at this position
         (canonical order: after the streams already written here).  Where owing streams take
         precedence only it may: choosing a higher one would shut the lower out of this position."""
-        s = self.state
-        low = s.stream + 1 if s.prev == "Dur" else 0
+        low = self._open_from()
         out = np.zeros_like(self.new_streams)
         out[np.flatnonzero(self._owing()[low:])[:1] + low] = True
         return out
+
+    def _open_from(self) -> int:
+        """The lowest stream that may still begin an owed note at the current position (canonical order):
+        inside a note, its stream's (a lower one can no longer come here); after a note, the next stream;
+        else (a position or a bar just begun) any."""
+        s = self.state
+        if s.prev == "Dur":
+            return s.stream + 1
+        return max(s.stream, 0) if s.prev in ("Prog", "Drums", "Pitch", "Vel", "DurHi") else 0
 
     def _owing_after_current(self) -> bool:
         """Whether an owing stream may still come at the current position (canonical order: after this one)."""
@@ -323,7 +336,7 @@ class SpanConstraint:
         if not rest.size or not parts.size:
             return 0
         sounding = np.zeros((rest.size, 256), dtype=bool)
-        for onset, end, stream, _ in self.new_notes:
+        for onset, end, stream in [*((n[0], n[1], n[2]) for n in self.new_notes), *zip(*self.kept_cover)]:
             sounding[(rest >= onset) & (rest < end), stream] = True
         return int(rest.size * parts.size - sounding[:, parts].sum())
 
