@@ -60,7 +60,7 @@ DEFAULT_REGISTER = "below"
 #: semitones away, 24% (left free, over the tune, 42%).  Bach's lower voices in the chorale of
 #: tests/data: 4% and 2% within a tone of the soprano (docs/generation.md).
 GAP = 3
-#: Semitones the bass of several new parts keeps under the top line (``below``): an octave.  With GAP
+#: Semitones the bass of the new parts (``lowest_part``) keeps under the top line (``below``): an octave.  With GAP
 #: alone the built-in model's bass under a folk tune and strings began at G4, with the strings squeezed
 #: between it and the tune.
 BASS_GAP = 12
@@ -174,10 +174,10 @@ def lowest_part(streams, ranges: dict[int, tuple[int, int]] | None = None) -> in
     is a bass instrument (its range's middle at or under BASS_MIDDLE); else None."""
     melodic = [s for s in streams if s < DRUM_OFFSET]
     middles = sorted((sum((ranges or {}).get(s) or pitch_range(s)) / 2, s) for s in melodic)
+    if not middles:
+        return None
     if len(middles) == 1:
         return middles[0][1] if middles[0][0] <= BASS_MIDDLE else None
-    if len(middles) < 2:
-        return None
     return middles[0][1] if middles[0][0] < middles[1][0] else None
 
 
