@@ -119,9 +119,10 @@ def generate_in_page(driver, url: str, bars: int = 2, seed: int = 0, prompt: Pat
 def screenshot(model: Path | None, out: Path, bars: int = 8, seed: int = 0) -> None:
     """A screenshot of the page after one generation (for the README)."""
     server = Server(model)
-    driver = browser(1400, 1050)
+    driver = browser(1400, 1500)  # the whole form, which has grown
     try:
         generate_in_page(driver, server.url, bars=bars, seed=seed)
+        driver.execute_script("window.scrollTo(0, 0)")  # clicking Generate scrolled the page to the button
         driver.save_screenshot(str(out))
     finally:
         driver.quit()
