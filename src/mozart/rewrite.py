@@ -199,9 +199,11 @@ def _chunk(r: _Request, x: int, y: int, lo: int, after: int, roomy: bool, slide:
     fill_last = not keep and y == starts.size - 1 and bar_layout(seen)[0].size < starts.size - 1
     bounds = None if r.bounds is None else r.bounds[int(starts[lo]): int(starts[y])]
     clashes = None if r.clashes is None else r.clashes[int(starts[lo]): int(starts[y])]
-    # new parts' notes from before the span (earlier chunks) that ring into it sound there too
-    before = np.isin(notes[:, 1], list(streams)) & (notes[:, 0] < starts[x]) & (notes[:, 0] + notes[:, 3] > starts[x])
-    held = notes[before] - np.array([starts[lo], 0, 0, 0, 0]) if keep else None
+    held = None
+    if keep:  # new parts' notes from before the span (earlier chunks) that ring into it sound there too
+        before = np.isin(notes[:, 1], list(streams)) & (notes[:, 0] < starts[x]) \
+            & (notes[:, 0] + notes[:, 3] > starts[x])
+        held = notes[before] - np.array([starts[lo], 0, 0, 0, 0])
     constraint = SpanConstraint(state, x - lo, span, starts[lo: y + 1] - starts[lo], ts[lo:y], forced, streams,
                                 fill_last, fill_every_bar=keep, ranges=r.ranges, bounds=bounds,
                                 lowest_part=r.lowest_part, clashes=clashes, beats=beats, held=held,

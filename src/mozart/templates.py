@@ -104,6 +104,8 @@ class SpanConstraint:
         # kept notes of a requested stream (a part the source has too) sound for it on the beats they cover
         kept = self.forced[self.new_streams[self.forced[:, STREAM]]]
         self.kept_cover = (kept[:, ONSET], kept[:, ONSET] + kept[:, DURATION], kept[:, STREAM])
+        self.new_melodic = self.new_streams.copy()  # the streams ``beats`` applies to
+        self.new_melodic[DRUM_OFFSET:] = False
         self.type_ids = {t: np.flatnonzero(v.type_of == i) for i, t in enumerate(TYPES)}
         self.never = np.zeros(len(v), dtype=bool)
         for t in ("TempoHi", "Tempo", "TempoFrac", "Pedal"):
@@ -192,17 +194,16 @@ class SpanConstraint:
             self._owing_here = owing
         return self._owing_here
 
-    def _silent_at(self, step: int) -> np.ndarray:
-        """Per stream: the new melodic streams with no note sounding at ``step`` (the current step or a later
-        one: ``new_notes`` keeps every note that may still sound; kept notes of those streams count too)."""
-        silent = self.new_streams.copy()
-        silent[DRUM_OFFSET:] = False
+    def _sounding_at(self, steps: np.ndarray) -> np.ndarray:
+        """(steps, 256): whether a note of each stream sounds at each of ``steps`` (the current step or later
+        ones: ``new_notes`` keeps every new note that may still sound; kept notes of new streams count too)."""
+        sounding = np.zeros((steps.size, 256), dtype=bool)
         onset, end, stream = self.kept_cover
-        silent[stream[(onset <= step) & (step < end)]] = False
+        rows, notes = np.nonzero((steps[:, None] >= onset) & (steps[:, None] < end))
+        sounding[rows, stream[notes]] = True
         for onset, end, stream, _ in self.new_notes:
-            if onset <= step < end:
-                silent[stream] = False
-        return silent
+            sounding[(steps >= onset) & (steps < end), stream] = True
+        return sounding
 
     def _due(self) -> tuple[int, np.ndarray] | None:
         """The first beat of the current bar, from the current position on, where a new melodic stream is
@@ -217,8 +218,9 @@ class SpanConstraint:
                 here = start + max(s.last_pos, 0)
                 low = self._open_from()
                 first, stop = np.searchsorted(self.beats, [here, self._bar_end()])
-                for beat in self.beats[first:stop]:
-                    silent = self._silent_at(int(beat))
+                beats = self.beats[first:stop]
+                for beat, sounding in zip(beats, self._sounding_at(beats)):
+                    silent = self.new_melodic & ~sounding
                     if beat == here:
                         silent[:low] = False
                     if silent.any():
@@ -332,13 +334,10 @@ class SpanConstraint:
         else:
             here = int(self.bar_starts[s.bars - 1]) + max(s.last_pos, 0)
         rest = self.beats[self.beats >= here]
-        parts = np.flatnonzero(self.new_streams[:DRUM_OFFSET])
+        parts = np.flatnonzero(self.new_melodic)
         if not rest.size or not parts.size:
             return 0
-        sounding = np.zeros((rest.size, 256), dtype=bool)
-        for onset, end, stream in [*((n[0], n[1], n[2]) for n in self.new_notes), *zip(*self.kept_cover)]:
-            sounding[(rest >= onset) & (rest < end), stream] = True
-        return int(rest.size * parts.size - sounding[:, parts].sum())
+        return int(rest.size * parts.size - self._sounding_at(rest)[:, parts].sum())
 
     def allowed(self, budget_left: int) -> tuple[np.ndarray, bool]:
         """(mask over the vocabulary, whether the span is complete here)."""
