@@ -7,6 +7,7 @@ import pytest
 import symusic
 
 import mozart
+from mozart.midi import note_layers
 from mozart.tokenizer import piece_ids
 
 from conftest import corpus_files
@@ -52,29 +53,38 @@ def test_other_grids_round_trip(grid):
     assert mozart.encode(decoded, grid=grid) == text
 
 
-def _has_same_pitch_overlap(piece: mozart.Piece) -> bool:
-    order = np.lexsort((piece.note_onset, piece.note_pitch, piece.note_stream))
-    onset, end = piece.note_onset[order], (piece.note_onset + piece.note_duration)[order]
-    same = (piece.note_stream[order][1:] == piece.note_stream[order][:-1]) & (
-        piece.note_pitch[order][1:] == piece.note_pitch[order][:-1])
-    return bool((same & (onset[1:] < end[:-1])).any())
-
-
 @pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
 def test_written_midi_round_trips(path, tmp_path):
-    """Through a MIDI file on disk: pedals (as CC64), maps and notes survive writing.
-
-    A MIDI file cannot say which note-off ends which of two overlapping notes of the same
-    pitch and channel, so for such pieces only onsets, pitches and velocities must match.
-    """
+    """Through a MIDI file on disk every note, pedal (as CC64) and map survives, durations of notes that
+    restrike a sounding pitch included (20 of the 92 dev files changed before ``midi.unison_layers``)."""
     text = mozart.encode(path)
     out = tmp_path / "out.mid"
     mozart.write_midi(mozart.decode(text), out)
-    again = mozart.encode(out)
-    if not _has_same_pitch_overlap(mozart.decode_piece(text)):
-        assert again == text
-    else:
-        a, b = mozart.decode_piece(text), mozart.decode_piece(again)
-        key = lambda p: sorted(zip(p.note_stream, p.note_onset, p.note_pitch, p.note_velocity))  # noqa: E731
-        assert key(a) == key(b)
-        assert (a.tempo_centi.tolist(), a.ts_step.tolist()) == (b.tempo_centi.tolist(), b.ts_step.tolist())
+    assert mozart.encode(out) == text
+
+
+@pytest.mark.parametrize("notes, layers", [
+    ([(0, 960), (480, 600)], [0, 1]),  # a short restrike inside a long note: its own layer
+    ([(0, 480), (480, 960)], [0, 0]),  # repeated notes that touch share one
+    ([(0, 480), (0, 480)], [0, 1]),  # a unison duplicate
+    ([(0, 100), (50, 60), (70, 80), (55, 90)], [0, 1, 1, 2]),
+])
+def test_note_layers_keep_one_pitch_from_overlapping_within_a_layer(notes, layers):
+    onset, end = (np.array(column, dtype=np.int64) for column in zip(*notes))
+    assert note_layers(onset, end, np.full(onset.size, 60)).tolist() == layers
+    # other pitches are layered apart: a second pitch at the same times changes nothing
+    both = note_layers(np.r_[onset, onset], np.r_[end, end], np.r_[np.full(onset.size, 60), np.full(onset.size, 61)])
+    assert both.tolist() == layers + layers
+
+
+def test_a_written_sample_holds_no_note_longer_than_its_text(tmp_path):
+    """A generated string part restruck a sounding E5; written as one track it read back as notes held for
+    bars (the piano roll drew them past the piece's end).  Now the file holds the text's durations."""
+    text = ("Format_1 Grid_24 TS_4/4 Tempo_120 Bar Pos_0 Prog_40 Pitch_76 Vel_127 Dur_96 "
+            "Pos_48 Pitch_76 Vel_127 Dur_12 Bar Pos_84 Pitch_76 Vel_127 Dur_12")
+    out = tmp_path / "sample.mid"
+    mozart.write_midi(mozart.decode(text), out)
+    read = symusic.Score(str(out))
+    assert len(read.tracks) == 2 and {t.program for t in read.tracks} == {40}
+    assert sorted((n.time, n.duration) for t in read.tracks for n in t.notes) == [(0, 1920), (960, 240), (3600, 240)]
+    assert mozart.encode(out) == text

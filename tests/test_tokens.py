@@ -234,6 +234,24 @@ def test_property_round_trip_equals_q(score, grid):
     _assert_q(score, mozart.encode(score, grid=grid), grid)
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=200)
+@given(score=scores(), grid=st.sampled_from([4, 24]))
+def test_property_a_written_midi_file_encodes_to_the_same_text(score, grid, tmp_path_factory):
+    """Through a MIDI file on disk every note keeps its duration, same-pitch overlaps and duplicates
+    (``write_midi`` puts restrikes on extra tracks of the program;
+    ``midi.unison_layers``).  Tempo maps through a file are the corpus test's (test_fidelity.py)."""
+    text = mozart.encode(score, grid=grid)
+    out = tmp_path_factory.mktemp("written") / "piece.mid"
+    mozart.write_midi(mozart.decode(text), out)
+    written, read = decode_piece(text), decode_piece(mozart.encode(out, grid=grid))
+
+    def notes(piece):
+        return sorted(zip(piece.note_stream.tolist(), piece.note_onset.tolist(), piece.note_pitch.tolist(),
+                          piece.note_velocity.tolist(), piece.note_duration.tolist()))
+
+    assert notes(read) == notes(written)
+
+
 @settings(suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), score=scores())
 def test_property_accepted_text_is_canonical(data, score):

@@ -57,9 +57,71 @@ def read_midi(path: str | os.PathLike) -> symusic.Score:
 
 
 def write_midi(score: symusic.Score, path: str | os.PathLike) -> None:
-    """Write ``score`` to ``path`` atomically (temporary file, then rename)."""
-    data = score.dumps_midi()
+    """Write ``score`` to ``path`` atomically (temporary file, then rename), every note's duration intact:
+    notes that restrike a pitch still sounding in their track go to extra tracks (:func:`unison_layers`)."""
+    data = unison_layers(score).dumps_midi()
     write_atomic(path, data)
+
+
+def note_layers(onset: np.ndarray, end: np.ndarray, pitch: np.ndarray) -> np.ndarray:
+    """For each note, the first layer (0, 1, ...) in which no earlier note of the same pitch still sounds at
+    its onset: within a layer, notes of one pitch never overlap.  Notes that overlap nothing stay in 0."""
+    layer = np.zeros(onset.size, dtype=np.int64)
+    if not onset.size:
+        return layer
+    order = np.lexsort((end, onset, pitch))
+    p, s, e = pitch[order].astype(np.int64), onset[order], end[order]
+    # the latest end of the notes of a pitch so far: one running maximum over all pitches, each pitch
+    # lifted above the ones before it (sorted by pitch), so a running maximum never crosses pitches
+    lift = int(e.max()) + 1
+    running = np.maximum.accumulate(p * lift + e) - p * lift
+    clash = np.r_[False, (p[1:] == p[:-1]) & (s[1:] < running[:-1])]
+    for pitch_value in np.unique(p[clash]):  # greedy interval partitioning, only for pitches that need it
+        ends: list[int] = []  # the end of the last note in each layer
+        for i in np.flatnonzero(p == pitch_value):
+            free = next((k for k, last in enumerate(ends) if last <= s[i]), len(ends))
+            if free == len(ends):
+                ends.append(0)
+            ends[free] = int(e[i])
+            layer[order[i]] = free
+    return layer
+
+
+def unison_layers(score: symusic.Score) -> symusic.Score:
+    """``score`` with each track split into as few tracks of the same program as keep notes of one pitch
+    from overlapping within a track; the score itself when nothing overlaps.
+
+    A MIDI file cannot say which note-off ends which of two sounding notes of the same pitch on one
+    channel, so read back, their durations pair differently (a short restrike inside a long note turned it
+    into a note held for bars).  symusic writes each track on its own channel and pairs note-offs per track,
+    so the extra tracks read back exactly, and ``quantize`` merges tracks of one program again: a written
+    file encodes to the text it was decoded from.  Each extra track repeats its track's controllers, pedals
+    and pitch bends, so it plays as the original channel would.
+    """
+    if "tick" not in str(score.ttype).lower():
+        score = score.to("tick")
+    layered, tracks = False, []
+    for track in score.tracks:
+        n = track.notes.numpy() if len(track.notes) else None
+        layer = None if n is None else note_layers(
+            n["time"].astype(np.int64), n["time"].astype(np.int64) + n["duration"].astype(np.int64), n["pitch"])
+        if layer is None or not layer.any():
+            tracks.append(track)
+            continue
+        layered = True
+        for k in range(int(layer.max()) + 1):
+            part = track.copy()
+            if k:
+                part.lyrics = type(track.lyrics)()  # lyrics once, on the first track
+            sel = layer == k
+            part.notes = symusic.Note.from_numpy(n["time"][sel], n["duration"][sel], n["pitch"][sel],
+                                                 n["velocity"][sel])
+            tracks.append(part)
+    if not layered:
+        return score
+    out = score.copy()
+    out.tracks = tracks
+    return out
 
 
 def _one_line(e: BaseException) -> str:
