@@ -15,7 +15,8 @@ from transformers import AutoTokenizer
 import mozart
 from mozart.controls import Controls, SamplingSettings
 from mozart.dataset import DatasetConfig, build_dataset
-from mozart.events import bar_layout
+from mozart.events import DRUM_OFFSET, bar_layout
+from mozart.instruments import pitch_range
 from mozart.models import build_model, default_model_dir, load_model
 from mozart.prompts import prompt_from_midi
 from mozart.rewrite import note_table
@@ -69,6 +70,7 @@ def test_every_sample_is_valid_with_exact_bars(models, name):
             mozart.decode(text)
             notes = note_table(decode_piece(text))
             assert max(Counter(map(tuple, notes[:, :3])).values(), default=0) <= 2  # masks.MAX_UNISON
+            assert_in_instrument_ranges(decode_piece(text))
             n += 1
     assert n == 70  # x 3 models (+ prompts and controls below): over 200 samples in all
 
@@ -288,6 +290,37 @@ def test_instruments_settle_after_the_first_bars(models):
         assert late <= early, (early, late)
         late_switches += bool(late)
     assert late_switches > 0  # the rule keeps instruments, it does not stop them switching among themselves
+
+
+def assert_in_instrument_ranges(piece) -> None:
+    """Every melodic note of ``piece`` lies in its instrument's usual range (instruments.pitch_range)."""
+    melodic = piece.note_stream < DRUM_OFFSET
+    for stream in np.unique(piece.note_stream[melodic]).tolist():
+        low, high = pitch_range(stream)
+        pitches = piece.note_pitch[piece.note_stream == stream]
+        assert low <= pitches.min() and pitches.max() <= high, (stream, pitches.min(), pitches.max())
+
+
+def test_new_notes_keep_to_their_instruments_range_or_the_prompts():
+    """A violin writes nothing under its G string (55) or over 103; a part that the prompt plays lower goes
+    on as low as the prompt went; drum kits are free; a stand-in keeps to its program's range."""
+    from mozart.masks import new_constraint
+
+    def pitches(words: str, controls: Controls | None = None) -> list[int]:
+        constraint = new_constraint(words.split(), controls or Controls(bars=2), 0, 24)
+        vocab = constraint.state.vocab
+        return sorted(int(vocab.value_of[i]) for i in np.flatnonzero(constraint.allowed(1000)[0])
+                      if vocab.words[i].startswith("Pitch_"))
+
+    head = "Format_1 Grid_24 TS_4/4 Tempo_90 Bar Pos_0"
+    assert pitches(f"{head} Prog_40") == list(range(55, 104))
+    assert pitches(f"{head} Prog_0") == list(range(21, 109))
+    assert pitches(f"{head} Drums_0") == list(range(128))
+    prompt = f"{head} Prog_40 Pitch_43 Vel_80 Dur_24 Prog_42 Pitch_50 Vel_80 Dur_24"
+    assert pitches(f"{prompt} Bar Pos_0 Prog_40") == list(range(43, 104))  # the prompt's violin went to 43
+    assert pitches(f"{prompt} Bar Pos_0 Prog_41") == list(range(48, 92))  # the viola did not play
+    stand_in = Controls(bars=2, ranges=((0, 28, 67),))  # piano standing in for a bass
+    assert pitches(f"{head} Prog_0", stand_in) == list(range(28, 68))
 
 
 def test_new_notes_never_need_a_second_duration_digit():

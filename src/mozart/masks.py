@@ -3,8 +3,8 @@
 At every step the logits of words the grammar (``grammar.GrammarState``) or the controls
 forbid are set to -inf *before* temperature, top-k and top-p, so every sample passes
 ``check``.  Controls: exactly N new bars, only the requested programs (drums only when
-allowed), a fixed tempo and time signature.  When the token budget runs short, the
-mask switches to a closing mode that takes the shortest way to a complete piece.
+allowed), a fixed tempo and time signature; and always, new notes in their instrument's range.
+When the token budget runs short, the mask switches to a closing mode that takes the shortest way to a complete piece.
 The mask is a logits processor as transformers calls them (``GrammarLogitsProcessor``), usable in
 our own loop (sampling.py) and inside ``model.generate`` (``hf_logits_processors``); torch and
 transformers are imported only for the latter (sampling does not need them, and importing them costs seconds).
@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .controls import Controls, SamplingSettings
+from .events import DRUM_OFFSET
 from .grammar import GrammarState, new_state
+from .instruments import pitch_range
 from .tokenizer import EOS, PAD
 from .tokens import HI_BASE, TYPES
 
@@ -71,6 +73,9 @@ class Constraint:
     controls: Controls
     target_bars: int  # Bar tokens the finished piece has
     prompt_bars: int = 0  # bars the prompt owns: nothing new may be written into them
+    # stream -> (lowest, highest) pitch the prompt gave it: a part that a prompt plays outside its instrument's
+    # usual range may go on where it is
+    prompt_ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
     type_ids: dict[str, np.ndarray] = field(init=False)  # vocabulary ids of each token type
     never: np.ndarray = field(init=False)  # words the controls forbid everywhere
     after_header: np.ndarray = field(init=False)  # words the controls forbid once the header is written
@@ -82,7 +87,7 @@ class Constraint:
     settled: tuple[frozenset, np.ndarray] | None = field(init=False, default=None)
     pitch_ids: np.ndarray = field(init=False)  # the Pitch words
     pitch_values: np.ndarray = field(init=False)  # the pitch each one spells
-    out_of_range: dict[int, np.ndarray] = field(init=False)  # stream -> Pitch words outside controls.ranges
+    out_of_range: dict[int, np.ndarray] = field(init=False)  # stream -> Pitch words its new notes may not take
 
     def __post_init__(self) -> None:
         v, c = self.state.vocab, self.controls
@@ -106,8 +111,7 @@ class Constraint:
         self.stream_values = v.value_of[self.stream_ids]
         self.pitch_ids = self.type_ids["Pitch"]
         self.pitch_values = v.value_of[self.pitch_ids]
-        self.out_of_range = {stream: self.pitch_ids[(self.pitch_values < low) | (self.pitch_values > high)]
-                             for stream, low, high in c.ranges}
+        self.out_of_range = {}  # filled as streams come in (_out_of_range)
 
     def allowed(self, budget_left: int) -> tuple[np.ndarray, bool]:
         """(mask over the vocabulary, whether the piece may end now)."""
@@ -129,8 +133,8 @@ class Constraint:
         full = unison_full(s)
         if full is not None:
             mask[self.pitch_ids[self.pitch_values == full]] = False
-        if s.stream in self.out_of_range:  # a stand-in keeps to its program's range
-            mask[self.out_of_range[s.stream]] = False
+        if s.stream >= 0:
+            mask[self._out_of_range(s.stream)] = False
         if s.header_done:
             mask &= ~self.after_header
             if c.time_signature is not None and s.prev == "Pos":
@@ -141,6 +145,27 @@ class Constraint:
         if not mask.any() and not can_end:  # controls left nothing: fall back to closing
             return self._closing_mask(s.allowed(), can_end), can_end
         return mask, can_end
+
+    def _out_of_range(self, stream: int) -> np.ndarray:
+        """The Pitch words a new note of ``stream`` may not take: those outside its instrument's usual range
+        (``instruments.pitch_range``; a violin never under its G string, 20.7% of the built-in model's
+        violin notes before this rule), or the range of the program a stand-in stands in for
+        (``controls.ranges``), widened to what the prompt plays in it.  Drum kits are free unless
+        ``controls.ranges`` names them: their keys are sounds, not a register."""
+        words = self.out_of_range.get(stream)
+        if words is None:
+            bounds = next(((low, high) for s, low, high in self.controls.ranges if s == stream), None)
+            if bounds is None and stream < DRUM_OFFSET:
+                bounds = pitch_range(stream)
+            if bounds is None:
+                words = np.zeros(0, dtype=np.int64)
+            else:
+                low, high = bounds
+                if stream in self.prompt_ranges:
+                    low, high = min(low, self.prompt_ranges[stream][0]), max(high, self.prompt_ranges[stream][1])
+                words = self.pitch_ids[(self.pitch_values < low) | (self.pitch_values > high)]
+            self.out_of_range[stream] = words
+        return words
 
     def _tokens_to_close(self) -> int:
         return (self.target_bars - self.state.bars) + 6
@@ -229,11 +254,17 @@ class GrammarLogitsProcessor:
 
 
 def new_constraint(prompt_words: list[str], controls: Controls, prompt_bars: int, grid: int) -> Constraint:
+    """The constraint of one sample that goes on from ``prompt_words`` (a piece's words, or none)."""
     state = new_state(grid)
+    played: dict[int, tuple[int, int]] = {}  # stream -> lowest and highest pitch the prompt gives it
     for w in prompt_words:
         state.advance(state.vocab.index[w])
+        if w.startswith("Pitch_"):
+            pitch = int(w[6:])
+            low, high = played.get(state.stream, (pitch, pitch))
+            played[state.stream] = (min(low, pitch), max(high, pitch))
     return Constraint(state, controls, target_bars=max(prompt_bars, state.bars) + controls.bars,
-                      prompt_bars=max(prompt_bars, state.bars))
+                      prompt_bars=max(prompt_bars, state.bars), prompt_ranges=played)
 
 
 def hf_logits_processors(model, tokenizer, prompt_words: list[str], controls: Controls, settings: SamplingSettings,
