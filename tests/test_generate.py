@@ -68,9 +68,10 @@ def test_every_sample_is_valid_with_exact_bars(models, name):
             mozart.check(text)
             assert bars_of(text) == bars, (settings, text[-200:])
             mozart.decode(text)
-            notes = note_table(decode_piece(text))
+            piece = decode_piece(text)
+            notes = note_table(piece)
             assert max(Counter(map(tuple, notes[:, :3])).values(), default=0) <= 2  # masks.MAX_UNISON
-            assert_in_instrument_ranges(decode_piece(text))
+            assert_in_instrument_ranges(piece)
             n += 1
     assert n == 70  # x 3 models (+ prompts and controls below): over 200 samples in all
 

@@ -259,8 +259,8 @@ def new_constraint(prompt_words: list[str], controls: Controls, prompt_bars: int
     played: dict[int, tuple[int, int]] = {}  # stream -> lowest and highest pitch the prompt gives it
     for w in prompt_words:
         state.advance(state.vocab.index[w])
-        if w.startswith("Pitch_"):
-            pitch = int(w[6:])
+        if state.prev == "Pitch":  # the grammar holds the pitch just read
+            pitch = state.note[0]
             low, high = played.get(state.stream, (pitch, pitch))
             played[state.stream] = (min(low, pitch), max(high, pitch))
     return Constraint(state, controls, target_bars=max(prompt_bars, state.bars) + controls.bars,
