@@ -19,7 +19,7 @@ from mozart.events import DRUM_OFFSET, bar_layout
 from mozart.instruments import pitch_range
 from mozart.models import build_model, default_model_dir, load_model
 from mozart.prompts import prompt_from_midi
-from mozart.rewrite import note_table
+from mozart.rewrite import note_table, piece_bars
 from mozart.sampling import generate_pieces
 from mozart.tokens import decode_piece
 from mozart.train import load_config, special_ids, train
@@ -72,6 +72,8 @@ def test_every_sample_is_valid_with_exact_bars(models, name):
             notes = note_table(piece)
             assert max(Counter(map(tuple, notes[:, :3])).values(), default=0) <= 2  # masks.MAX_UNISON
             assert_in_instrument_ranges(piece)
+            assert (piece.note_onset + piece.note_duration).max(initial=0) <= piece_bars(piece)[0][-1]
+            assert (piece.pedal_onset + piece.pedal_duration).max(initial=0) <= piece_bars(piece)[0][-1]
             n += 1
     assert n == 70  # x 3 models (+ prompts and controls below): over 200 samples in all
 
@@ -595,3 +597,29 @@ def test_top_p_keeps_the_smallest_likeliest_set_reaching_p():
             assert dropped.size == 0 or kept.min() >= dropped.max()  # the likeliest words
             assert kept.sum() >= p - 1e-5 and kept.sum() - kept.min() <= p + 1e-5  # the smallest set reaching p
         assert keep[-1].sum() == pytest.approx(p * 1475, abs=2)  # flat
+
+
+def test_new_notes_end_by_the_last_bar_line():
+    """A 2-bar piece in 4/4 ends at step 192: a note at step 72 of bar 2 lasts at most 24 steps, one at bar
+    1's start at most 192 (DurHi_1 then Dur_0); a same-pitch note after one that ends there keeps its
+    velocity (a lower one would have to be longer); and a change of meter may not end the piece before
+    a note written in the bar before."""
+    from mozart.masks import new_constraint
+
+    def allowed(words: str, bars: int = 2) -> list[str]:
+        constraint = new_constraint(words.split()[:4], Controls(bars=bars), 0, 24)  # the header
+        for w in words.split()[4:]:  # sampled words: the constraint follows what it wrote
+            constraint.advance(constraint.state.vocab.index[w])
+        vocab = constraint.state.vocab
+        return [vocab.words[i] for i in np.flatnonzero(constraint.allowed(1000)[0])]
+
+    head = "Format_1 Grid_24 TS_4/4 Tempo_90 Bar"
+    assert allowed(f"{head} Pos_0 Prog_0 Pitch_60 Vel_80") == ["DurHi_1"] + [f"Dur_{d}" for d in range(1, 192)]
+    assert allowed(f"{head} Pos_0 Prog_0 Pitch_60 Vel_80 DurHi_1") == ["Dur_0"]
+    late = f"{head} Bar Pos_72 Prog_0 Pitch_60 Vel_80"
+    assert allowed(late) == [f"Dur_{d}" for d in range(1, 25)]
+    velocities = allowed(f"{head} Bar Pos_72 Prog_0 Pitch_60 Vel_80 Dur_24 Pitch_60")
+    assert velocities == [f"Vel_{v}" for v in range(80, 128)]
+    # bar 1 of 3 holds a note into bar 3 (ends at 240): bar 2 may not turn 1/4, whose bars would end at 144
+    meters = allowed(f"{head} Pos_0 Prog_0 Pitch_60 Vel_80 DurHi_1 Dur_48 Bar", bars=3)
+    assert "TS_3/4" in meters and "TS_1/4" not in meters and "TS_2/4" not in meters
