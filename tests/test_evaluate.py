@@ -267,6 +267,40 @@ def test_card_comes_from_the_runs_own_files(trained, tmp_path):
     assert "12345 optimizer steps" in changed and "a test device" in changed
 
 
+def test_card_evaluation_is_rewritten_from_a_new_report(trained, tmp_path):
+    """modelcard --evaluation: the card's evaluation follows a new report and says which dataset it scored;
+    the description and the check figure stay as they were."""
+    import shutil
+
+    from mozart.evaluate import EvaluateConfig, evaluate
+    from mozart.modelcard import dataset_digest, main, publish
+
+    data, run = trained
+    config = EvaluateConfig(samples=2, bars=2, max_test_pieces=4, per_style=False)
+    evaluate(run, data, tmp_path / "first", config, progress=False)
+    dest = tmp_path / "published"
+    publish(run, data, dest, tmp_path / "first")
+    before = (dest / "README.md").read_text()
+    # the same model on a copy of the dataset whose test split lost its last piece: another digest
+    rebuilt = tmp_path / "rebuilt"
+    shutil.copytree(data, rebuilt)
+    lines = (rebuilt / "test.jsonl").read_text().splitlines(keepends=True)
+    (rebuilt / "test.jsonl").write_text("".join(lines[:-1]))
+    report = evaluate(run, rebuilt, tmp_path / "second", config, progress=False)
+    assert main(["--evaluation", str(dest), str(tmp_path / "second")]) == 0
+    after = (dest / "README.md").read_text()
+    head = before.split("## Evaluation")[0]
+    assert after.startswith(head) and after.split("## Check figure")[1] == before.split("## Check figure")[1]
+    m = report["likelihood"]["model"]
+    assert f"({m['tokens']:,} tokens,\n{m['notes']:,} notes;" in after
+    assert f"| model | {m['bits_per_note']:.2f} |" in after
+    assert f"a rebuild of its dataset (digest `{dataset_digest(rebuilt)[:16]}`; the training one's: " \
+           f"`{dataset_digest(data)[:16]}`)" in after
+    assert after.count("## Evaluation") == 1 and after.count("| feature |") == 1
+    main(["--evaluation", str(dest), str(tmp_path / "first")])  # back on the training dataset
+    assert (dest / "README.md").read_text() == before
+
+
 def test_card_of_a_fine_tuned_model_has_its_second_stage_and_its_merged_weights(trained, tmp_path):
     """publish(finetune=...): the weights are the merged fine-tune's (float16), the card describes both
     stages from their own files, and the check figure is the merged weights'."""

@@ -3,6 +3,7 @@
     python -m mozart.modelcard RUN_DIR DATA_DIR DEST_DIR [REPORT_DIR] [--finetune ADAPTER_DIR ADAPTER_DATA]
     python -m mozart.modelcard --check DEST_DIR
     python -m mozart.modelcard --digest DATA_DIR
+    python -m mozart.modelcard --evaluation DEST_DIR REPORT_DIR
 
 ``make default-model`` runs the first form with DEST_DIR = src/mozart/default_model,
 evaluates the published model (``mozart evaluate``) and runs it again with the report
@@ -11,6 +12,11 @@ number and every recipe word in the card comes from the run's own files (metrics
 config.json, the dataset's stats.json and shards, the report), never from this file.
 With ``--finetune``, the weights are those of ``ADAPTER_DIR/merged`` (``mozart finetune --merge``
 of the published model on ADAPTER_DATA) and the card describes that second stage too.
+
+``--evaluation`` rewrites only a published card's evaluation (and out-of-domain table, when the report
+folder has one) from a new report: the sampler changes more often than the weights, and the figures it
+gives must be the card's.  The section names the dataset it was evaluated on when that is not the one
+the model was trained on (a rebuild with other code or another music21 can differ).
 
 The card also stores a *check figure*: the model's bits/note on the chorale bundled with
 the package, computed from the published weights.  ``--check`` (re)writes it; the test
@@ -251,8 +257,9 @@ same files for scale:
 """
 
 
-def evaluation_summary(report: dict) -> str:
-    """The card's evaluation section, from a ``mozart evaluate`` report."""
+def evaluation_summary(report: dict, dataset: str = "its dataset") -> str:
+    """The card's evaluation section, from a ``mozart evaluate`` report; ``dataset`` names the dataset whose
+    test split it scored."""
     lik, validity = report["likelihood"], report["validity"]
     rows = "\n".join(f"| {name} | {r['bits_per_note']:.2f} | {r['bits_per_token']:.3f} | {r['perplexity']:.2f} |"
                      for name, r in lik.items())
@@ -267,7 +274,7 @@ def evaluation_summary(report: dict) -> str:
     return f"""
 ## Evaluation
 
-`mozart evaluate` with {c['samples']} samples on the whole test split of its dataset ({m['tokens']:,} tokens,
+`mozart evaluate` with {c['samples']} samples on the whole test split of {dataset} ({m['tokens']:,} tokens,
 {m['notes']:,} notes; {scoring}), against baselines fitted on the train split:
 
 | model | bits/note | bits/token | perplexity |
@@ -284,6 +291,37 @@ Musical statistics of {report['statistics']['generated_pieces']} constrained {c[
 |---|---|---|---|---|
 {stats}
 """ + _styles_section(report)
+
+
+#: The card's line that records the training dataset's digest (card_text).
+_DIGEST_PATTERN = re.compile(r"Dataset digest \(`python -m mozart.modelcard --digest DATA`\): `([0-9a-f]+)`")
+
+
+def refresh_evaluation(dest: Path, report_dir: Path) -> dict:
+    """Rewrite the evaluation of the card in ``dest`` (and its out-of-domain table, when ``report_dir`` has
+    one) from ``report_dir``'s report; the rest of the card stays as it is.  Returns the evaluated dataset's
+    digest and whether it is the training one."""
+    dest, report_dir = Path(dest), Path(report_dir)
+    card = (dest / "README.md").read_text()
+    report = json.loads((report_dir / "report.json").read_text())
+    trained_on = _DIGEST_PATTERN.search(card)
+    evaluated = dataset_digest(Path(report["data"]))[:16]
+    same = trained_on is not None and trained_on.group(1) == evaluated
+    dataset = "its dataset" if same else \
+        f"a rebuild of its dataset (digest `{evaluated}`; the training one's: " \
+        f"`{trained_on.group(1) if trained_on else 'not recorded'}`)"
+    sections = re.split(r"(?m)^(?=## )", card)
+    replaced = {"## Evaluation": evaluation_summary(report, dataset).lstrip("\n")}
+    if (report_dir / OUT_OF_DOMAIN).is_file():
+        replaced["## Out of domain"] = out_of_domain_section(
+            json.loads((report_dir / OUT_OF_DOMAIN).read_text())).lstrip("\n")
+    missing = [h for h in replaced if not any(part.startswith(h + "\n") for part in sections)]
+    if missing:
+        raise ValueError(f"{dest / 'README.md'} has no {', '.join(missing)} section to rewrite")
+    card = "".join(next((new + "\n" for h, new in replaced.items() if part.startswith(h + "\n")), part)
+                   for part in sections)
+    write_atomic(dest / "README.md", card)
+    return {"evaluated_dataset": evaluated, "training_dataset": same}
 
 
 def _styles_section(report: dict) -> str:
@@ -309,6 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", type=Path, metavar="DEST_DIR", help="(re)write the check figure of a published model")
     mode.add_argument("--digest", type=Path, metavar="DATA_DIR", help="print a dataset's digest")
+    mode.add_argument("--evaluation", type=Path, nargs=2, metavar=("DEST_DIR", "REPORT_DIR"),
+                      help="rewrite a published card's evaluation from a new mozart evaluate report")
     parser.add_argument("dirs", type=Path, nargs="*", metavar="RUN_DIR DATA_DIR DEST_DIR [REPORT_DIR]")
     parser.add_argument("--finetune", type=Path, nargs=2, metavar=("ADAPTER_DIR", "ADAPTER_DATA"),
                         help="publish the merged fine-tune of ADAPTER_DIR (made on ADAPTER_DATA) as a second stage")
@@ -317,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"check_bits_per_note": write_check(args.check)}))
     elif args.digest:
         print(dataset_digest(args.digest))
+    elif args.evaluation:
+        print(json.dumps(refresh_evaluation(*args.evaluation)))
     elif len(args.dirs) in (3, 4):
         run_dir, data_dir, dest, *report = args.dirs
         print(json.dumps(publish(run_dir, data_dir, dest, report[0] if report else None, args.finetune), indent=1))
