@@ -292,10 +292,10 @@ def test_card_evaluation_is_rewritten_from_a_new_report(trained, tmp_path):
     head = before.split("## Evaluation")[0]
     assert after.startswith(head) and after.split("## Check figure")[1] == before.split("## Check figure")[1]
     m = report["likelihood"]["model"]
-    assert f"({m['tokens']:,} tokens,\n{m['notes']:,} notes;" in after
+    assert f"({m['tokens']:,} tokens, {m['notes']:,} notes;" in after
     assert f"| model | {m['bits_per_note']:.2f} |" in after
-    assert f"a rebuild of its dataset (digest `{dataset_digest(rebuilt)[:16]}`; the training one's: " \
-           f"`{dataset_digest(data)[:16]}`)" in after
+    assert f"The dataset was rebuilt for this evaluation (digest `{dataset_digest(rebuilt)[:16]}`; the training " \
+           f"one's: `{dataset_digest(data)[:16]}`)." in after
     assert after.count("## Evaluation") == 1 and after.count("| feature |") == 1
     main(["--evaluation", str(dest), str(tmp_path / "first")])  # back on the training dataset
     assert (dest / "README.md").read_text() == before

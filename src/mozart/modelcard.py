@@ -257,9 +257,9 @@ same files for scale:
 """
 
 
-def evaluation_summary(report: dict, dataset: str = "its dataset") -> str:
-    """The card's evaluation section, from a ``mozart evaluate`` report; ``dataset`` names the dataset whose
-    test split it scored."""
+def evaluation_summary(report: dict, dataset_note: str = "") -> str:
+    """The card's evaluation section, from a ``mozart evaluate`` report; ``dataset_note``, a sentence on the
+    dataset it scored when that is not the training one."""
     lik, validity = report["likelihood"], report["validity"]
     rows = "\n".join(f"| {name} | {r['bits_per_note']:.2f} | {r['bits_per_token']:.3f} | {r['perplexity']:.2f} |"
                      for name, r in lik.items())
@@ -274,8 +274,8 @@ def evaluation_summary(report: dict, dataset: str = "its dataset") -> str:
     return f"""
 ## Evaluation
 
-`mozart evaluate` with {c['samples']} samples on the whole test split of {dataset} ({m['tokens']:,} tokens,
-{m['notes']:,} notes; {scoring}), against baselines fitted on the train split:
+{dataset_note}`mozart evaluate` with {c['samples']} samples on the whole test split of its dataset \
+({m['tokens']:,} tokens, {m['notes']:,} notes; {scoring}), against baselines fitted on the train split:
 
 | model | bits/note | bits/token | perplexity |
 |---|---|---|---|
@@ -307,11 +307,11 @@ def refresh_evaluation(dest: Path, report_dir: Path) -> dict:
     trained_on = _DIGEST_PATTERN.search(card)
     evaluated = dataset_digest(Path(report["data"]))[:16]
     same = trained_on is not None and trained_on.group(1) == evaluated
-    dataset = "its dataset" if same else \
-        f"a rebuild of its dataset (digest `{evaluated}`; the training one's: " \
-        f"`{trained_on.group(1) if trained_on else 'not recorded'}`)"
+    note = "" if same else \
+        f"The dataset was rebuilt for this evaluation (digest `{evaluated}`; the training one's: " \
+        f"`{trained_on.group(1) if trained_on else 'not recorded'}`).\n\n"
     sections = re.split(r"(?m)^(?=## )", card)
-    replaced = {"## Evaluation": evaluation_summary(report, dataset).lstrip("\n")}
+    replaced = {"## Evaluation": evaluation_summary(report, note).lstrip("\n")}
     if (report_dir / OUT_OF_DOMAIN).is_file():
         replaced["## Out of domain"] = out_of_domain_section(
             json.loads((report_dir / OUT_OF_DOMAIN).read_text())).lstrip("\n")
