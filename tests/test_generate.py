@@ -17,6 +17,7 @@ from mozart.controls import Controls, SamplingSettings
 from mozart.dataset import DatasetConfig, build_dataset
 from mozart.events import DRUM_OFFSET, bar_layout
 from mozart.instruments import pitch_range
+from mozart.masks import MAX_REST_BARS
 from mozart.models import build_model, default_model_dir, load_model
 from mozart.prompts import prompt_from_midi
 from mozart.rewrite import note_table, piece_bars
@@ -74,6 +75,7 @@ def test_every_sample_is_valid_with_exact_bars(models, name):
             assert_in_instrument_ranges(piece)
             assert (piece.note_onset + piece.note_duration).max(initial=0) <= piece_bars(piece)[0][-1]
             assert (piece.pedal_onset + piece.pedal_duration).max(initial=0) <= piece_bars(piece)[0][-1]
+            assert longest_rest(piece) <= MAX_REST_BARS, text
             n += 1
     assert n == 70  # x 3 models (+ prompts and controls below): over 200 samples in all
 
@@ -293,6 +295,22 @@ def test_instruments_settle_after_the_first_bars(models):
         assert late <= early, (early, late)
         late_switches += bool(late)
     assert late_switches > 0  # the rule keeps instruments, it does not stop them switching among themselves
+
+
+def longest_rest(piece) -> int:
+    """The most bars in a row in which a part (a stream) sounds no note, after it first sounds."""
+    starts = piece_bars(piece)[0]
+    longest = 0
+    for stream in np.unique(piece.note_stream).tolist():
+        sel = piece.note_stream == stream
+        first = np.searchsorted(starts, piece.note_onset[sel], side="right") - 1
+        last = np.searchsorted(starts, piece.note_onset[sel] + piece.note_duration[sel] - 1, side="right") - 1
+        sounding = np.zeros(starts.size - 1, dtype=bool)
+        for a, b in zip(first.tolist(), last.tolist()):
+            sounding[a:b + 1] = True
+        rests = np.diff(np.flatnonzero(np.append(sounding[first.min():], True))) - 1
+        longest = max(longest, int(rests.max(initial=0)))
+    return longest
 
 
 def assert_in_instrument_ranges(piece) -> None:
@@ -623,3 +641,37 @@ def test_new_notes_end_by_the_last_bar_line():
     # bar 1 of 3 holds a note into bar 3 (ends at 240): bar 2 may not turn 1/4, whose bars would end at 144
     meters = allowed(f"{head} Pos_0 Prog_0 Pitch_60 Vel_80 DurHi_1 Dur_48 Bar", bars=3)
     assert "TS_3/4" in meters and "TS_1/4" not in meters and "TS_2/4" not in meters
+
+
+def test_a_part_rests_at_most_max_rest_bars_then_comes_back_on_the_downbeat():
+    """A violin silent for two bars must sound in the third: the bar starts on its downbeat, and there the
+    violin comes before anything above it and before the music moves on; the bar and the piece may not end
+    without it.  A part that played in the bar before is free."""
+    from mozart.masks import new_constraint
+
+    note = "Pitch_60 Vel_80 Dur_24"
+    both = f"Bar Pos_0 Prog_0 {note} Prog_40 Pitch_67 Vel_80 Dur_24"
+    piano = f"Bar Pos_0 Prog_0 {note}"
+
+    def allowed(words: str, bars: int = 6) -> tuple[set[str], bool]:
+        constraint = new_constraint("Format_1 Grid_24 TS_4/4 Tempo_90".split(), Controls(bars=bars), 0, 24)
+        for w in words.split():  # sampled words
+            constraint.advance(constraint.state.vocab.index[w])
+        mask, can_end = constraint.allowed(1000)
+        return {constraint.state.vocab.words[i] for i in np.flatnonzero(mask)}, can_end
+
+    assert MAX_REST_BARS == 2
+    free, _ = allowed(f"{both} {piano} Bar")  # the violin rested one bar
+    assert {"Pos_0", "Pos_24", "Bar"} <= free
+    due, _ = allowed(f"{both} {piano} {piano} Bar")  # two bars: back on the downbeat
+    assert "Pos_0" in due and not any(w.startswith(("Pos_", "PosHi_")) and w != "Pos_0" for w in due)
+    assert "Bar" not in due
+    on_it, _ = allowed(f"{both} {piano} {piano} Bar Pos_0")
+    assert {"Prog_40", "Pitch_60"} <= on_it  # the piano (stream 0, below the violin) may go first
+    assert not {"Prog_41", "Drums_0", "Pos_24", "Bar"} & on_it
+    back, _ = allowed(f"{both} {piano} {piano} Bar Pos_0 Prog_40 Pitch_67 Vel_80 Dur_6")
+    assert {"Pos_24", "Bar", "Prog_41"} <= back
+    _, can_end = allowed(f"{both} {piano} {piano} Bar Pos_0 Prog_0 {note}", bars=4)
+    assert not can_end  # the last bar: the piece may not end without the violin
+    _, can_end = allowed(f"{both} {piano} {piano} Bar Pos_0 Prog_0 {note} Prog_40 Pitch_67 Vel_80 Dur_6", bars=4)
+    assert can_end
