@@ -383,7 +383,7 @@ def hf_logits_processors(model, tokenizer, prompt_words: list[str], controls: Co
     a transformers ``LogitsProcessorList``."""
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    budget = settings.max_new_tokens or 64 * controls.bars + 64
+    budget = settings.token_budget(controls.bars)
     start = 1 if model.config.is_encoder_decoder else len(prompt_words) + 1
     constraints = [new_constraint(prompt_words, controls, prompt_bars, grid) for _ in range(batch)]
     out = LogitsProcessorList([GrammarLogitsProcessor(constraints, tokenizer, budget, start),

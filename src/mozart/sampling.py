@@ -89,7 +89,7 @@ def sample_pieces(model, tokenizer, prompt_words: list[str], controls: Controls,
     constraints = [new_constraint(prompt_words, controls, prompt_bars, grid) for _ in range(rows)]
     n_model = model.config.vocab_size
     eos, bos, pad = vocab_words[EOS], vocab_words[BOS], vocab_words[PAD]
-    budget = settings.max_new_tokens or 64 * controls.bars + 64
+    budget = settings.token_budget(controls.bars)
     check_model_style(controls.style, model, vocab_words)
     style = [vocab_words[style_token(controls.style)]] if controls.style else []
     prefix = [bos] + style + [vocab_words[w] for w in prompt_words]
