@@ -321,7 +321,7 @@ def test_grammar_processor_inside_transformers_generate(settings):
     torch.manual_seed(0)
     bos = tokenizer.convert_tokens_to_ids("<bos>")
     out = model.generate(torch.tensor([[bos]] * 4), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                         max_new_tokens=64 * 4 + 64, logits_processor=processors,
+                         max_new_tokens=settings.token_budget(controls.bars), logits_processor=processors,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     for row in out.tolist():
         words = [w for w in tokenizer.convert_ids_to_tokens(row) if not w.startswith("<")]
