@@ -328,7 +328,7 @@ def test_card_of_a_fine_tuned_model_has_its_second_stage_and_its_merged_weights(
 def test_statistics_per_style_compare_each_style_with_its_own_pieces(trained, tmp_path):
     """Samples asked for style S (its control token after <bos>) against the test pieces labelled S."""
     from mozart.evaluate import EvaluateConfig, evaluate
-    from mozart.lmdata import read_split_styles
+    from mozart.lmdata import read_split_sources, read_split_styles
 
     data, run = trained
     report = evaluate(run, data, tmp_path / "report", EvaluateConfig(samples=3, bars=2), progress=False)
@@ -337,12 +337,37 @@ def test_statistics_per_style_compare_each_style_with_its_own_pieces(trained, tm
     for style, r in report["styles"].items():
         assert r["generated_pieces"] == 3 and r["bars"] == 2
         assert r["reference_pieces"] == read_split_styles(data, "test").count(style)
+        assert r["reference_works"] == len({src for src, s in zip(read_split_sources(data, "test"),
+                                                                   read_split_styles(data, "test")) if s == style})
         assert all(0.0 <= f["overlapping_area"] <= 1.0 for f in r["features"].values())
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Musical statistics per style" in text and "| **lowest OA** |" in text
+    assert "| samples / test pieces (works), bars |" in text
     unstyled = evaluate(run, data, tmp_path / "plain", EvaluateConfig(samples=2, bars=2, per_style=False),
                         progress=False)
     assert "styles" not in unstyled
+
+
+def test_style_table_names_the_styles_with_few_test_works():
+    """Known answer: a style whose test pieces come from fewer than MIN_STYLE_WORKS source files is named
+    under the table, with its count; one with enough is not; a report from before works were counted
+    still renders (no works column, no caveat)."""
+    from mozart.evaluate import MIN_STYLE_WORKS, style_table
+    from mozart.metrics import FEATURES
+
+    features = {f.name: {"overlapping_area": 0.9} for f in FEATURES}
+    styles = {"folk": {"bars": 16, "generated_pieces": 32, "reference_pieces": 490, "reference_works": 183,
+                       "features": features},
+              "romantic": {"bars": 10, "generated_pieces": 32, "reference_pieces": 48, "reference_works": 2,
+                           "features": features}}
+    text = "\n".join(style_table(styles))
+    assert "| samples / test pieces (works), bars | 32 / 490 (183), 16 | 32 / 48 (2), 10 |" in text
+    assert "come from few source files (romantic 2)" in text
+    styles["romantic"]["reference_works"] = MIN_STYLE_WORKS
+    assert "Few works" not in "\n".join(style_table(styles))
+    old = {n: {k: v for k, v in r.items() if k != "reference_works"} for n, r in styles.items()}
+    text = "\n".join(style_table(old))
+    assert "| samples / test pieces, bars | 32 / 490, 16 | 32 / 48, 10 |" in text and "Few works" not in text
 
 
 def test_evaluate_runs_for_an_encoder_decoder(trained, tmp_path):

@@ -54,6 +54,12 @@ def read_split_styles(data_dir: Path, split: str) -> list[str | None]:
     return _split_field(data_dir, split, "style", optional=True)
 
 
+def read_split_sources(data_dir: Path, split: str) -> list[str | None]:
+    """The source file of each record of one split (None where it has none), in read_split's order: the
+    segments of one work share it."""
+    return _split_field(data_dir, split, "source", optional=True)
+
+
 def load_tokenizer(data_dir: Path) -> Tokenizer:
     path = Path(data_dir) / "tokenizer.json"
     if not path.is_file():
