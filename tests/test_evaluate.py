@@ -328,7 +328,7 @@ def test_card_of_a_fine_tuned_model_has_its_second_stage_and_its_merged_weights(
 def test_statistics_per_style_compare_each_style_with_its_own_pieces(trained, tmp_path):
     """Samples asked for style S (its control token after <bos>) against the test pieces labelled S."""
     from mozart.evaluate import EvaluateConfig, evaluate
-    from mozart.lmdata import read_split_sources, read_split_styles
+    from mozart.lmdata import read_split_ids, read_split_sources, read_split_styles
 
     data, run = trained
     report = evaluate(run, data, tmp_path / "report", EvaluateConfig(samples=3, bars=2), progress=False)
@@ -343,9 +343,52 @@ def test_statistics_per_style_compare_each_style_with_its_own_pieces(trained, tm
     text = (tmp_path / "report" / "report.md").read_text()
     assert "## Musical statistics per style" in text and "| **lowest OA** |" in text
     assert "| samples / test pieces (works), bars |" in text
+    # against train segments: the style's own-key train segments, the samples and as many real ones
+    ids, train_styles = read_split_ids(data, "train"), read_split_styles(data, "train")
+    for style, r in report["styles"].items():
+        own_key = sum(s == style and "@t" not in i for i, s in zip(ids, train_styles))
+        train = r["train"]
+        if own_key < 2 * 3:
+            assert train == {}
+            continue
+        assert train["real_pieces"] == 3 and train["reference_pieces"] == min(own_key - 3, 300)
+        assert set(train["features"]) == set(train["real_features"]) == set(r["features"])
+        assert all(0.0 <= f["overlapping_area"] <= 1.0 for f in train["features"].values())
+    compared = any(r["train"] for r in report["styles"].values())  # the small stand-in corpus has too few
+    assert ("## Musical statistics per style, against train segments" in text) == compared
+    assert ("| real train segments: lowest / mean OA |" in text) == compared
     unstyled = evaluate(run, data, tmp_path / "plain", EvaluateConfig(samples=2, bars=2, per_style=False),
                         progress=False)
     assert "styles" not in unstyled
+    untrained = evaluate(run, data, tmp_path / "untrained", EvaluateConfig(samples=2, bars=2, train_reference=0),
+                         progress=False)
+    assert untrained["styles"] and all("train" not in r for r in untrained["styles"].values())
+    assert "against train segments" not in (tmp_path / "untrained" / "report.md").read_text()
+
+
+def test_train_comparison_puts_real_segments_against_the_same_reference(trained):
+    """Known answer: samples that are the very segments drawn as real ones score exactly real music's
+    figure (both against the same reference segments, disjoint from them); too few segments: no comparison."""
+    import random
+
+    from mozart.evaluate import EvaluateConfig, train_comparison, valid_pieces
+    from mozart.lmdata import read_split
+
+    data, _ = trained
+    segments = read_split(data, "train")[:12]
+    config = EvaluateConfig(samples=2, train_reference=5, seed=3)
+    picked = random.Random(3).sample(segments, 7)
+    as_real, _ = valid_pieces(picked[:2])
+    r = train_comparison(as_real, segments, config)
+    def areas(features: dict) -> np.ndarray:  # nan where a feature is undefined on both sides
+        return np.array([features[name]["overlapping_area"] for name in sorted(features)])
+
+    assert r["real_pieces"] == 2 and r["reference_pieces"] == 5
+    assert np.array_equal(areas(r["features"]), areas(r["real_features"]), equal_nan=True)
+    other, _ = valid_pieces([t for t in segments if t not in picked][:2])
+    assert not np.array_equal(areas(train_comparison(other, segments, config)["features"]),
+                              areas(r["real_features"]), equal_nan=True)
+    assert train_comparison(as_real, segments[:3], config) == {}
 
 
 def test_style_table_names_the_styles_with_few_test_works():

@@ -515,6 +515,8 @@ def evaluate_cmd(
     top_p: Annotated[float, typer.Option(help="Top-p (nucleus) share of the samples; 1.0: off.")] = DEFAULT_TOP_P,
     per_style: Annotated[bool, typer.Option(help="Also compare samples of each style with its test pieces.")]
     = True,
+    train_reference: Annotated[int, typer.Option(help="... and with N random train segments of the style (0: not).")]
+    = 300,
     precision: Annotated[str, typer.Option(help="Scoring: auto (bf16 on a CPU that has it), bf16 or fp32.")]
     = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
@@ -529,6 +531,7 @@ def evaluate_cmd(
 
     check_range("--samples", samples, 1, MAX_SAMPLES, integer=True)
     check_range("--seed", seed, 0, MAX_SEED, integer=True)
+    check_range("--train-reference", train_reference, 0, 2**31 - 1, integer=True)
     for name, value in (("--bars", bars), ("--stride", stride), ("--max-test-pieces", max_test_pieces)):
         if value is not None:
             check_range(name, value, 1, MAX_BARS if name == "--bars" else 2**31 - 1, integer=True)
@@ -539,7 +542,7 @@ def evaluate_cmd(
 
     config = EvaluateConfig(samples=samples, seed=seed, bars=bars, stride=stride, max_test_pieces=max_test_pieces,
                             temperature=temperature, top_p=top_p, per_style=per_style,
-                            precision=precision)
+                            train_reference=train_reference, precision=precision)
     report = evaluate(model_dir, data_dir, output, config, progress=not quiet)
     for name, r in report["likelihood"].items():
         typer.echo(f"{name:>22}: {r['bits_per_note']:7.2f} bits/note  {r['bits_per_token']:.3f} bits/token")

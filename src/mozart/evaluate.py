@@ -15,13 +15,16 @@ drew (``samples.jsonl``).
 - **Validity**: the share of samples that pass ``check`` and decode, sampled with and
   without the grammar constraint.
 - **Statistics**: ``metrics.FEATURES`` of the constrained samples vs the test pieces,
-  with Yang & Lerch's overlapping area and KL divergence.
+  with Yang & Lerch's overlapping area and KL divergence; per style of the test split, samples
+  asked for the style against its test pieces, and against train segments of the style (the
+  style as the model learnt it, with real segments' own figure beside it).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,7 +37,7 @@ from .errors import MozartError
 from .events import Piece, bar_layout
 from .files import write_atomic
 from .likelihood import baseline_likelihoods, model_likelihood
-from .lmdata import load_tokenizer, piece_ids, read_split, read_split_sources, read_split_styles
+from .lmdata import load_tokenizer, piece_ids, read_split, read_split_ids, read_split_sources, read_split_styles
 from .metrics import FEATURES, compare_sets, describe, feature_table
 from .tokenizer import music_token_count
 from .tokens import TokenError, decode_piece
@@ -58,6 +61,9 @@ class EvaluateConfig:
     ngram_order: int = 4  # order of the Kneser-Ney baseline
     max_test_pieces: int | None = None  # score only the first N test pieces (None: all)
     per_style: bool = True  # also compare, per style label of the test split, samples of that style with its pieces
+    # ... and with this many random train segments of the style in their own key (0: not): the style as the model
+    # learnt it, where the test split holds few works of it (MIN_STYLE_WORKS)
+    train_reference: int = 300
     precision: str = "auto"  # scoring: auto (bf16 autocast on a CPU with native bf16) | bf16 | fp32
 
     def __post_init__(self):
@@ -172,7 +178,7 @@ def evaluate(model_dir: Path | None, data_dir: Path, out_dir: Path, config: Eval
     bar.update()
     if config.per_style:
         bar.set_postfix_str("statistics per style")
-        report["styles"] = style_statistics(loaded, data_dir, test_texts, config)
+        report["styles"] = style_statistics(loaded, data_dir, test_texts, config, train_texts)
     bar.set_postfix_str("report")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -188,10 +194,13 @@ def evaluate(model_dir: Path | None, data_dir: Path, out_dir: Path, config: Eval
     return report
 
 
-def style_statistics(loaded, data_dir: Path, test_texts: list[str], config: EvaluateConfig) -> dict:
+def style_statistics(loaded, data_dir: Path, test_texts: list[str], config: EvaluateConfig,
+                     train_texts: list[str] | None = None) -> dict:
     """Per style S of the test split: ``config.samples`` constrained samples with ``--style S`` (of the
-    median bar count of S's test pieces) against S's test pieces.  Empty when the test split has
-    no style labels, or the model has no style tokens or is BART (it could not be asked for one)."""
+    median bar count of S's test pieces) against S's test pieces; with ``train_texts`` and
+    ``config.train_reference``, the same samples against train segments of S too (``train_comparison``).
+    Empty when the test split has no style labels, or the model has no style tokens or is BART (it could
+    not be asked for one)."""
     from .controls import Controls, SamplingSettings, knows_style
     from .sampling import generate_pieces
 
@@ -200,6 +209,13 @@ def style_statistics(loaded, data_dir: Path, test_texts: list[str], config: Eval
     styles = read_split_styles(data_dir, "test")[: len(test_texts)]
     sources = read_split_sources(data_dir, "test")[: len(test_texts)]
     vocab = loaded.tokenizer.get_vocab()
+    own_key = None
+    if train_texts is not None and config.train_reference > 0:
+        train_styles, train_ids = read_split_styles(data_dir, "train"), read_split_ids(data_dir, "train")
+        own_key = {}  # style -> its train segments in their own key (no transposed copies)
+        for text, style, record in zip(train_texts, train_styles, train_ids):
+            if style and "@t" not in record:
+                own_key.setdefault(style, []).append(text)
     out: dict = {}
     for style in sorted({s for s in styles if s}):
         if not knows_style(style, vocab, loaded.model.config.vocab_size):
@@ -216,7 +232,26 @@ def style_statistics(loaded, data_dir: Path, test_texts: list[str], config: Eval
         out[style] = {"bars": bars, "generated_pieces": len(generated), "reference_pieces": len(reference),
                       "reference_works": len(works),
                       "features": compare_sets(feature_table(generated), feature_table(reference))}
+        if own_key is not None:
+            out[style]["train"] = train_comparison(generated, own_key.get(style, []), config)
     return out
+
+
+def train_comparison(generated: list[Piece], segments: list[str], config: EvaluateConfig) -> dict:
+    """The samples of a style against ``config.train_reference`` random train segments of it
+    (``features``), and, as real music's own figure, as many other random train segments as there are
+    samples against the same ones (``real_features``).  Train segments were seen in training: this
+    measures how close the samples come to the style the model learnt, not how it generalises.  Empty
+    when the style has too few segments (fewer than twice the samples)."""
+    if not generated or len(segments) < 2 * config.samples:
+        return {}
+    picked = random.Random(config.seed).sample(segments, min(len(segments), config.train_reference + config.samples))
+    reference, _ = valid_pieces(picked[config.samples:])
+    real, _ = valid_pieces(picked[: config.samples])
+    table = feature_table(reference)
+    return {"reference_pieces": len(reference), "real_pieces": len(real),
+            "features": compare_sets(feature_table(generated), table),
+            "real_features": compare_sets(feature_table(real), table)}
 
 
 def _json_number(value):
@@ -266,6 +301,14 @@ def report_markdown(report: dict) -> str:
         lines.append(f"| {f.name} | {gen} | {ref} | {_fmt(r['overlapping_area'])} | {_fmt(r['kl_divergence'])} |")
     if report.get("styles"):
         lines += ["", "## Musical statistics per style", ""] + style_table(report["styles"])
+        against_train = style_train_table(report["styles"])
+        if against_train:
+            lines += ["", "## Musical statistics per style, against train segments", "",
+                      "The same samples against random train segments of their style in their own key: the style "
+                      "as the model learnt it (those segments were seen in training, so this is not a test of "
+                      "generalisation), from many more works than some styles have in the test split. The last "
+                      "rows give other train segments of the style against the same ones: real music's own "
+                      "figure.", ""] + against_train
     lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in report["plots"]]
     lines += ["", f"Took {report['seconds']} s."]
     return "\n".join(lines) + "\n"
@@ -295,6 +338,33 @@ def style_table(styles: dict) -> list[str]:
         lines.append("| samples / test pieces, bars | " + " | ".join(
             f"{styles[n]['generated_pieces']} / {styles[n]['reference_pieces']}, {styles[n]['bars']}"
             for n in names) + " |")
+    return lines
+
+
+def style_train_table(styles: dict) -> list[str]:
+    """Markdown lines: per style (columns), the OA of every feature (rows) of the samples against train
+    segments of the style, the smallest and the mean, then real train segments' own smallest and mean
+    against the same segments.  Empty when no style has a train comparison."""
+    names = [n for n in sorted(styles) if styles[n].get("train")]
+    if not names:
+        return []
+    train = {n: styles[n]["train"] for n in names}
+
+    def oa(n: str, key: str) -> list[float]:
+        return [r["overlapping_area"] for r in train[n][key].values()]
+
+    lines = ["| feature | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for f in FEATURES:
+        lines.append(f"| {f.name} | " + " | ".join(_fmt(train[n]["features"][f.name]["overlapping_area"], 2)
+                                                     for n in names) + " |")
+    lines.append("| **lowest OA** | " + " | ".join(f"**{_fmt(min(oa(n, 'features')), 2)}**" for n in names) + " |")
+    lines.append("| mean OA | " + " | ".join(_fmt(float(np.mean(oa(n, "features"))), 2) for n in names) + " |")
+    lines.append("| real train segments: lowest / mean OA | " + " | ".join(
+        f"{_fmt(min(oa(n, 'real_features')), 2)} / {_fmt(float(np.mean(oa(n, 'real_features'))), 2)}" for n in names)
+        + " |")
+    lines.append("| samples / real segments / reference segments | " + " | ".join(
+        f"{styles[n]['generated_pieces']} / {train[n]['real_pieces']} / {train[n]['reference_pieces']}" for n in names)
+        + " |")
     return lines
 
 

@@ -54,6 +54,12 @@ def read_split_styles(data_dir: Path, split: str) -> list[str | None]:
     return _split_field(data_dir, split, "style", optional=True)
 
 
+def read_split_ids(data_dir: Path, split: str) -> list[str]:
+    """The id of each record of one split (``source#segment``, with ``@tK`` on a copy transposed by K
+    semitones), in read_split's order."""
+    return _split_field(data_dir, split, "id")
+
+
 def read_split_sources(data_dir: Path, split: str) -> list[str | None]:
     """The source file of each record of one split (None where it has none), in read_split's order: the
     segments of one work share it."""

@@ -325,13 +325,20 @@ def refresh_evaluation(dest: Path, report_dir: Path) -> dict:
 
 
 def _styles_section(report: dict) -> str:
-    """Per style: samples asked for the style against the test pieces of that style (OA)."""
-    from .evaluate import style_table
+    """Per style: samples asked for the style against the test pieces of that style (OA), then against
+    train segments of the style when the report has them."""
+    from .evaluate import style_table, style_train_table
 
     if not report.get("styles"):
         return ""
-    return ("\nPer style (`--style S`; samples of style S against the test pieces of style S; overlapping "
+    text = ("\nPer style (`--style S`; samples of style S against the test pieces of style S; overlapping "
             "area per feature, 1 is best):\n\n" + "\n".join(style_table(report["styles"])) + "\n")
+    against_train = style_train_table(report["styles"])
+    if against_train:
+        text += ("\nThe same samples against random train segments of their style in their own key (seen in "
+                 "training: the style as the model learnt it), with other train segments' own figure in the "
+                 "last rows:\n\n" + "\n".join(against_train) + "\n")
+    return text
 
 
 def _pm(mean, std) -> str:
