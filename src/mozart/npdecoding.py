@@ -76,10 +76,14 @@ class _NumpyCachedDecoder:
         if self.kv_heads != self.heads:  # grouped queries: each key head serves its group's query heads
             keys = np.repeat(keys, self.heads // self.kv_heads, axis=1)
             values = np.repeat(values, self.heads // self.kv_heads, axis=1)
-        scores = (q @ keys.swapaxes(-1, -2)) * np.float32(1 / math.sqrt(dim))
+        scores = q @ keys.swapaxes(-1, -2)  # q carries the 1/sqrt(dim) scale (folded into its weights)
         if t > 1:  # query i (at position start + i) sees the keys up to its own position
             scores = np.where(np.tri(t, end, k=start, dtype=bool), scores, np.float32(-np.inf))
-        attended = softmax(scores) @ values  # (rows, heads, t, dim)
+        # softmax in place: at one row a step is mostly per-operation overhead, and every new array adds to it
+        scores -= scores.max(axis=-1, keepdims=True)
+        np.exp(scores, out=scores)
+        scores /= scores.sum(axis=-1, keepdims=True)
+        attended = scores @ values  # (rows, heads, t, dim)
         return attended.transpose(0, 2, 1, 3).reshape(rows, t, self.heads * dim)
 
     def step(self, ids: np.ndarray) -> np.ndarray:
@@ -106,15 +110,19 @@ class NumpyLlamaDecoder(_NumpyCachedDecoder):
             found = [w.get(f"{n}.bias") for n in names]
             return None if found[0] is None else np.concatenate(found)
 
+        # the queries' rows carry attention's 1/sqrt(head_dim) (rotation is linear, so it may come first)
+        q_scale = _query_scale(heads * head_dim, 2 * cfg.num_key_value_heads * head_dim, head_dim)
         self.layers = []
         for i in range(cfg.num_hidden_layers):
             p = f"model.layers.{i}."
             qkv = [f"{p}self_attn.{n}_proj" for n in "qkv"]
             gate_up = [f"{p}mlp.{n}_proj" for n in ("gate", "up")]
             o, down = f"{p}self_attn.o_proj", f"{p}mlp.down_proj"
+            qkv_bias = bias(qkv)
             self.layers.append((
-                _transposed(np.concatenate([w[f"{n}.weight"] for n in qkv]) * gain(f"{p}input_layernorm.weight")),
-                bias(qkv),
+                _transposed(np.concatenate([w[f"{n}.weight"] for n in qkv]) * gain(f"{p}input_layernorm.weight")
+                            * q_scale[:, None]),
+                None if qkv_bias is None else qkv_bias * q_scale,
                 _transposed(np.concatenate([w[f"{n}.weight"] for n in gate_up])
                             * gain(f"{p}post_attention_layernorm.weight")),
                 bias(gate_up),
@@ -173,9 +181,15 @@ class NumpyGpt2Decoder(_NumpyCachedDecoder):
         super().__init__(batch, cfg.n_layer, cfg.n_head, cfg.n_head, cfg.n_embd // cfg.n_head, cfg.n_positions)
         self.eps = np.float32(cfg.layer_norm_epsilon)
         blocks = gpt2_blocks(w, cfg.n_layer)
-        # Conv1D weights are stored (in, out): what x @ weight multiplies by
-        self.layers = [tuple(part for weight, bias in linears for part in (np.ascontiguousarray(weight), bias))
-                       for linears, _ in blocks]
+        # Conv1D weights are stored (in, out): what x @ weight multiplies by; the queries' columns carry
+        # attention's 1/sqrt(head_dim)
+        q_scale = _query_scale(cfg.n_embd, 2 * cfg.n_embd, self.head_dim)
+        self.layers = []
+        for linears, _ in blocks:
+            (qkv_w, qkv_b), rest = linears[0], linears[1:]
+            parts = [np.ascontiguousarray(qkv_w * q_scale), qkv_b * q_scale]
+            self.layers.append(tuple(parts + [part for weight, bias in rest
+                                              for part in (np.ascontiguousarray(weight), bias)]))
         self.norms = [norms for _, norms in blocks]
         self.tokens, self.positions = w["transformer.wte.weight"], w["transformer.wpe.weight"]
         self.final_norm = (w["transformer.ln_f.weight"], w["transformer.ln_f.bias"])
@@ -218,6 +232,12 @@ def rotary_tables(theta: float, dim: int, positions: int) -> tuple[np.ndarray, n
     rotation[:, j + half, j] = -sin[:, j]  # out_j (j < half) takes -x_{j+half} sin_j
     rotation[:, j, j + half] = sin[:, j + half]  # out_{j+half} takes x_j sin_{j+half}
     return cos, sin, rotation
+
+
+def _query_scale(query_width: int, key_value_width: int, head_dim: int) -> np.ndarray:
+    """Per output of a fused q|k|v product: 1/sqrt(head_dim) for the queries, 1 for keys and values."""
+    return np.concatenate([np.full(query_width, 1 / math.sqrt(head_dim), dtype=np.float32),
+                           np.ones(key_value_width, dtype=np.float32)])
 
 
 def _affine(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
