@@ -35,7 +35,8 @@ TABLE: dict[str, tuple[list[str], dict[str, list[str]]]] = {
         "MIDI_DIR": ["MISSING", "MIDI", "FOLDER"], "--workers": ["0", "-1", HUGE, "abc"],
         "--valid": ["-0.1", "nan", "1", "inf", "abc"], "--test": ["nan", "2", "-1"], "--seed": ["abc", "1.5"],
         "--max-tokens": ["0", "-5", "abc"], "--transpose": ["abc", "5..-5", "-99..0", "1..nan"],
-        "--grid": ["0", "10", "1000", "nan"], "--timeout": ["0", "-1", "nan", "inf", "abc"]}),
+        "--grid": ["0", "10", "1000", "nan"], "--timeout": ["0", "-1", "nan", "inf", "abc"],
+        "--min-test-works": ["-1", "abc", "1.5"]}),
     "corpus": (["music21", "-o", "OUT", "-q"], {
         "--subset": ["nope"], "--limit": ["0", "-1", "abc"], "--workers": ["0", HUGE, "-2"],
         "--timeout": ["0", "nan", "-inf"]}),
@@ -64,7 +65,8 @@ TABLE: dict[str, tuple[list[str], dict[str, list[str]]]] = {
     "evaluate": (["-m", "MODEL", "DATA_DIR", "-o", "OUT", "-q"], {
         "DATA_DIR": ["MISSING", "MIDI", "FOLDER"], "-m": ["MISSING", "FOLDER"], "--samples": ["0", "nan", HUGE],
         "--seed": ["-1", "abc"], "--bars": ["0", "-2"], "--stride": ["0", "-1"], "--max-test-pieces": ["0"],
-        "--precision": ["fp16", "abc"], "--temperature": ["0", "nan"], "--top-p": ["0", "1.5", "nan"]}),
+        "--precision": ["fp16", "abc"], "--temperature": ["0", "nan"], "--top-p": ["0", "1.5", "nan"],
+        "--train-reference": ["-1", "abc"]}),
     "stats": (["MIDI_DIR", "--json", "OUT/s.json"], {"MIDI_DIR": ["MISSING", "MIDI", "FOLDER"],
                                                      "--grid": ["10", "0", "abc"], "--json": ["FOLDER"]}),
     "serve": (["-m", "MODEL", "--port", "7860"], {"--port": ["0", "70000", "-1", "abc"], "-m": ["MISSING", "FOLDER"]}),

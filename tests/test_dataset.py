@@ -180,6 +180,38 @@ def test_split_of_depends_on_content_and_seed_only():
     assert other != splits
 
 
+def test_min_test_works_moves_each_styles_likeliest_train_works_to_test():
+    """Known answer on synthetic works: a style with too few works in test takes its train works with the
+    smallest split numbers, up to min_test_works or a quarter of its works; near-duplicates move together;
+    the other splits and styles are untouched; 0 is the plain assignment."""
+    from mozart.dataset import assign_splits
+
+    rng = np.random.default_rng(0)
+    styles = ["classical"] * 40 + ["romantic"] * 12 + ["baroque"] * 3 + [None] * 20
+    digests = [f"{rng.integers(2**63):064x}" for _ in styles]
+    groups = list(range(len(styles)))
+    groups[1] = 0  # two classical pieces, one work
+    plain_cfg, cfg = DatasetConfig(seed=3), DatasetConfig(seed=3, min_test_works=5)
+    plain, _ = assign_splits(digests, groups, plain_cfg, styles)
+    assert assign_splits(digests, groups, plain_cfg, styles) == assign_splits(digests, groups, plain_cfg)
+    new, moved = assign_splits(digests, groups, cfg, styles)
+    works = {}  # style -> {group: (split number, plain split, new split)}
+    for i, (style, group) in enumerate(zip(styles, groups)):
+        works.setdefault(style, {})[group] = (split_of(digests[i], cfg)[1], plain[i], new[i])
+    for style, expected in (("classical", 5), ("romantic", 3), ("baroque", 0)):
+        mine = works[style]
+        in_test = sum(after == "test" for _, _, after in mine.values())
+        assert in_test == max(expected, sum(before == "test" for _, before, _ in mine.values()))
+        went = sorted(u for u, before, after in mine.values() if before != after)
+        assert all(after == "test" for _, before, after in mine.values() if before != after)
+        stayed = [u for u, before, after in mine.values() if before == after == "train"]
+        assert not went or max(went) < min(stayed)  # the smallest split numbers went
+    assert sum(b != a for b, a in zip(plain[:40], new[:40])) > 0  # the case is not vacuous
+    assert new[0] == new[1]
+    assert [b for b, s in zip(plain, styles) if s is None] == [a for a, s in zip(new, styles) if s is None]
+    assert set(moved.values()) <= {"test"} and all(plain[i] != new[i] for i in moved)
+
+
 def test_segments_keep_every_note():
     path = max(corpus_files(), key=lambda p: symusic.Score(str(p)).note_num())
     piece = mozart.quantize(symusic.Score(str(path)))

@@ -164,6 +164,8 @@ def dataset_cmd(
     valid: Annotated[float, typer.Option(help="Share of pieces for validation.")] = DatasetConfig.valid,
     test: Annotated[float, typer.Option(help="Share of pieces for test.")] = DatasetConfig.test,
     seed: Annotated[int, typer.Option(help="Seed of the split assignment.")] = DatasetConfig.seed,
+    min_test_works: Annotated[int, typer.Option(
+        help="Works each style keeps in test at least (up to a quarter of its works; 0: off).")] = 0,
     max_tokens: Annotated[
         int | None, typer.Option(help="Cut pieces at bar lines into segments of at most this many tokens.")
     ] = None,
@@ -179,7 +181,8 @@ def dataset_cmd(
     Example: mozart dataset midi/ -o data/ --workers 2 --max-tokens 1024 --transpose -5..6
     """
     config = DatasetConfig(valid=valid, test=test, seed=seed, max_tokens=max_tokens,
-                           transpose=_parse_range(transpose), grid=grid, workers=workers, timeout=timeout)
+                           transpose=_parse_range(transpose), grid=grid, workers=workers, timeout=timeout,
+                           min_test_works=min_test_works)
     stats = build_dataset(midi_dir, output, config, progress=not quiet)
     s = stats["splits"]
     typer.echo(

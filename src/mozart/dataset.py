@@ -59,12 +59,15 @@ class DatasetConfig:
     grid: int = 24  # steps per quarter note
     workers: int = max(1, os.cpu_count() or 1)  # worker processes
     timeout: float = 60.0  # seconds a single file may take before it is reported and skipped
+    # works (near-duplicate groups) each style keeps in test at least, within a quarter of its works (0: off)
+    min_test_works: int = 0
 
     def validate(self) -> None:
         validate_grid(self.grid)
         check_range("--valid", self.valid, 0, 1)
         check_range("--test", self.test, 0, 1)
         check_range("--seed", self.seed, -(2**63), 2**63 - 1, integer=True)
+        check_range("--min-test-works", self.min_test_works, 0, 2**31 - 1, integer=True)
         if not (0 <= self.valid < 1 and 0 <= self.test < 1 and self.valid + self.test < 1):
             raise MozartError(f"--valid {self.valid} and --test {self.test} must be in [0, 1) with a sum below 1")
         if self.max_tokens is not None and self.max_tokens < MIN_SEGMENT_TOKENS:
@@ -324,7 +327,8 @@ def _build(files: list[Path], midi_dir: Path, staging: Path, config: DatasetConf
                 for i, text in enumerate(texts):
                     out.write(f"{piece}\t1\t" + _record(f"{source}#{i}@t{k:+d}", source, text, styles.get(source)))
     groups = group_near_duplicates([sig for _, _, sig in kept])
-    split_of_piece, moved = assign_splits([digest for _, digest, _ in kept], groups, config)
+    split_of_piece, moved = assign_splits([digest for _, digest, _ in kept], groups, config,
+                                          [styles.get(source) for source, _, _ in kept])
     with open(pool, encoding="utf-8") as records:
         shards = {split: open(staging / f"{split}.jsonl", "w", encoding="utf-8") for split in SPLITS}
         try:
@@ -342,16 +346,24 @@ def _build(files: list[Path], midi_dir: Path, staging: Path, config: DatasetConf
                    near_duplicate_summary([source for source, _, _ in kept], groups))
 
 
-def assign_splits(digests: list[str], groups: list[int], config: DatasetConfig) -> tuple[list[str], dict[int, str]]:
+def assign_splits(digests: list[str], groups: list[int], config: DatasetConfig,
+                  styles: list[str | None] | None = None) -> tuple[list[str], dict[int, str]]:
     """The split of every piece: each group goes whole to the split its smallest digest picks
     (``split_of``), so a group's split does not change when unrelated files join the folder.
 
     With at least 3 groups, valid and test (when asked for) each get one: an empty one takes
-    the train group with the smallest split number.  Returns the splits and {piece: split}
-    for the pieces so moved."""
+    the train group with the smallest split number.  With ``config.min_test_works`` and the
+    pieces' ``styles``, a style whose test split holds fewer groups (works) than that takes
+    train groups of the style, smallest split number first, up to a quarter of the style's
+    groups in test (a group's style is its smallest digest's piece's): a per-style evaluation
+    against two works measures those works, not the style.  Returns the splits and {piece:
+    split} for the pieces so moved."""
     key: dict[int, str] = {}
-    for digest, group in zip(digests, groups):
-        key[group] = min(key.get(group, digest), digest)
+    style_of: dict[int, str | None] = {}
+    for i, (digest, group) in enumerate(zip(digests, groups)):
+        if group not in key or digest < key[group]:
+            key[group] = digest
+            style_of[group] = styles[i] if styles is not None else None
     chosen = {group: split_of(digest, config) for group, digest in key.items()}
     moved_groups: dict[int, str] = {}
     present = {split for split, _ in chosen.values()}
@@ -360,8 +372,26 @@ def assign_splits(digests: list[str], groups: list[int], config: DatasetConfig) 
         train_groups = sorted((u, group) for group, (split, u) in chosen.items() if split == "train")
         for (_, group), split in zip(train_groups, wanted):
             moved_groups[group] = split
+    if config.min_test_works > 0 and config.test > 0:
+        moved_groups.update(_works_for_test(chosen, moved_groups, style_of, config.min_test_works))
     splits = [moved_groups.get(g, chosen[g][0]) for g in groups]
     return splits, {i: moved_groups[g] for i, g in enumerate(groups) if g in moved_groups}
+
+
+def _works_for_test(chosen: dict[int, tuple[str, float]], moved: dict[int, str], style_of: dict[int, str | None],
+                    minimum: int) -> dict[int, str]:
+    """The train groups to move to test so that each style has ``minimum`` groups there, or a quarter of its
+    groups when it has fewer than 4 x ``minimum``; smallest split number first."""
+    split = {group: moved.get(group, s) for group, (s, _) in chosen.items()}
+    extra: dict[int, str] = {}
+    for style in sorted({s for s in style_of.values() if s}):
+        mine = [g for g, s in style_of.items() if s == style]
+        target = min(minimum, len(mine) // 4)
+        in_test = sum(split[g] == "test" for g in mine)
+        train = sorted((chosen[g][1], g) for g in mine if split[g] == "train")
+        for _, group in train[:max(0, target - in_test)]:
+            extra[group] = "test"
+    return extra
 
 
 def near_duplicate_summary(sources: list[str], groups: list[int], examples: int = 20) -> dict:
