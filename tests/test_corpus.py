@@ -5,7 +5,16 @@ from __future__ import annotations
 import symusic
 
 import mozart
-from mozart.corpus import SUBSETS, corpus_root, export_music21, export_piece, list_pieces, list_works, output_stems
+from mozart.corpus import (
+    SUBSETS,
+    ExportTask,
+    corpus_root,
+    export_music21,
+    export_piece,
+    list_pieces,
+    list_works,
+    output_stems,
+)
 
 
 def test_chorales_export_and_resume(tmp_path):
@@ -31,6 +40,19 @@ def test_folk_tune_book_becomes_one_file_per_tune(tmp_path):
     name = export_piece((tunes[6], str(tmp_path)))
     assert name == "oneills1850/0001-0050-007.mid"
     assert symusic.Score(str(tmp_path / name)).note_num() > 20
+
+
+def test_grace_notes_are_dropped_not_held_until_the_next_note_off(tmp_path):
+    """Known answer: a tune whose grace notes share a pitch with the notes they ornament.  music21 writes a
+    grace note as a note-on and note-off at one tick, which symusic reads as a note held until the next
+    note-off of its pitch (C for 7 quarters, G for 12); exported, the tune has its written notes only."""
+    abc = "X:1\nT:grace\nM:4/4\nL:1/4\nK:C\nC {C}C E G | {G}G E C2 | C4 | G4 |]\n"
+    name = export_piece((ExportTask("", "grace.abc", "grace.mid", abc), str(tmp_path)))
+    score = symusic.Score(str(tmp_path / name))
+    q = score.ticks_per_quarter
+    notes = [(n.time / q, n.duration / q, n.pitch) for t in score.tracks for n in t.notes]
+    assert notes == [(0, 1, 60), (1, 1, 60), (2, 1, 64), (3, 1, 67), (4, 1, 67), (5, 1, 64), (6, 2, 60),
+                     (8, 4, 60), (12, 4, 67)]
 
 
 def test_timeouts_are_reported_not_fatal(tmp_path):

@@ -119,6 +119,21 @@ def list_pieces(subset: str) -> list[ExportTask]:
     return tasks
 
 
+def drop_grace_notes(score) -> int:
+    """Remove the notes and chords of no duration (grace notes) from a music21 score; return how many.
+
+    music21 writes each as a note-on and a note-off at the same tick, and symusic (0.6.0; its issue #38)
+    reads such a note-off as nothing, so the note sounds until the next note-off of its pitch, and each
+    later note of that pitch takes the note-off of the one after it.  In Beethoven's Grosse Fuge (op. 133)
+    172 grace notes made notes up to 773 quarters long; in the built-in model's dataset 2.9% of the
+    classical notes (in 66% of its segments) rang more than 4 bars past their segment's end.  A grace
+    note takes no metrical time, so dropping it moves no other note."""
+    zero = [n for n in score.recurse().notes if n.duration.quarterLength == 0]
+    for note in zero:
+        score.remove(note, recurse=True)
+    return len(zero)
+
+
 def export_piece(task: tuple[ExportTask, str]) -> str:
     """Worker: convert one piece to a MIDI file in the output folder; return its name."""
     import music21  # imported in the worker only: it is slow to import and optional
@@ -130,6 +145,7 @@ def export_piece(task: tuple[ExportTask, str]) -> str:
         parsed = music21.converter.parse(piece.corpus_file)
     if isinstance(parsed, music21.stream.Opus):  # a single-tune book still parses as an Opus
         parsed = parsed.scores[0]
+    drop_grace_notes(parsed)
     data = music21.midi.translate.streamToMidiFile(parsed).writestr()
     target = Path(out_dir) / piece.midi_name
     target.parent.mkdir(parents=True, exist_ok=True)
