@@ -105,6 +105,8 @@ def collections(data_dir: Path) -> Counter:
 
 #: The dataset files whose bytes make its digest (the splits' records and the vocabulary).
 DIGEST_FILES = ("train.jsonl", "valid.jsonl", "test.jsonl", "vocab.json")
+#: How the card records the training dataset's digest (card_text writes it, refresh_evaluation reads it back).
+DIGEST_LINE = "Dataset digest (`python -m mozart.modelcard --digest DATA`): "
 
 
 def dataset_digest(data_dir: Path) -> str:
@@ -163,7 +165,7 @@ width {model.hidden_size}, context {context}) over the Mozart token format v{ver
 
 - **Data**: {stats['pieces']} distinct pieces{grouping} ({s['train']['pieces']} train, {s['valid']['pieces']}
   valid, {s['test']['pieces']} test) from {folders}; {cut}{copies}; {stats['tokens']:,} tokens in all{style_line}.
-  Dataset digest (`python -m mozart.modelcard --digest DATA`): `{dataset_digest(data_dir)[:16]}`.{program_line}
+  {DIGEST_LINE}`{dataset_digest(data_dir)[:16]}`.{program_line}
 - **Recipe**: {c['arch']} size `{c['size']}`, {metrics['steps']} optimizer steps of {c['batch_size']} x
   {c['grad_accum']} sequences of {context} tokens{packed_words}, lr {c['lr']}, warmup {c['warmup_ratio']}
   then cosine, seed {c['seed']}{fim_words}; trained on {device}{precision}{hours}.{versions}
@@ -293,8 +295,8 @@ Musical statistics of {report['statistics']['generated_pieces']} constrained {c[
 """ + _styles_section(report)
 
 
-#: The card's line that records the training dataset's digest (card_text).
-_DIGEST_PATTERN = re.compile(r"Dataset digest \(`python -m mozart.modelcard --digest DATA`\): `([0-9a-f]+)`")
+#: The training dataset's digest in a card.
+_DIGEST_PATTERN = re.compile(re.escape(DIGEST_LINE) + r"`([0-9a-f]+)`")
 
 
 def refresh_evaluation(dest: Path, report_dir: Path) -> dict:

@@ -29,10 +29,17 @@ import numpy as np
 from .weights import DecoderWeights, gpt2_blocks, gpt2_reproducible, llama_reproducible, llama_rope_theta
 
 
-def softmax(scores: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis (a row of -inf everywhere but one word gives that word 1)."""
-    scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    return scores / scores.sum(axis=-1, keepdims=True)
+def softmax(scores: np.ndarray, in_place: bool = False) -> np.ndarray:
+    """Softmax over the last axis (a row of -inf everywhere but one word gives that word 1).  ``in_place``
+    writes it over ``scores``: at one row a decoder step is mostly per-operation overhead, and every new
+    array adds to it."""
+    if in_place:
+        scores -= scores.max(axis=-1, keepdims=True)
+    else:
+        scores = scores - scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return scores
 
 
 def _transposed(weight: np.ndarray) -> np.ndarray:
@@ -79,11 +86,7 @@ class _NumpyCachedDecoder:
         scores = q @ keys.swapaxes(-1, -2)  # q carries the 1/sqrt(dim) scale (folded into its weights)
         if t > 1:  # query i (at position start + i) sees the keys up to its own position
             scores = np.where(np.tri(t, end, k=start, dtype=bool), scores, np.float32(-np.inf))
-        # softmax in place: at one row a step is mostly per-operation overhead, and every new array adds to it
-        scores -= scores.max(axis=-1, keepdims=True)
-        np.exp(scores, out=scores)
-        scores /= scores.sum(axis=-1, keepdims=True)
-        attended = scores @ values  # (rows, heads, t, dim)
+        attended = softmax(scores, in_place=True) @ values  # (rows, heads, t, dim)
         return attended.transpose(0, 2, 1, 3).reshape(rows, t, self.heads * dim)
 
     def step(self, ids: np.ndarray) -> np.ndarray:
@@ -185,11 +188,9 @@ class NumpyGpt2Decoder(_NumpyCachedDecoder):
         # attention's 1/sqrt(head_dim)
         q_scale = _query_scale(cfg.n_embd, 2 * cfg.n_embd, self.head_dim)
         self.layers = []
-        for linears, _ in blocks:
-            (qkv_w, qkv_b), rest = linears[0], linears[1:]
-            parts = [np.ascontiguousarray(qkv_w * q_scale), qkv_b * q_scale]
-            self.layers.append(tuple(parts + [part for weight, bias in rest
-                                              for part in (np.ascontiguousarray(weight), bias)]))
+        for ((qkv_w, qkv_b), *rest), _ in blocks:
+            scaled = [(qkv_w * q_scale, qkv_b * q_scale), *rest]
+            self.layers.append(tuple(part for weight, bias in scaled for part in (np.ascontiguousarray(weight), bias)))
         self.norms = [norms for _, norms in blocks]
         self.tokens, self.positions = w["transformer.wte.weight"], w["transformer.wpe.weight"]
         self.final_norm = (w["transformer.ln_f.weight"], w["transformer.ln_f.bias"])
