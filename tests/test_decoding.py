@@ -13,6 +13,16 @@ from mozart.masks import hf_logits_processors
 from mozart.models import SpecialIds, build_model, default_model_dir, load_model
 from mozart.tokens import check
 
+#: "llama+previous": a Llama with the previous-token embedding (previous_token.py)
+PREVIOUS = "llama+previous"
+
+
+def _model(arch: str, size: str, context: int):
+    """A fresh model of ``arch`` (or ``PREVIOUS``) over a vocabulary of 300."""
+    family = arch.split("+")[0]
+    return build_model(family, size, SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), context,
+                       previous_token=arch == PREVIOUS)
+
 
 def _random_ids(n: int, vocab: int, seed: int, rows: int = 1) -> torch.Tensor:
     return torch.randint(4, vocab, (rows, n), generator=torch.Generator().manual_seed(seed))
@@ -58,12 +68,14 @@ def _assert_steps_match(fast, hf, ids: torch.Tensor, model) -> None:
 
 
 @pytest.mark.parametrize("arch, size, rows", [("gpt2", "tiny", 1), ("gpt2", "small", 3), ("llama", "tiny", 1),
-                                              ("llama", "small", 3), ("bart", "tiny", 1), ("bart", "small", 3)])
+                                              ("llama", "small", 3), ("bart", "tiny", 1), ("bart", "small", 3),
+                                              (PREVIOUS, "tiny", 1), (PREVIOUS, "small", 3)])
 def test_step_decoders_match_transformers(arch, size, rows):
     torch.manual_seed(0)
-    model = build_model(arch, size, SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
+    model = _model(arch, size, 128).eval()
     sources = _Sources(model)
-    fast_type = {"gpt2": Gpt2StepDecoder, "llama": LlamaStepDecoder, "bart": BartStepDecoder}[arch]
+    fast_type = {"gpt2": Gpt2StepDecoder, "llama": LlamaStepDecoder, "bart": BartStepDecoder,
+                 PREVIOUS: LlamaStepDecoder}[arch]
     assert isinstance(sources.decoder(model, rows), fast_type)
     ids = _random_ids(100, 300, 1, rows)
     fast = sources.decoder(model, rows, matmul_dtype=torch.float32, weights="dense")
@@ -73,12 +85,12 @@ def test_step_decoders_match_transformers(arch, size, rows):
         fast.step(ids[:, :40])  # 95 + 40 tokens exceed the context of 128
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "bart"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bart", PREVIOUS])
 def test_a_fresh_decoder_reads_like_a_new_one(arch):
     """When the sampling window slides, ``fresh()`` reuses the prepared weights with an empty cache for the
     rows kept: its logits equal a newly built decoder's."""
     torch.manual_seed(4)
-    model = build_model(arch, "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
+    model = _model(arch, "tiny", 128).eval()
     sources = _Sources(model)
     ids = _random_ids(40, 300, 5, rows=3)
     used = sources.decoder(model, 3)
@@ -90,11 +102,11 @@ def test_a_fresh_decoder_reads_like_a_new_one(arch):
     assert torch.equal(fresh.step(ids[[0, 2], 30:31]), new.step(ids[[0, 2], 30:31]))
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "bart"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bart", PREVIOUS])
 def test_dropping_rows_keeps_the_others_exact(arch):
     """keep(rows): the rows kept go on exactly as they would alone (a finished row stops costing compute)."""
     torch.manual_seed(1)
-    model = build_model(arch, "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128).eval()
+    model = _model(arch, "tiny", 128).eval()
     sources = _Sources(model)
     ids = _random_ids(40, 300, 2, rows=4)
     exact = torch.float32
@@ -108,13 +120,13 @@ def test_dropping_rows_keeps_the_others_exact(arch):
         assert torch.allclose(both[1], alone.step(ids[2:3, i:i + 1])[0], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama", "bart"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "bart", PREVIOUS])
 def test_long_one_token_steps_are_row_exact_at_the_sampling_precision(arch):
     """The sampler's own decoder (default products and weights): a row's logits are the same alone and in
     a batch of five at every one-token step up to 200 positions (SDPA's CPU kernel was not, past ~120 keys,
     and bf16 activations turned that into a different piece for the same seed)."""
     torch.manual_seed(7)
-    model = build_model(arch, "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 256).eval()
+    model = _model(arch, "tiny", 256).eval()
     sources = _Sources(model)
     ids = _random_ids(200, 300, 8, rows=5)
     batch, alone = sources.decoder(model, 5), sources.decoder(model, [4])
@@ -135,7 +147,7 @@ def _light(model, folder):
 
 @pytest.mark.parametrize("arch, size, rows, kv_heads", [("gpt2", "tiny", 1, None), ("gpt2", "small", 3, None),
                                                         ("llama", "tiny", 1, None), ("llama", "small", 3, None),
-                                                        ("llama", "tiny", 2, 1)])
+                                                        ("llama", "tiny", 2, 1), (PREVIOUS, "small", 3, None)])
 def test_numpy_decoders_match_transformers(tmp_path, arch, size, rows, kv_heads):
     """The numpy decoders (the light path, no torch): a 20-token prompt, 70 one-token steps, a block of 5
     on the cache; logits equal transformers' incremental and whole-sequence ones (grouped key/value heads
@@ -143,12 +155,12 @@ def test_numpy_decoders_match_transformers(tmp_path, arch, size, rows, kv_heads)
     from mozart.npdecoding import NumpyGpt2Decoder, NumpyLlamaDecoder, numpy_decoder_for
 
     torch.manual_seed(0)
-    model = build_model(arch, size, SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 128)
+    model = _model(arch, size, 128)
     if kv_heads:  # a grouped-query Llama: rebuilt with fewer key/value heads
         model = type(model)(model.config.__class__(**{**model.config.to_dict(), "num_key_value_heads": kv_heads}))
     model.eval()
     fast = numpy_decoder_for(_light(model, tmp_path / "m"), rows)
-    assert isinstance(fast, {"gpt2": NumpyGpt2Decoder, "llama": NumpyLlamaDecoder}[arch])
+    assert isinstance(fast, {"gpt2": NumpyGpt2Decoder, "llama": NumpyLlamaDecoder, PREVIOUS: NumpyLlamaDecoder}[arch])
     ids = _random_ids(100, 300, 1, rows)
     hf = HFStepDecoder(model)
     for chunk in [ids[:, :20]] + [ids[:, i:i + 1] for i in range(20, 90)] + [ids[:, 90:95]]:
@@ -162,7 +174,7 @@ def test_numpy_decoders_match_transformers(tmp_path, arch, size, rows, kv_heads)
         fast.step(ids[:, :40].numpy())  # 95 + 40 tokens exceed the context of 128
 
 
-@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+@pytest.mark.parametrize("arch", ["gpt2", "llama", PREVIOUS])
 def test_numpy_decoders_are_row_exact_and_keep_and_fresh_work(tmp_path, arch):
     """A row's logits are bit for bit the same alone and in a batch of five, at every step up to 200
     positions (so a seed writes one piece at any -n); keep() drops rows without changing the others;
@@ -170,8 +182,7 @@ def test_numpy_decoders_are_row_exact_and_keep_and_fresh_work(tmp_path, arch):
     from mozart.npdecoding import numpy_decoder_for
 
     torch.manual_seed(7)
-    light = _light(build_model(arch, "tiny", SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), 256).eval(),
-                   tmp_path / "m")
+    light = _light(_model(arch, "tiny", 256).eval(), tmp_path / "m")
     ids = _random_ids(200, 300, 8, rows=5).numpy()
     batch, alone = numpy_decoder_for(light, 5), numpy_decoder_for(light, 1)
     assert np.array_equal(batch.step(ids[:, :3])[4], alone.step(ids[4:, :3])[0])
@@ -338,3 +349,32 @@ def test_tokenizer_has_special_tokens_named():
         pytest.skip("no built-in model")
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     assert tokenizer.eos_token == "<eos>" and tokenizer.pad_token == "<pad>"
+
+
+def test_previous_token_model_saves_and_loads_whole(tmp_path):
+    """A Llama with the previous-token embedding, saved and read back by ``load_base``, keeps its second
+    table (transformers' own loader would drop it) and gives the same logits; a table of the wrong shape is
+    a one-line error."""
+    from safetensors.torch import load_file, save_file
+
+    from mozart.errors import MozartError
+    from mozart.models import load_base
+    from mozart.weights import PREVIOUS_TOKEN_KEY, PREVIOUS_TOKEN_WEIGHT
+
+    torch.manual_seed(3)
+    model = _model(PREVIOUS, "tiny", 128).eval()
+    model.save_pretrained(str(tmp_path))
+    assert PREVIOUS_TOKEN_KEY in (tmp_path / "config.json").read_text()
+    loaded, arch = load_base(tmp_path)
+    assert arch == "llama"
+    ids = _random_ids(50, 300, 4, rows=2)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(input_ids=ids).logits, model(input_ids=ids).logits)
+        # the table matters: without it the logits differ
+        assert not torch.allclose(model.model.embed_tokens(ids), torch.nn.functional.embedding(ids,
+                                                                                               model.model.embed_tokens.weight))
+    tensors = load_file(str(tmp_path / "model.safetensors"))
+    tensors[PREVIOUS_TOKEN_WEIGHT] = tensors[PREVIOUS_TOKEN_WEIGHT][:10].contiguous()
+    save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
+    with pytest.raises(MozartError, match="does not match config.json"):
+        load_base(tmp_path)

@@ -52,7 +52,15 @@ import torch.nn.functional as F
 
 from .hardware import bf16_on_cpu
 from .npdecoding import rotary_tables
-from .weights import architecture_of, gpt2_blocks, gpt2_reproducible, llama_reproducible, llama_rope_theta
+from .previous_token import has_previous_token
+from .weights import (
+    PREVIOUS_TOKEN_WEIGHT,
+    architecture_of,
+    gpt2_blocks,
+    gpt2_reproducible,
+    llama_reproducible,
+    llama_rope_theta,
+)
 
 
 class HFStepDecoder:
@@ -63,6 +71,9 @@ class HFStepDecoder:
         # transformers 5 names the cache argument ``cache``; earlier versions ``past_key_values``
         params = inspect.signature(model.forward).parameters
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
+        # a model that reads the previous token gets its inputs embedded here, after each row's last token
+        self.last = None
+        self.previous_token = encoder_outputs is None and has_previous_token(model.config)
 
     @torch.no_grad()
     def step(self, ids: torch.Tensor) -> torch.Tensor:
@@ -71,6 +82,10 @@ class HFStepDecoder:
         ids = ids.to(device)
         if self.encoder_outputs is not None:
             out = self.model(encoder_outputs=self.encoder_outputs, decoder_input_ids=ids, **kwargs)
+        elif self.previous_token:
+            embedded = self.model.get_decoder().embed_tokens.continued(ids, self.last)
+            self.last = ids[:, -1]
+            out = self.model(inputs_embeds=embedded, **kwargs)
         else:
             out = self.model(input_ids=ids, **kwargs)
         self.past = out["cache"] if "cache" in out else out.get("past_key_values")  # 5.x name, else 4.x
@@ -83,6 +98,8 @@ class HFStepDecoder:
     def keep(self, rows: torch.Tensor) -> None:
         if self.past is not None:
             self.past.reorder_cache(rows.to(next(self.model.parameters()).device))
+        if self.last is not None:
+            self.last = self.last[rows.to(self.last.device)]
         if self.encoder_outputs is not None:
             self.encoder_outputs.last_hidden_state = self.encoder_outputs.last_hidden_state[rows]
 
@@ -134,6 +151,7 @@ class _CachedDecoder:
             raise ValueError("int8 weights take bf16 activations")
         self.keys = torch.zeros(layers, batch, heads, context, head_dim, dtype=p.dtype, device=p.device)
         self.values = torch.zeros_like(self.keys)
+        self.last: torch.Tensor | None = None  # each row's last token read (for the previous-token embedding)
 
     def _weight(self, weight: torch.Tensor) -> torch.Tensor | _Int8Weight:
         """An (out, in) weight as ``_linear`` multiplies by it, a copy made once, at start: int8 with
@@ -170,13 +188,23 @@ class _CachedDecoder:
     def keep(self, rows: torch.Tensor) -> None:
         rows = rows.to(self.keys.device)
         self.keys, self.values = self.keys[:, rows], self.values[:, rows]
+        if self.last is not None:
+            self.last = self.last[rows]
 
     def fresh(self) -> _CachedDecoder:
         """A decoder with the same prepared weights, for the rows kept, and an empty cache: what the sampler
         needs when its window slides (preparing the weights again cost 25-30 ms for the built-in model)."""
         new = copy.copy(self)
         new.keys, new.values, new.position = torch.zeros_like(self.keys), torch.zeros_like(self.values), 0
+        new.last = None
         return new
+
+    def _previous(self, ids: torch.Tensor, first: int) -> torch.Tensor:
+        """The token before each of ``ids`` (rows, t): the row's last token read, ``first`` at a sequence's
+        start (previous_token.py); remembers each row's last token."""
+        before = torch.full_like(ids[:, :1], first) if self.last is None else self.last[:, None]
+        self.last = ids[:, -1].clone()
+        return torch.cat([before, ids[:, :-1]], dim=1)
 
     def _span(self, t: int) -> tuple[int, int, torch.Tensor | None]:
         """(start, end, attention mask) for ``t`` new tokens after the cache."""
@@ -285,6 +313,8 @@ class LlamaStepDecoder(_CachedDecoder):
                                self._weight(w[f"{down}.weight"]), self._bias(w.get(f"{down}.bias"))))
         self.head = self._weight(w["lm_head.weight"] * gain("model.norm.weight"))
         self.embed = w["model.embed_tokens.weight"]
+        # the previous-token embedding (previous_token.py), when the model has one
+        self.previous, self.first = w.get(PREVIOUS_TOKEN_WEIGHT), cfg.pad_token_id
         self.ffn = cfg.intermediate_size
         # the one-token path below has no room for biases or grouped heads: those take the general one
         self.lean = self.kv_heads == self.heads and all(b is None for f in self.fused for b in f[1::2])
@@ -312,7 +342,10 @@ class LlamaStepDecoder(_CachedDecoder):
         in three paired runs)."""
         rows, position = ids.shape[0], self.position
         self._span(1)
-        x = self.embed[ids.view(-1).to(self.keys.device)]  # (rows, width), float32
+        ids = ids.to(self.keys.device)
+        x = self.embed[ids.view(-1)]  # (rows, width), float32
+        if self.previous is not None:
+            x = x + self.previous[self._previous(ids, self.first).view(-1)]
         rotation, heads, dim = self.rotation[position], self.heads, self.head_dim
         qk_size, scale = 2 * heads * dim, 1 / math.sqrt(dim)
         for layer, (qkv_w, _, gate_up_w, _, o_w, _, down_w, _) in enumerate(self.fused):
@@ -337,7 +370,10 @@ class LlamaStepDecoder(_CachedDecoder):
         if t == 1 and self.lean:
             return self._one_token(ids)
         start, end, mask = self._span(t)
-        x = self.embed[ids.to(self.keys.device)]  # (rows, t, width)
+        ids = ids.to(self.keys.device)
+        x = self.embed[ids]  # (rows, t, width)
+        if self.previous is not None:
+            x = x + self.previous[self._previous(ids, self.first)]
         scale = 1 / math.sqrt(self.head_dim)
         gqa = self.kv_heads != self.heads
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim

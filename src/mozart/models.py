@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from .errors import MozartError
 from .tokens import FORMAT_VERSION, format_of_words
+from .weights import PREVIOUS_TOKEN_KEY
 
 if TYPE_CHECKING:  # transformers is imported where a model is built or loaded whole: it costs seconds
     from transformers import PreTrainedModel
@@ -63,8 +64,10 @@ class SpecialIds:
     vocab_size: int
 
 
-def build_model(arch: str, size: str | ModelSize, ids: SpecialIds, context: int | None = None) -> PreTrainedModel:
-    """A freshly initialised model of family ``arch`` and ``size`` for the given vocabulary."""
+def build_model(arch: str, size: str | ModelSize, ids: SpecialIds, context: int | None = None,
+                previous_token: bool = False) -> PreTrainedModel:
+    """A freshly initialised model of family ``arch`` and ``size`` for the given vocabulary; ``previous_token``
+    (Llama only) adds the previous-token embedding (previous_token.py)."""
     from transformers import (
         BartConfig,
         BartForConditionalGeneration,
@@ -87,7 +90,14 @@ def build_model(arch: str, size: str | ModelSize, ids: SpecialIds, context: int 
                              num_attention_heads=shape.heads, num_key_value_heads=shape.heads,
                              intermediate_size=shape.ffn, max_position_embeddings=n_ctx,
                              tie_word_embeddings=True, **common)
-        return LlamaForCausalLM(config)
+        model = LlamaForCausalLM(config)
+        if previous_token:
+            from .previous_token import add_previous_token
+
+            add_previous_token(model)
+        return model
+    if previous_token:
+        raise MozartError(f"the previous-token embedding is for llama models, not {arch}")
     if arch == "bart":
         config = BartConfig(encoder_layers=shape.layers, decoder_layers=shape.layers, d_model=shape.width,
                             encoder_attention_heads=shape.heads, decoder_attention_heads=shape.heads,
@@ -170,7 +180,8 @@ def load_base(folder: str | os.PathLike) -> tuple[PreTrainedModel, str]:
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise MozartError(f"{folder}: not a model folder (no config.json)")
-    model_type = AutoConfig.from_pretrained(str(folder)).model_type
+    config = AutoConfig.from_pretrained(str(folder))
+    model_type = config.model_type
     if model_type not in ARCHS:
         raise MozartError(f"{folder}: unsupported model type {model_type!r}")
     loader = AutoModelForSeq2SeqLM if is_seq2seq(model_type) else AutoModelForCausalLM
@@ -178,9 +189,39 @@ def load_base(folder: str | os.PathLike) -> tuple[PreTrainedModel, str]:
         from .weights import read_safetensors
 
         read_safetensors(folder / "model.safetensors", header_only=True)  # one line, not transformers' traceback
+    if getattr(config, PREVIOUS_TOKEN_KEY, False):
+        return _load_previous_token(folder, config), model_type
     # float32 whatever the file stores: the built-in model ships as float16 (half the bytes),
     # and float16 arithmetic on CPU is slow and loses the precision sampling needs.
     return loader.from_pretrained(str(folder), dtype=torch.float32), model_type
+
+
+def _load_previous_token(folder: Path, config) -> PreTrainedModel:
+    """A Llama with the previous-token embedding: built from its config, then its weights loaded
+    (transformers' loader would drop the table it does not know)."""
+    from safetensors.torch import load_file
+    from transformers import LlamaForCausalLM
+
+    from .previous_token import add_previous_token
+
+    if config.model_type != "llama":
+        raise MozartError(f"{folder}: the previous-token embedding is for llama models, not {config.model_type}")
+    model = LlamaForCausalLM(config)
+    add_previous_token(model)
+    path = folder / "model.safetensors"
+    if not path.is_file():
+        raise MozartError(f"{folder}: no model.safetensors")
+    state = {name: t.float() for name, t in load_file(str(path)).items()}
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    wrong = sorted(n for n in expected.keys() | found.keys() if n != "lm_head.weight"
+                   and expected.get(n) != found.get(n))
+    if wrong:
+        raise MozartError(f"{path}: does not match config.json ({wrong[0]}: {found.get(wrong[0], 'missing')}; "
+                          f"the config says {expected.get(wrong[0], 'none')})")
+    model.load_state_dict(state, strict=False)
+    model.tie_weights()
+    return model
 
 
 def load_model(folder: str | os.PathLike, adapter: str | os.PathLike | None = None) -> LoadedModel:

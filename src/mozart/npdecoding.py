@@ -26,7 +26,14 @@ import math
 
 import numpy as np
 
-from .weights import DecoderWeights, gpt2_blocks, gpt2_reproducible, llama_reproducible, llama_rope_theta
+from .weights import (
+    PREVIOUS_TOKEN_WEIGHT,
+    DecoderWeights,
+    gpt2_blocks,
+    gpt2_reproducible,
+    llama_reproducible,
+    llama_rope_theta,
+)
 
 
 def softmax(scores: np.ndarray, in_place: bool = False) -> np.ndarray:
@@ -55,17 +62,28 @@ class _NumpyCachedDecoder:
             heads, kv_heads, head_dim, context, 0
         self.keys = np.zeros((layers, batch, kv_heads, context, head_dim), dtype=np.float32)
         self.values = np.zeros_like(self.keys)
+        self.last: np.ndarray | None = None  # each row's last token read (for the previous-token embedding)
 
     def keep(self, rows: np.ndarray | list[int]) -> None:
         """Go on with these rows only (indices into the current rows)."""
         rows = np.asarray(rows, dtype=np.int64)
         self.keys, self.values = self.keys[:, rows], self.values[:, rows]
+        if self.last is not None:
+            self.last = self.last[rows]
 
     def fresh(self) -> _NumpyCachedDecoder:
         """The same prepared weights, for the rows kept, with an empty cache (the sampler's window slid)."""
         new = copy.copy(self)
         new.keys, new.values, new.position = np.zeros_like(self.keys), np.zeros_like(self.values), 0
+        new.last = None
         return new
+
+    def _previous(self, ids: np.ndarray, first: int) -> np.ndarray:
+        """The token before each of ``ids`` (rows, t): the row's last token read, ``first`` at a sequence's
+        start (previous_token.py); remembers each row's last token."""
+        before = np.full((ids.shape[0], 1), first, dtype=ids.dtype) if self.last is None else self.last[:, None]
+        self.last = ids[:, -1].copy()
+        return np.concatenate([before, ids[:, :-1]], axis=1)
 
     def _span(self, t: int) -> tuple[int, int]:
         start, end = self.position, self.position + t
@@ -133,6 +151,8 @@ class NumpyLlamaDecoder(_NumpyCachedDecoder):
                 _transposed(w[f"{down}.weight"]), w.get(f"{down}.bias")))
         self.head = _transposed(w["lm_head.weight"] * gain("model.norm.weight"))
         self.embed, self.ffn = w["model.embed_tokens.weight"], cfg.intermediate_size
+        # the previous-token embedding (previous_token.py), when the model has one
+        self.previous, self.first = w.get(PREVIOUS_TOKEN_WEIGHT), getattr(cfg, "pad_token_id", 0)
         self.cos, self.sin, self.rotation = rotary_tables(llama_rope_theta(cfg), head_dim, self.context)
 
     def _norm(self, x: np.ndarray) -> np.ndarray:
@@ -162,6 +182,8 @@ class NumpyLlamaDecoder(_NumpyCachedDecoder):
         rows, t = ids.shape
         start, end = self._span(t)
         x = self.embed[ids]  # (rows, t, width)
+        if self.previous is not None:
+            x = x + self.previous[self._previous(ids, self.first)]
         qk_size = (self.heads + self.kv_heads) * self.head_dim
         for layer, (qkv_w, qkv_b, gate_up_w, gate_up_b, o_w, o_b, down_w, down_b) in enumerate(self.layers):
             qkv = _affine(self._norm(x), qkv_w, qkv_b)

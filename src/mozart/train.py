@@ -48,6 +48,7 @@ from .lmdata import (
     store_texts,
 )
 from .models import ARCHS, SIZES, SpecialIds, build_model, check_same_grid, is_seq2seq, load_base, model_format
+from .previous_token import has_previous_token
 from .tokenizer import BOS, EOS, PAD, music_token_count
 from .tokenstore import TokenStore
 
@@ -77,6 +78,7 @@ class TrainConfig:
     packing: bool = True  # decoders: train on full windows cut from the token store, no padding
     fim_rate: float = 0.5  # decoders: share of training windows rearranged for fill-in-the-middle (lmdata.FimWindows)
     fim_order: str = "spm"  # spm (suffix first: the middle follows the prefix; measured better) | psm
+    previous_token: bool = False  # llama: add the previous token's embedding to each input (previous_token.py)
     precision: str = "auto"  # auto (bf16 where the CPU or GPU has it) | bf16 | fp32
     auto_batch: bool = False  # GPU: the largest micro-batch that fits (halving on OOM), the rest by accumulation
     grad_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% more time
@@ -111,13 +113,15 @@ def load_config(path: Path | None, **overrides) -> TrainConfig:
         raise MozartError(f"unknown --arch {config.arch!r}: choose one of {', '.join(ARCHS)}")
     if config.precision not in PRECISIONS:
         raise MozartError(f"unknown precision {config.precision!r}: choose one of {', '.join(PRECISIONS)}")
-    for flag in ("packing", "auto_batch", "grad_checkpointing"):
+    for flag in ("packing", "auto_batch", "grad_checkpointing", "previous_token"):
         if not isinstance(getattr(config, flag), bool):
             raise MozartError(f"{flag} {getattr(config, flag)!r}: expected true or false")
     if config.fim_order not in FIM_ORDERS:
         raise MozartError(f"unknown fim_order {config.fim_order!r}: choose one of {', '.join(FIM_ORDERS)}")
     if config.size not in SIZES:
         raise MozartError(f"unknown --size {config.size!r}: choose one of {', '.join(SIZES)}")
+    if config.previous_token and config.arch != "llama":
+        raise MozartError(f"previous_token is for llama models, not {config.arch}")
     for name, (low, high, integer) in _LIMITS.items():
         value = getattr(config, name)
         if value is not None or name != "context":
@@ -359,7 +363,7 @@ def train(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool = Fal
     run_dir = Path(run_dir)
     started = time.perf_counter()
     hf_tokenizer, ids, train_set, valid_set, context = _prepare(data_dir, run_dir, config, resume)
-    model = build_model(config.arch, config.size, ids, context)
+    model = build_model(config.arch, config.size, ids, context, previous_token=config.previous_token)
     model.config.fim_order = config.fim_order  # saved in config.json: infilling arranges its input the same way
     if config.auto_batch:
         config = fit_batch(model, config, context, ids)
@@ -524,8 +528,10 @@ def sample_validity(model, tokenizer, ids: SpecialIds, n: int, seed: int, max_ne
     device = next(model.parameters()).device
     start = torch.full((n, 1), ids.bos, dtype=torch.long, device=device)
     kwargs = {"decoder_input_ids": start} if model.config.is_encoder_decoder else {}
+    # generate's cache feeds one token at a time, without the one before it: a model that reads the
+    # previous token reads whole sequences instead (slower, right)
     out = model.generate(input_ids=start, do_sample=True, max_new_tokens=max_new_tokens, pad_token_id=ids.pad,
-                         eos_token_id=ids.eos, **kwargs)
+                         eos_token_id=ids.eos, use_cache=not has_previous_token(model.config), **kwargs)
     valid = 0
     for row in out.tolist():
         words = [w for w in tokenizer.convert_ids_to_tokens(row) if w not in (PAD, BOS, EOS)]
