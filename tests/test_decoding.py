@@ -13,15 +13,16 @@ from mozart.masks import hf_logits_processors
 from mozart.models import SpecialIds, build_model, default_model_dir, load_model
 from mozart.tokens import check
 
-#: "llama+previous": a Llama with the previous-token embedding (previous_token.py)
-PREVIOUS = "llama+previous"
+#: "llama+previous": a Llama that embeds the 3 tokens before each position (previous_tokens.py); "llama+previous1"
+#: the one before
+PREVIOUS, PREVIOUS_1 = "llama+previous", "llama+previous1"
 
 
 def _model(arch: str, size: str, context: int):
     """A fresh model of ``arch`` (or ``PREVIOUS``) over a vocabulary of 300."""
     family = arch.split("+")[0]
     return build_model(family, size, SpecialIds(pad=0, bos=1, eos=2, vocab_size=300), context,
-                       previous_token=arch == PREVIOUS)
+                       previous_tokens={PREVIOUS: 3, PREVIOUS_1: 1}.get(arch, 0))
 
 
 def _random_ids(n: int, vocab: int, seed: int, rows: int = 1) -> torch.Tensor:
@@ -69,13 +70,13 @@ def _assert_steps_match(fast, hf, ids: torch.Tensor, model) -> None:
 
 @pytest.mark.parametrize("arch, size, rows", [("gpt2", "tiny", 1), ("gpt2", "small", 3), ("llama", "tiny", 1),
                                               ("llama", "small", 3), ("bart", "tiny", 1), ("bart", "small", 3),
-                                              (PREVIOUS, "tiny", 1), (PREVIOUS, "small", 3)])
+                                              (PREVIOUS, "tiny", 1), (PREVIOUS, "small", 3), (PREVIOUS_1, "tiny", 2)])
 def test_step_decoders_match_transformers(arch, size, rows):
     torch.manual_seed(0)
     model = _model(arch, size, 128).eval()
     sources = _Sources(model)
     fast_type = {"gpt2": Gpt2StepDecoder, "llama": LlamaStepDecoder, "bart": BartStepDecoder,
-                 PREVIOUS: LlamaStepDecoder}[arch]
+                 PREVIOUS: LlamaStepDecoder, PREVIOUS_1: LlamaStepDecoder}[arch]
     assert isinstance(sources.decoder(model, rows), fast_type)
     ids = _random_ids(100, 300, 1, rows)
     fast = sources.decoder(model, rows, matmul_dtype=torch.float32, weights="dense")
@@ -351,20 +352,19 @@ def test_tokenizer_has_special_tokens_named():
     assert tokenizer.eos_token == "<eos>" and tokenizer.pad_token == "<pad>"
 
 
-def test_previous_token_model_saves_and_loads_whole(tmp_path):
-    """A Llama with the previous-token embedding, saved and read back by ``load_base``, keeps its second
-    table (transformers' own loader would drop it) and gives the same logits; a table of the wrong shape is
-    a one-line error."""
+def test_previous_tokens_model_saves_and_loads_whole(tmp_path):
+    """A Llama with previous-token tables, saved and read back by ``load_base``, keeps them (transformers'
+    own loader would drop them) and gives the same logits; a table of the wrong shape is a one-line error."""
     from safetensors.torch import load_file, save_file
 
     from mozart.errors import MozartError
     from mozart.models import load_base
-    from mozart.weights import PREVIOUS_TOKEN_KEY, PREVIOUS_TOKEN_WEIGHT
+    from mozart.weights import PREVIOUS_TOKENS_KEY, previous_token_weights
 
     torch.manual_seed(3)
     model = _model(PREVIOUS, "tiny", 128).eval()
     model.save_pretrained(str(tmp_path))
-    assert PREVIOUS_TOKEN_KEY in (tmp_path / "config.json").read_text()
+    assert f'"{PREVIOUS_TOKENS_KEY}": 3' in (tmp_path / "config.json").read_text()
     loaded, arch = load_base(tmp_path)
     assert arch == "llama"
     ids = _random_ids(50, 300, 4, rows=2)
@@ -374,7 +374,8 @@ def test_previous_token_model_saves_and_loads_whole(tmp_path):
         assert not torch.allclose(model.model.embed_tokens(ids), torch.nn.functional.embedding(ids,
                                                                                                model.model.embed_tokens.weight))
     tensors = load_file(str(tmp_path / "model.safetensors"))
-    tensors[PREVIOUS_TOKEN_WEIGHT] = tensors[PREVIOUS_TOKEN_WEIGHT][:10].contiguous()
+    last = previous_token_weights(3)[-1]
+    tensors[last] = tensors[last][:10].contiguous()
     save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(MozartError, match="does not match config.json"):
         load_base(tmp_path)

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -162,29 +163,29 @@ def _digest(folder: Path) -> str:
 
 
 def test_previous_token_model_trains_finetunes_and_samples(data, tmp_path):
-    """A Llama with the previous-token embedding (previous_token.py): it learns, its LoRA fine-tune merges
-    with the table kept, and the sampler's light path (numpy, the table read from the folder) writes valid
+    """A Llama with previous-token tables (previous_tokens.py): it learns, its LoRA fine-tune merges
+    with the tables kept, and the sampler's light path (numpy, the table read from the folder) writes valid
     pieces, a seed's the same at any -n."""
     from mozart import generate
     from mozart.models import load_base, load_sampler
     from mozart.tokens import check
-    from mozart.weights import PREVIOUS_TOKEN_WEIGHT
+    from mozart.weights import previous_token_weights
 
     run = tmp_path / "run"
-    config = load_config(None, arch="llama", max_steps=40, eval_every=10, context=CONTEXT, previous_token=True,
+    config = load_config(None, arch="llama", max_steps=40, eval_every=10, context=CONTEXT, previous_tokens=2,
                          **FAST)
     metrics = train(data, run, config)
     assert metrics["valid"]["nats_per_token"] < untrained_nats(data, "llama") - 0.3
     assert metrics["validity"]["samples"] == 2  # generate() without a cache, whole sequences
     base, _ = load_base(run)
-    table = base.state_dict()[PREVIOUS_TOKEN_WEIGHT]
-    assert table.std() > 0.01  # trained, not the 0.02-std initialisation redrawn or dropped
+    names = previous_token_weights(2)
+    tables = [base.state_dict()[name] for name in names]
     finetune(run, data, tmp_path / "adapter", load_config(None, max_steps=4, eval_every=2, context=CONTEXT,
                                                         **FAST), lora_r=4, lora_alpha=8, merge=True)
     merged, _ = load_base(tmp_path / "adapter" / "merged")
-    assert torch.equal(merged.state_dict()[PREVIOUS_TOKEN_WEIGHT], table)
+    assert all(torch.equal(merged.state_dict()[name], table) for name, table in zip(names, tables))
     light = load_sampler(run).model
-    assert PREVIOUS_TOKEN_WEIGHT in light.arrays  # the numpy path, not transformers'
+    assert all(np.array_equal(light.arrays[name], t.numpy()) for name, t in zip(names, tables))  # numpy path
     pieces = generate(str(run), bars=4, n=2, seed=5)
     for piece in pieces:
         check(piece)

@@ -52,14 +52,14 @@ import torch.nn.functional as F
 
 from .hardware import bf16_on_cpu
 from .npdecoding import rotary_tables
-from .previous_token import has_previous_token
+from .previous_tokens import previous_tokens, with_history
 from .weights import (
-    PREVIOUS_TOKEN_WEIGHT,
     architecture_of,
     gpt2_blocks,
     gpt2_reproducible,
     llama_reproducible,
     llama_rope_theta,
+    previous_token_weights,
 )
 
 
@@ -71,9 +71,9 @@ class HFStepDecoder:
         # transformers 5 names the cache argument ``cache``; earlier versions ``past_key_values``
         params = inspect.signature(model.forward).parameters
         self.cache_arg = "cache" if "cache" in params else "past_key_values"
-        # a model that reads the previous token gets its inputs embedded here, after each row's last token
+        # a model that reads previous tokens gets its inputs embedded here, after each row's last tokens
         self.last = None
-        self.previous_token = encoder_outputs is None and has_previous_token(model.config)
+        self.previous_tokens = encoder_outputs is None and previous_tokens(model.config) > 0
 
     @torch.no_grad()
     def step(self, ids: torch.Tensor) -> torch.Tensor:
@@ -82,9 +82,8 @@ class HFStepDecoder:
         ids = ids.to(device)
         if self.encoder_outputs is not None:
             out = self.model(encoder_outputs=self.encoder_outputs, decoder_input_ids=ids, **kwargs)
-        elif self.previous_token:
-            embedded = self.model.get_decoder().embed_tokens.continued(ids, self.last)
-            self.last = ids[:, -1]
+        elif self.previous_tokens:
+            embedded, self.last = self.model.get_decoder().embed_tokens.continued(ids, self.last)
             out = self.model(inputs_embeds=embedded, **kwargs)
         else:
             out = self.model(input_ids=ids, **kwargs)
@@ -151,7 +150,7 @@ class _CachedDecoder:
             raise ValueError("int8 weights take bf16 activations")
         self.keys = torch.zeros(layers, batch, heads, context, head_dim, dtype=p.dtype, device=p.device)
         self.values = torch.zeros_like(self.keys)
-        self.last: torch.Tensor | None = None  # each row's last token read (for the previous-token embedding)
+        self.last: torch.Tensor | None = None  # each row's last tokens read (for previous-token embeddings)
 
     def _weight(self, weight: torch.Tensor) -> torch.Tensor | _Int8Weight:
         """An (out, in) weight as ``_linear`` multiplies by it, a copy made once, at start: int8 with
@@ -199,12 +198,14 @@ class _CachedDecoder:
         new.last = None
         return new
 
-    def _previous(self, ids: torch.Tensor, first: int) -> torch.Tensor:
-        """The token before each of ``ids`` (rows, t): the row's last token read, ``first`` at a sequence's
-        start (previous_token.py); remembers each row's last token."""
-        before = torch.full_like(ids[:, :1], first) if self.last is None else self.last[:, None]
-        self.last = ids[:, -1].clone()
-        return torch.cat([before, ids[:, :-1]], dim=1)
+    def _previous_embedded(self, ids: torch.Tensor, tables: list[torch.Tensor], first: int) -> torch.Tensor:
+        """The previous-token embeddings of ``ids`` (rows, t) read after each row's last tokens (``first``
+        before a sequence's start; previous_tokens.py): the sum over ``tables``, the token just before first;
+        remembers each row's last tokens."""
+        k, t = len(tables), ids.shape[1]
+        history = with_history(ids, self.last, k, first)
+        self.last = history[:, -k:].clone()
+        return sum(table[history[:, k - back:k - back + t]] for back, table in enumerate(tables, start=1))
 
     def _span(self, t: int) -> tuple[int, int, torch.Tensor | None]:
         """(start, end, attention mask) for ``t`` new tokens after the cache."""
@@ -313,8 +314,9 @@ class LlamaStepDecoder(_CachedDecoder):
                                self._weight(w[f"{down}.weight"]), self._bias(w.get(f"{down}.bias"))))
         self.head = self._weight(w["lm_head.weight"] * gain("model.norm.weight"))
         self.embed = w["model.embed_tokens.weight"]
-        # the previous-token embedding (previous_token.py), when the model has one
-        self.previous, self.first = w.get(PREVIOUS_TOKEN_WEIGHT), cfg.pad_token_id
+        # the previous-token tables (previous_tokens.py), when the model has them
+        self.previous = [w[name] for name in previous_token_weights(previous_tokens(cfg))]
+        self.first = cfg.pad_token_id
         self.ffn = cfg.intermediate_size
         # the one-token path below has no room for biases or grouped heads: those take the general one
         self.lean = self.kv_heads == self.heads and all(b is None for f in self.fused for b in f[1::2])
@@ -344,8 +346,8 @@ class LlamaStepDecoder(_CachedDecoder):
         self._span(1)
         ids = ids.to(self.keys.device)
         x = self.embed[ids.view(-1)]  # (rows, width), float32
-        if self.previous is not None:
-            x = x + self.previous[self._previous(ids, self.first).view(-1)]
+        if self.previous:
+            x = x + self._previous_embedded(ids, self.previous, self.first).view(rows, -1)
         rotation, heads, dim = self.rotation[position], self.heads, self.head_dim
         qk_size, scale = 2 * heads * dim, 1 / math.sqrt(dim)
         for layer, (qkv_w, _, gate_up_w, _, o_w, _, down_w, _) in enumerate(self.fused):
@@ -372,8 +374,8 @@ class LlamaStepDecoder(_CachedDecoder):
         start, end, mask = self._span(t)
         ids = ids.to(self.keys.device)
         x = self.embed[ids]  # (rows, t, width)
-        if self.previous is not None:
-            x = x + self.previous[self._previous(ids, self.first)]
+        if self.previous:
+            x = x + self._previous_embedded(ids, self.previous, self.first)
         scale = 1 / math.sqrt(self.head_dim)
         gqa = self.kv_heads != self.heads
         q_size, kv_size = self.heads * self.head_dim, self.kv_heads * self.head_dim

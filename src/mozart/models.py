@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .errors import MozartError
 from .tokens import FORMAT_VERSION, format_of_words
-from .weights import PREVIOUS_TOKEN_KEY
+from .weights import PREVIOUS_TOKENS_KEY
 
 if TYPE_CHECKING:  # transformers is imported where a model is built or loaded whole: it costs seconds
     from transformers import PreTrainedModel
@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # transformers is imported where a model is built or loaded w
     from .weights import DecoderWeights
 
 ARCHS = ("gpt2", "llama", "bart")
+#: The most previous tokens a Llama may embed (previous_tokens.py): each is a vocabulary x width table.
+MAX_PREVIOUS_TOKENS = 16
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,9 @@ class SpecialIds:
 
 
 def build_model(arch: str, size: str | ModelSize, ids: SpecialIds, context: int | None = None,
-                previous_token: bool = False) -> PreTrainedModel:
-    """A freshly initialised model of family ``arch`` and ``size`` for the given vocabulary; ``previous_token``
-    (Llama only) adds the previous-token embedding (previous_token.py)."""
+                previous_tokens: int = 0) -> PreTrainedModel:
+    """A freshly initialised model of family ``arch`` and ``size`` for the given vocabulary;
+    ``previous_tokens`` (Llama only) adds that many previous-token tables (previous_tokens.py)."""
     from transformers import (
         BartConfig,
         BartForConditionalGeneration,
@@ -91,13 +93,13 @@ def build_model(arch: str, size: str | ModelSize, ids: SpecialIds, context: int 
                              intermediate_size=shape.ffn, max_position_embeddings=n_ctx,
                              tie_word_embeddings=True, **common)
         model = LlamaForCausalLM(config)
-        if previous_token:
-            from .previous_token import add_previous_token
+        if previous_tokens:
+            from .previous_tokens import add_previous_tokens
 
-            add_previous_token(model)
+            add_previous_tokens(model, previous_tokens)
         return model
-    if previous_token:
-        raise MozartError(f"the previous-token embedding is for llama models, not {arch}")
+    if previous_tokens:
+        raise MozartError(f"previous-token embeddings are for llama models, not {arch}")
     if arch == "bart":
         config = BartConfig(encoder_layers=shape.layers, decoder_layers=shape.layers, d_model=shape.width,
                             encoder_attention_heads=shape.heads, decoder_attention_heads=shape.heads,
@@ -189,25 +191,27 @@ def load_base(folder: str | os.PathLike) -> tuple[PreTrainedModel, str]:
         from .weights import read_safetensors
 
         read_safetensors(folder / "model.safetensors", header_only=True)  # one line, not transformers' traceback
-    if getattr(config, PREVIOUS_TOKEN_KEY, False):
-        return _load_previous_token(folder, config), model_type
+    if getattr(config, PREVIOUS_TOKENS_KEY, 0):
+        return _load_previous_tokens(folder, config), model_type
     # float32 whatever the file stores: the built-in model ships as float16 (half the bytes),
     # and float16 arithmetic on CPU is slow and loses the precision sampling needs.
     return loader.from_pretrained(str(folder), dtype=torch.float32), model_type
 
 
-def _load_previous_token(folder: Path, config) -> PreTrainedModel:
-    """A Llama with the previous-token embedding: built from its config, then its weights loaded
-    (transformers' loader would drop the table it does not know)."""
+def _load_previous_tokens(folder: Path, config) -> PreTrainedModel:
+    """A Llama with previous-token embeddings: built from its config, then its weights loaded
+    (transformers' loader would drop the tables it does not know)."""
     from safetensors.torch import load_file
     from transformers import LlamaForCausalLM
 
-    from .previous_token import add_previous_token
+    from .previous_tokens import add_previous_tokens
 
-    if config.model_type != "llama":
-        raise MozartError(f"{folder}: the previous-token embedding is for llama models, not {config.model_type}")
+    k = getattr(config, PREVIOUS_TOKENS_KEY)
+    if config.model_type != "llama" or not isinstance(k, int) or not 0 < k <= MAX_PREVIOUS_TOKENS:
+        raise MozartError(f"{folder}: {PREVIOUS_TOKENS_KEY} {k!r}: previous-token embeddings are for llama models, "
+                          f"1 to {MAX_PREVIOUS_TOKENS} tokens")
     model = LlamaForCausalLM(config)
-    add_previous_token(model)
+    add_previous_tokens(model, k)
     path = folder / "model.safetensors"
     if not path.is_file():
         raise MozartError(f"{folder}: no model.safetensors")

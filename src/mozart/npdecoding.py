@@ -27,12 +27,13 @@ import math
 import numpy as np
 
 from .weights import (
-    PREVIOUS_TOKEN_WEIGHT,
+    PREVIOUS_TOKENS_KEY,
     DecoderWeights,
     gpt2_blocks,
     gpt2_reproducible,
     llama_reproducible,
     llama_rope_theta,
+    previous_token_weights,
 )
 
 
@@ -62,7 +63,7 @@ class _NumpyCachedDecoder:
             heads, kv_heads, head_dim, context, 0
         self.keys = np.zeros((layers, batch, kv_heads, context, head_dim), dtype=np.float32)
         self.values = np.zeros_like(self.keys)
-        self.last: np.ndarray | None = None  # each row's last token read (for the previous-token embedding)
+        self.last: np.ndarray | None = None  # each row's last tokens read (for previous-token embeddings)
 
     def keep(self, rows: np.ndarray | list[int]) -> None:
         """Go on with these rows only (indices into the current rows)."""
@@ -78,12 +79,15 @@ class _NumpyCachedDecoder:
         new.last = None
         return new
 
-    def _previous(self, ids: np.ndarray, first: int) -> np.ndarray:
-        """The token before each of ``ids`` (rows, t): the row's last token read, ``first`` at a sequence's
-        start (previous_token.py); remembers each row's last token."""
-        before = np.full((ids.shape[0], 1), first, dtype=ids.dtype) if self.last is None else self.last[:, None]
-        self.last = ids[:, -1].copy()
-        return np.concatenate([before, ids[:, :-1]], axis=1)
+    def _previous_embedded(self, ids: np.ndarray, tables: list[np.ndarray], first: int) -> np.ndarray:
+        """The previous-token embeddings of ``ids`` (rows, t) read after each row's last tokens (``first``
+        before a sequence's start; previous_tokens.py): the sum over ``tables``, the token just before first;
+        remembers each row's last tokens."""
+        k, t = len(tables), ids.shape[1]
+        before = np.full((ids.shape[0], k), first, dtype=ids.dtype) if self.last is None else self.last
+        history = np.concatenate([before, ids], axis=1)
+        self.last = history[:, -k:].copy()
+        return sum(table[history[:, k - back:k - back + t]] for back, table in enumerate(tables, start=1))
 
     def _span(self, t: int) -> tuple[int, int]:
         start, end = self.position, self.position + t
@@ -151,8 +155,9 @@ class NumpyLlamaDecoder(_NumpyCachedDecoder):
                 _transposed(w[f"{down}.weight"]), w.get(f"{down}.bias")))
         self.head = _transposed(w["lm_head.weight"] * gain("model.norm.weight"))
         self.embed, self.ffn = w["model.embed_tokens.weight"], cfg.intermediate_size
-        # the previous-token embedding (previous_token.py), when the model has one
-        self.previous, self.first = w.get(PREVIOUS_TOKEN_WEIGHT), getattr(cfg, "pad_token_id", 0)
+        # the previous-token tables (previous_tokens.py), when the model has them
+        self.previous = [w[name] for name in previous_token_weights(getattr(cfg, PREVIOUS_TOKENS_KEY, 0) or 0)]
+        self.first = getattr(cfg, "pad_token_id", 0)
         self.cos, self.sin, self.rotation = rotary_tables(llama_rope_theta(cfg), head_dim, self.context)
 
     def _norm(self, x: np.ndarray) -> np.ndarray:
@@ -182,8 +187,8 @@ class NumpyLlamaDecoder(_NumpyCachedDecoder):
         rows, t = ids.shape
         start, end = self._span(t)
         x = self.embed[ids]  # (rows, t, width)
-        if self.previous is not None:
-            x = x + self.previous[self._previous(ids, self.first)]
+        if self.previous:
+            x = x + self._previous_embedded(ids, self.previous, self.first)
         qk_size = (self.heads + self.kv_heads) * self.head_dim
         for layer, (qkv_w, qkv_b, gate_up_w, gate_up_b, o_w, o_b, down_w, down_b) in enumerate(self.layers):
             qkv = _affine(self._norm(x), qkv_w, qkv_b)

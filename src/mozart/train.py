@@ -47,8 +47,18 @@ from .lmdata import (
     read_split,
     store_texts,
 )
-from .models import ARCHS, SIZES, SpecialIds, build_model, check_same_grid, is_seq2seq, load_base, model_format
-from .previous_token import has_previous_token
+from .models import (
+    ARCHS,
+    MAX_PREVIOUS_TOKENS,
+    SIZES,
+    SpecialIds,
+    build_model,
+    check_same_grid,
+    is_seq2seq,
+    load_base,
+    model_format,
+)
+from .previous_tokens import previous_tokens
 from .tokenizer import BOS, EOS, PAD, music_token_count
 from .tokenstore import TokenStore
 
@@ -78,7 +88,7 @@ class TrainConfig:
     packing: bool = True  # decoders: train on full windows cut from the token store, no padding
     fim_rate: float = 0.5  # decoders: share of training windows rearranged for fill-in-the-middle (lmdata.FimWindows)
     fim_order: str = "spm"  # spm (suffix first: the middle follows the prefix; measured better) | psm
-    previous_token: bool = False  # llama: add the previous token's embedding to each input (previous_token.py)
+    previous_tokens: int = 0  # llama: embed this many tokens before each position into its input (previous_tokens.py)
     precision: str = "auto"  # auto (bf16 where the CPU or GPU has it) | bf16 | fp32
     auto_batch: bool = False  # GPU: the largest micro-batch that fits (halving on OOM), the rest by accumulation
     grad_checkpointing: bool = False  # recompute activations in the backward pass: less memory, ~30% more time
@@ -91,7 +101,8 @@ _LIMITS = {"context": (16, 65536, True), "max_steps": (1, 10**9, True), "batch_s
            "weight_decay": (0, 10, False), "seed": (0, 2**32 - 1, True), "eval_every": (1, 10**9, True),
            "patience": (1, 10**6, True), "bars_in": (1, 256, True), "bars_out": (1, 256, True),
            "max_eval_examples": (1, 10**9, True), "validity_samples": (0, 1000, True),
-           "fim_rate": (0, 1, False), "max_minutes": (0, 10**6, False)}
+           "fim_rate": (0, 1, False), "max_minutes": (0, 10**6, False),
+           "previous_tokens": (0, MAX_PREVIOUS_TOKENS, True)}
 
 
 def load_config(path: Path | None, **overrides) -> TrainConfig:
@@ -113,15 +124,15 @@ def load_config(path: Path | None, **overrides) -> TrainConfig:
         raise MozartError(f"unknown --arch {config.arch!r}: choose one of {', '.join(ARCHS)}")
     if config.precision not in PRECISIONS:
         raise MozartError(f"unknown precision {config.precision!r}: choose one of {', '.join(PRECISIONS)}")
-    for flag in ("packing", "auto_batch", "grad_checkpointing", "previous_token"):
+    for flag in ("packing", "auto_batch", "grad_checkpointing"):
         if not isinstance(getattr(config, flag), bool):
             raise MozartError(f"{flag} {getattr(config, flag)!r}: expected true or false")
     if config.fim_order not in FIM_ORDERS:
         raise MozartError(f"unknown fim_order {config.fim_order!r}: choose one of {', '.join(FIM_ORDERS)}")
     if config.size not in SIZES:
         raise MozartError(f"unknown --size {config.size!r}: choose one of {', '.join(SIZES)}")
-    if config.previous_token and config.arch != "llama":
-        raise MozartError(f"previous_token is for llama models, not {config.arch}")
+    if config.previous_tokens and config.arch != "llama":
+        raise MozartError(f"previous_tokens is for llama models, not {config.arch}")
     for name, (low, high, integer) in _LIMITS.items():
         value = getattr(config, name)
         if value is not None or name != "context":
@@ -363,7 +374,7 @@ def train(data_dir: Path, run_dir: Path, config: TrainConfig, resume: bool = Fal
     run_dir = Path(run_dir)
     started = time.perf_counter()
     hf_tokenizer, ids, train_set, valid_set, context = _prepare(data_dir, run_dir, config, resume)
-    model = build_model(config.arch, config.size, ids, context, previous_token=config.previous_token)
+    model = build_model(config.arch, config.size, ids, context, previous_tokens=config.previous_tokens)
     model.config.fim_order = config.fim_order  # saved in config.json: infilling arranges its input the same way
     if config.auto_batch:
         config = fit_batch(model, config, context, ids)
@@ -528,10 +539,10 @@ def sample_validity(model, tokenizer, ids: SpecialIds, n: int, seed: int, max_ne
     device = next(model.parameters()).device
     start = torch.full((n, 1), ids.bos, dtype=torch.long, device=device)
     kwargs = {"decoder_input_ids": start} if model.config.is_encoder_decoder else {}
-    # generate's cache feeds one token at a time, without the one before it: a model that reads the
-    # previous token reads whole sequences instead (slower, right)
+    # generate's cache feeds one token at a time, without the ones before it: a model that reads previous
+    # tokens reads whole sequences instead (slower, right)
     out = model.generate(input_ids=start, do_sample=True, max_new_tokens=max_new_tokens, pad_token_id=ids.pad,
-                         eos_token_id=ids.eos, use_cache=not has_previous_token(model.config), **kwargs)
+                         eos_token_id=ids.eos, use_cache=not previous_tokens(model.config), **kwargs)
     valid = 0
     for row in out.tolist():
         words = [w for w in tokenizer.convert_ids_to_tokens(row) if w not in (PAD, BOS, EOS)]

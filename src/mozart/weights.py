@@ -32,9 +32,13 @@ NEEDED = {
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "gpt2": "GPT2LMHeadModel"}
 #: Where each family keeps its token embedding, which a tied output layer shares.
 EMBEDDINGS = {"llama": "model.embed_tokens.weight", "gpt2": "transformer.wte.weight"}
-#: config.json's flag for a Llama with the previous-token embedding (previous_token.py), and that table's name.
-PREVIOUS_TOKEN_KEY = "mozart_previous_token"
-PREVIOUS_TOKEN_WEIGHT = "model.embed_tokens.previous.weight"
+#: config.json's count of previous tokens a Llama embeds (previous_tokens.py).
+PREVIOUS_TOKENS_KEY = "mozart_previous_tokens"
+
+
+def previous_token_weights(k: int) -> list[str]:
+    """The names of the ``k`` previous-token tables (previous_tokens.py), the token just before first."""
+    return [f"model.embed_tokens.previous.{i}.weight" for i in range(k)]
 
 
 class DecoderWeights:
@@ -140,8 +144,8 @@ def expected_shapes(family: str, cfg: dict) -> dict[str, tuple[int, ...]]:
     dim, ffn = cfg.get("head_dim") or width // heads, cfg["intermediate_size"]
     shapes = {"model.embed_tokens.weight": (vocab, width), "model.norm.weight": (width,),
               "lm_head.weight": (vocab, width)}
-    if cfg.get(PREVIOUS_TOKEN_KEY):
-        shapes[PREVIOUS_TOKEN_WEIGHT] = (vocab, width)
+    for name in previous_token_weights(cfg.get(PREVIOUS_TOKENS_KEY) or 0):
+        shapes[name] = (vocab, width)
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
         attention = {"q_proj": (heads * dim, width), "k_proj": (kv_heads * dim, width),
