@@ -359,7 +359,7 @@ def test_previous_tokens_model_saves_and_loads_whole(tmp_path):
 
     from mozart.errors import MozartError
     from mozart.models import load_base
-    from mozart.weights import PREVIOUS_TOKENS_KEY, previous_token_weights
+    from mozart.weights import PREVIOUS_TOKENS_KEY, previous_token_weights, read_decoder
 
     torch.manual_seed(3)
     model = _model(PREVIOUS, "tiny", 128).eval()
@@ -379,3 +379,8 @@ def test_previous_tokens_model_saves_and_loads_whole(tmp_path):
     save_file(tensors, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     with pytest.raises(MozartError, match="does not match config.json"):
         load_base(tmp_path)
+    key = f'"{PREVIOUS_TOKENS_KEY}"'
+    (tmp_path / "config.json").write_text((tmp_path / "config.json").read_text().replace(f"{key}: 3", f'{key}: "3"'))
+    with pytest.raises(MozartError, match=f"{PREVIOUS_TOKENS_KEY} '3': previous-token embeddings are for llama"):
+        load_base(tmp_path)
+    assert read_decoder(tmp_path) is None  # the light path leaves it to load_base's error

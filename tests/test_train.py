@@ -315,8 +315,12 @@ def special_ids_of(vocab_size: int):
 
 @pytest.mark.parametrize("setting, value, message", [("fim_order", "mps", "unknown fim_order 'mps'"),
                                                      ("precision", "fp8", "unknown precision"),
-                                                     ("fim_rate", 1.5, "--fim-rate")])
+                                                     ("fim_rate", 1.5, "--fim-rate"),
+                                                     ("previous_tokens", 17, "--previous-tokens"),
+                                                     ("previous_tokens", 1.5, "--previous-tokens")])
 def test_bad_training_settings_are_one_line_errors(setting, value, message):
     with pytest.raises(MozartError, match=message):
         load_config(None, **{setting: value})
+    with pytest.raises(MozartError, match="previous_tokens is for llama models, not gpt2"):
+        load_config(None, arch="gpt2", previous_tokens=2)
     assert load_config(None, fim_order="spm").fim_order == "spm"

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .errors import MozartError
 from .tokens import FORMAT_VERSION, format_of_words
-from .weights import PREVIOUS_TOKENS_KEY
+from .weights import MAX_PREVIOUS_TOKENS, PREVIOUS_TOKENS_KEY
 
 if TYPE_CHECKING:  # transformers is imported where a model is built or loaded whole: it costs seconds
     from transformers import PreTrainedModel
@@ -28,8 +28,6 @@ if TYPE_CHECKING:  # transformers is imported where a model is built or loaded w
     from .weights import DecoderWeights
 
 ARCHS = ("gpt2", "llama", "bart")
-#: The most previous tokens a Llama may embed (previous_tokens.py): each is a vocabulary x width table.
-MAX_PREVIOUS_TOKENS = 16
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,6 @@ from .lmdata import (
 )
 from .models import (
     ARCHS,
-    MAX_PREVIOUS_TOKENS,
     SIZES,
     SpecialIds,
     build_model,
@@ -61,6 +60,7 @@ from .models import (
 from .previous_tokens import previous_tokens
 from .tokenizer import BOS, EOS, PAD, music_token_count
 from .tokenstore import TokenStore
+from .weights import MAX_PREVIOUS_TOKENS
 
 COMPLETE_MARK = "checkpoint-complete"  # written into a checkpoint folder once it is whole
 

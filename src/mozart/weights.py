@@ -32,8 +32,9 @@ NEEDED = {
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "gpt2": "GPT2LMHeadModel"}
 #: Where each family keeps its token embedding, which a tied output layer shares.
 EMBEDDINGS = {"llama": "model.embed_tokens.weight", "gpt2": "transformer.wte.weight"}
-#: config.json's count of previous tokens a Llama embeds (previous_tokens.py).
+#: config.json's count of previous tokens a Llama embeds (previous_tokens.py), and the most it may.
 PREVIOUS_TOKENS_KEY = "mozart_previous_tokens"
+MAX_PREVIOUS_TOKENS = 16
 
 
 def previous_token_weights(k: int) -> list[str]:
@@ -104,6 +105,9 @@ def read_decoder(folder: Path) -> DecoderWeights | None:
     if family not in NEEDED or not weights.is_file() or any(k not in raw for k in NEEDED[family]) \
             or raw.get("architectures") != [ARCHITECTURES[family]]:
         return None
+    previous = raw.get(PREVIOUS_TOKENS_KEY) or 0
+    if not isinstance(previous, int) or not 0 <= previous <= MAX_PREVIOUS_TOKENS or (previous and family != "llama"):
+        return None  # models.load_base says what is wrong
     config = SimpleNamespace(**raw, is_encoder_decoder=False)
     if family == "gpt2":  # transformers' aliases, which the sampler reads for every family
         config.max_position_embeddings, config.num_hidden_layers = raw["n_positions"], raw["n_layer"]
