@@ -265,6 +265,10 @@ def test_card_comes_from_the_runs_own_files(trained, tmp_path):
     (copy / "metrics.json").write_text(json.dumps(metrics))
     changed = card_text(copy, data)
     assert "12345 optimizer steps" in changed and "a test device" in changed
+    assert "previous-token" not in changed
+    metrics["config"]["previous_tokens"] = 4
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    assert "the 4 tokens before each position embedded into its input" in card_text(copy, data)
 
 
 def test_card_evaluation_is_rewritten_from_a_new_report(trained, tmp_path):

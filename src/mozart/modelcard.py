@@ -154,6 +154,9 @@ def card_text(run_dir: Path, data_dir: Path) -> str:
     packed = c["arch"] != "bart" and c.get("packing", True)
     packed_words = " cut from the train records laid end to end in a random order" if packed else ""
     precision = f", {metrics['precision']}" if metrics.get("precision") else ""
+    previous = c.get("previous_tokens", 0)
+    previous_words = (f", the {previous} tokens before each position embedded into its input "
+                      "(previous-token tables, docs/training.md)") if previous else ""
     device = metrics.get("device", "an unrecorded device")
     packages = metrics.get("packages")
     versions = ("\n- **Software**: " + ", ".join(f"{k} {v}" for k, v in packages.items())) if packages else ""
@@ -167,8 +170,8 @@ width {model.hidden_size}, context {context}) over the Mozart token format v{ver
   valid, {s['test']['pieces']} test) from {folders}; {cut}{copies}; {stats['tokens']:,} tokens in all{style_line}.
   {DIGEST_LINE}`{dataset_digest(data_dir)[:16]}`.{program_line}
 - **Recipe**: {c['arch']} size `{c['size']}`, {metrics['steps']} optimizer steps of {c['batch_size']} x
-  {c['grad_accum']} sequences of {context} tokens{packed_words}, lr {c['lr']}, warmup {c['warmup_ratio']}
-  then cosine, seed {c['seed']}{fim_words}; trained on {device}{precision}{hours}.{versions}
+  {c['grad_accum']} sequences of {context} tokens{packed_words}{previous_words}, lr {c['lr']},
+  warmup {c['warmup_ratio']} then cosine, seed {c['seed']}{fim_words}; trained on {device}{precision}{hours}.{versions}
 - **Likelihood while training** (exact sums, the valid split's first {c['max_eval_examples']} windows,
   {v['notes']:,} notes): {v['bits_per_note']:.2f} bits/note ({v['bits_per_token']:.3f} bits/token). The
   test figure is the evaluation's, below.
