@@ -384,3 +384,37 @@ def test_previous_tokens_model_saves_and_loads_whole(tmp_path):
     with pytest.raises(MozartError, match=f"{PREVIOUS_TOKENS_KEY} '3': previous-token embeddings are for llama"):
         load_base(tmp_path)
     assert read_decoder(tmp_path) is None  # the light path leaves it to load_base's error
+
+
+def test_previous_tokens_model_loads_without_mozart(tmp_path):
+    """``save_pretrained`` puts previous_tokens.py beside the weights (transformers' auto class), so plain
+    transformers loads the model with ``trust_remote_code=True`` in a process that never imports Mozart, with
+    the same logits; the module keeps the key's name in step with weights.py and imports nothing from Mozart."""
+    import json
+    import subprocess
+    import sys
+
+    from mozart import previous_tokens
+    from mozart.weights import PREVIOUS_TOKENS_ARCHITECTURE, PREVIOUS_TOKENS_KEY
+
+    assert previous_tokens.PREVIOUS_TOKENS_KEY == PREVIOUS_TOKENS_KEY
+    with open(previous_tokens.__file__) as module:
+        assert "from ." not in module.read()
+    torch.manual_seed(6)
+    model = _model(PREVIOUS, "tiny", 128).eval()
+    model.save_pretrained(str(tmp_path))
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["architectures"] == [PREVIOUS_TOKENS_ARCHITECTURE] and (tmp_path / "previous_tokens.py").is_file()
+    ids = _random_ids(30, 300, 9)
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits[0, -1]
+    code = ("import sys, torch, transformers;"
+            "m = transformers.AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True).eval();"
+            "ids = torch.tensor([[int(i) for i in sys.argv[2].split(',')]]);"
+            "assert not any(name.startswith('mozart') for name in sys.modules), 'mozart imported';"
+            "print(','.join(f'{x:.6f}' for x in m(input_ids=ids).logits[0, -1].tolist()))")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path), ",".join(map(str, ids[0].tolist()))],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    logits = torch.tensor([float(x) for x in result.stdout.strip().splitlines()[-1].split(",")])
+    assert torch.allclose(logits, expected, atol=1e-4)

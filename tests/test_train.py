@@ -190,6 +190,12 @@ def test_previous_token_model_trains_finetunes_and_samples(data, tmp_path):
     for piece in pieces:
         check(piece)
     assert generate(str(run), bars=4, n=1, seed=5) == pieces[:1]  # a seed's piece at any -n
+    from mozart.modelcard import copy_model  # publishing: float16 weights, the module beside them
+
+    copy_model(run, tmp_path / "published")
+    assert (tmp_path / "published" / "previous_tokens.py").is_file()
+    published, _ = load_base(tmp_path / "published")
+    assert all(torch.equal(published.state_dict()[name], t.half().float()) for name, t in zip(names, tables))
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "bart"])

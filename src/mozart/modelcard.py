@@ -37,6 +37,7 @@ from pathlib import Path
 from transformers import AutoConfig
 
 from .files import write_atomic
+from .weights import PREVIOUS_TOKENS_ARCHITECTURE, PREVIOUS_TOKENS_KEY
 
 FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
          "metrics.csv")
@@ -202,6 +203,23 @@ def copy_model(run_dir: Path, dest: Path, weights_dir: Path | None = None, extra
             store_half((weights_dir or run_dir) / name, dest / name)
         elif (run_dir / name).exists():
             shutil.copyfile(run_dir / name, dest / name)
+    add_previous_tokens_code(dest)
+
+
+def add_previous_tokens_code(folder: Path) -> None:
+    """A model folder with previous-token tables gets this Mozart's ``previous_tokens.py`` and the config
+    entries that make ``AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`` load it
+    without Mozart (whatever the run that trained it saved)."""
+    from . import previous_tokens
+
+    config = json.loads((folder / "config.json").read_text())
+    if not config.get(PREVIOUS_TOKENS_KEY):
+        return
+    module = Path(previous_tokens.__file__)
+    shutil.copyfile(module, folder / module.name)
+    config["architectures"] = [PREVIOUS_TOKENS_ARCHITECTURE]
+    config["auto_map"] = {"AutoModelForCausalLM": f"{module.stem}.{PREVIOUS_TOKENS_ARCHITECTURE}"}
+    write_atomic(folder / "config.json", json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def publish(run_dir: Path, data_dir: Path, dest: Path, report_dir: Path | None = None,

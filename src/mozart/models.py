@@ -90,12 +90,12 @@ def build_model(arch: str, size: str | ModelSize, ids: SpecialIds, context: int 
                              num_attention_heads=shape.heads, num_key_value_heads=shape.heads,
                              intermediate_size=shape.ffn, max_position_embeddings=n_ctx,
                              tie_word_embeddings=True, **common)
-        model = LlamaForCausalLM(config)
         if previous_tokens:
-            from .previous_tokens import add_previous_tokens
+            from .previous_tokens import PreviousTokensLlamaForCausalLM
 
-            add_previous_tokens(model, previous_tokens)
-        return model
+            setattr(config, PREVIOUS_TOKENS_KEY, previous_tokens)
+            return PreviousTokensLlamaForCausalLM(config)
+        return LlamaForCausalLM(config)
     if previous_tokens:
         raise MozartError(f"previous-token embeddings are for llama models, not {arch}")
     if arch == "bart":
@@ -200,16 +200,14 @@ def _load_previous_tokens(folder: Path, config) -> PreTrainedModel:
     """A Llama with previous-token embeddings: built from its config, then its weights loaded
     (transformers' loader would drop the tables it does not know)."""
     from safetensors.torch import load_file
-    from transformers import LlamaForCausalLM
 
-    from .previous_tokens import add_previous_tokens
+    from .previous_tokens import PreviousTokensLlamaForCausalLM
 
     k = getattr(config, PREVIOUS_TOKENS_KEY)
     if config.model_type != "llama" or not isinstance(k, int) or not 0 < k <= MAX_PREVIOUS_TOKENS:
         raise MozartError(f"{folder}: {PREVIOUS_TOKENS_KEY} {k!r}: previous-token embeddings are for llama models, "
                           f"1 to {MAX_PREVIOUS_TOKENS} tokens")
-    model = LlamaForCausalLM(config)
-    add_previous_tokens(model, k)
+    model = PreviousTokensLlamaForCausalLM(config)
     path = folder / "model.safetensors"
     if not path.is_file():
         raise MozartError(f"{folder}: no model.safetensors")

@@ -13,15 +13,21 @@ Each table costs vocabulary x width parameters.
 The positions before a sequence's start (a training window, a scored window, a sampler's window after it
 slides) read the padding token, so a position's input depends only on the sequence it is in.  Step decoders
 with a cache carry each row's last k tokens between steps (``npdecoding``, ``decoding``); a model saved with
-the tables says how many in its config (``weights.PREVIOUS_TOKENS_KEY``).
+the tables says how many in its config (``PREVIOUS_TOKENS_KEY``).
+
+This file imports nothing from Mozart: ``save_pretrained`` copies it into the model folder (transformers'
+``register_for_auto_class``), so that ``AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)``
+loads such a model without Mozart.  Mozart itself loads it with this class, never the folder's copy.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from transformers import LlamaForCausalLM
 
-from .weights import PREVIOUS_TOKENS_KEY
+#: config.json's count of previous tokens (weights.PREVIOUS_TOKENS_KEY, the same string: tested).
+PREVIOUS_TOKENS_KEY = "mozart_previous_tokens"
 
 
 def with_history(ids: torch.Tensor, last: torch.Tensor | None, k: int, first: int) -> torch.Tensor:
@@ -63,8 +69,14 @@ def previous_tokens(config) -> int:
     return int(getattr(config, PREVIOUS_TOKENS_KEY, 0) or 0)
 
 
-def add_previous_tokens(model, k: int) -> None:
-    """Give a Llama model ``k`` fresh previous-token tables and record ``k`` in its config."""
-    inner = model.get_decoder()
-    inner.embed_tokens = PreviousTokensEmbedding(inner.embed_tokens, k, model.config.pad_token_id)
-    setattr(model.config, PREVIOUS_TOKENS_KEY, k)
+class PreviousTokensLlamaForCausalLM(LlamaForCausalLM):
+    """``LlamaForCausalLM`` whose token embedding is :class:`PreviousTokensEmbedding` over as many previous
+    tokens as its config's ``mozart_previous_tokens``."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        inner = self.get_decoder()
+        inner.embed_tokens = PreviousTokensEmbedding(inner.embed_tokens, previous_tokens(config), config.pad_token_id)
+
+
+PreviousTokensLlamaForCausalLM.register_for_auto_class("AutoModelForCausalLM")

@@ -28,8 +28,10 @@ NEEDED = {
              "activation_function", "scale_attn_weights", "scale_attn_by_inverse_layer_idx",
              "reorder_and_upcast_attn"),
 }
-#: The transformers class each family's weights were saved from (the step decoders reproduce these).
+#: The transformers class each family's weights were saved from (the step decoders reproduce these), and
+#: a Llama's with previous-token tables (previous_tokens.py).
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "gpt2": "GPT2LMHeadModel"}
+PREVIOUS_TOKENS_ARCHITECTURE = "PreviousTokensLlamaForCausalLM"
 #: Where each family keeps its token embedding, which a tied output layer shares.
 EMBEDDINGS = {"llama": "model.embed_tokens.weight", "gpt2": "transformer.wte.weight"}
 #: config.json's count of previous tokens a Llama embeds (previous_tokens.py), and the most it may.
@@ -56,7 +58,8 @@ def llama_reproducible(cfg, architecture: str) -> bool:
     params = getattr(cfg, "rope_parameters", None) or {}
     scaling = getattr(cfg, "rope_scaling", None) or {}
     rope_type = params.get("rope_type", scaling.get("rope_type", scaling.get("type", "default")))
-    return (cfg.model_type == "llama" and architecture == "LlamaForCausalLM" and cfg.hidden_act == "silu"
+    return (cfg.model_type == "llama" and architecture in ("LlamaForCausalLM", PREVIOUS_TOKENS_ARCHITECTURE)
+            and cfg.hidden_act == "silu"
             and rope_type == "default" and getattr(cfg, "pretraining_tp", 1) == 1
             and getattr(cfg, "_attn_implementation", "sdpa") in ("sdpa", "eager", None))
 
@@ -102,8 +105,10 @@ def read_decoder(folder: Path) -> DecoderWeights | None:
         return None
     family = raw.get("model_type")
     weights = folder / "model.safetensors"
+    architectures = [ARCHITECTURES.get(family)] + ([PREVIOUS_TOKENS_ARCHITECTURE] if family == "llama" else [])
     if family not in NEEDED or not weights.is_file() or any(k not in raw for k in NEEDED[family]) \
-            or raw.get("architectures") != [ARCHITECTURES[family]]:
+            or not isinstance(raw.get("architectures"), list) or len(raw["architectures"]) != 1 \
+            or raw["architectures"][0] not in architectures:
         return None
     previous = raw.get(PREVIOUS_TOKENS_KEY) or 0
     if not isinstance(previous, int) or not 0 <= previous <= MAX_PREVIOUS_TOKENS or (previous and family != "llama"):
@@ -123,7 +128,7 @@ def read_decoder(folder: Path) -> DecoderWeights | None:
         if found is None or found.shape != shape:
             what = "missing" if found is None else f"shape {found.shape}"
             raise MozartError(f"{weights}: does not match config.json ({name}: {what}; the config says {shape})")
-    return DecoderWeights(config, arrays, ARCHITECTURES[family])
+    return DecoderWeights(config, arrays, raw["architectures"][0])
 
 
 def expected_shapes(family: str, cfg: dict) -> dict[str, tuple[int, ...]]:
