@@ -55,8 +55,8 @@ bench: setup
 # -> evaluation (test split, per style, out of domain on the dev corpus) -> card.
 default-model: setup
 	$(VENV)/bin/mozart corpus music21 -o build/corpus --subset all --workers 2
-	$(VENV)/bin/mozart dataset build/corpus -o build/data --max-tokens 512 --transpose -3..3 --workers 2
-	$(VENV)/bin/mozart dataset build/corpus -o build/data-orig --max-tokens 512 --workers 2
+	$(VENV)/bin/mozart dataset build/corpus -o build/data --max-tokens 512 --transpose -3..3 --workers 2 --min-test-works 5
+	$(VENV)/bin/mozart dataset build/corpus -o build/data-orig --max-tokens 512 --workers 2 --min-test-works 5
 	$(VENV)/bin/mozart train build/data -o build/default-run --config configs/default-model.toml --resume
 	$(PY) -m mozart.modelcard build/default-run build/data src/mozart/default_model
 	@# second stage: the keys each style is written in (the same pieces, untransposed; docs/training.md)
