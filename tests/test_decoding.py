@@ -418,3 +418,19 @@ def test_previous_tokens_model_loads_without_mozart(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     logits = torch.tensor([float(x) for x in result.stdout.strip().splitlines()[-1].split(",")])
     assert torch.allclose(logits, expected, atol=1e-4)
+
+
+@pytest.mark.skipif(default_model_dir() is None, reason="no built-in model")
+def test_built_in_model_carries_this_mozarts_previous_tokens_module():
+    """The built-in model folder's previous_tokens.py (what transformers runs with trust_remote_code) is this
+    Mozart's own: change the module and the package's copy must follow (modelcard.add_previous_tokens_code)."""
+    import json
+    from pathlib import Path
+
+    from mozart import previous_tokens
+    from mozart.weights import PREVIOUS_TOKENS_KEY
+
+    folder = Path(str(default_model_dir()))
+    if not json.loads((folder / "config.json").read_text()).get(PREVIOUS_TOKENS_KEY):
+        pytest.skip("the built-in model has no previous-token tables")
+    assert (folder / "previous_tokens.py").read_bytes() == Path(previous_tokens.__file__).read_bytes()
