@@ -75,8 +75,10 @@ class PreviousTokensLlamaForCausalLM(LlamaForCausalLM):
 
     def __init__(self, config):
         super().__init__(config)
-        inner = self.get_decoder()
-        inner.embed_tokens = PreviousTokensEmbedding(inner.embed_tokens, previous_tokens(config), config.pad_token_id)
+        if previous_tokens(config) > 0:  # none: a plain Llama
+            inner = self.get_decoder()
+            inner.embed_tokens = PreviousTokensEmbedding(inner.embed_tokens, previous_tokens(config),
+                                                         config.pad_token_id)
 
 
 PreviousTokensLlamaForCausalLM.register_for_auto_class("AutoModelForCausalLM")
