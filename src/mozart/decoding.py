@@ -52,7 +52,7 @@ import torch.nn.functional as F
 
 from .hardware import bf16_on_cpu
 from .npdecoding import rotary_tables
-from .previous_tokens import previous_tokens, with_history
+from .previous_tokens import previous_embedded, previous_tokens
 from .weights import (
     architecture_of,
     gpt2_blocks,
@@ -202,10 +202,8 @@ class _CachedDecoder:
         """The previous-token embeddings of ``ids`` (rows, t) read after each row's last tokens (``first``
         before a sequence's start; previous_tokens.py): the sum over ``tables``, the token just before first;
         remembers each row's last tokens."""
-        k, t = len(tables), ids.shape[1]
-        history = with_history(ids, self.last, k, first)
-        self.last = history[:, -k:].clone()
-        return sum(table[history[:, k - back:k - back + t]] for back, table in enumerate(tables, start=1))
+        embedded, self.last = previous_embedded(ids, self.last, tables, first)
+        return embedded
 
     def _span(self, t: int) -> tuple[int, int, torch.Tensor | None]:
         """(start, end, attention mask) for ``t`` new tokens after the cache."""

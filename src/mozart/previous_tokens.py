@@ -30,11 +30,17 @@ from transformers import LlamaForCausalLM
 PREVIOUS_TOKENS_KEY = "mozart_previous_tokens"
 
 
-def with_history(ids: torch.Tensor, last: torch.Tensor | None, k: int, first: int) -> torch.Tensor:
-    """``ids`` (rows, t) after each row's last ``k`` tokens read (rows, k; None: a sequence's start, read as
-    ``first``): (rows, k + t)."""
+def previous_embedded(ids: torch.Tensor, last: torch.Tensor | None, tables: list[torch.Tensor],
+                      first: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The previous-token embeddings of ``ids`` (rows, t) read after each row's ``last`` k tokens (rows, k;
+    None: a sequence's start, read as ``first``): the sum over ``tables`` (k of them, the token just before
+    first); and each row's last k tokens after ``ids`` (the next call's ``last``)."""
+    k, t = len(tables), ids.shape[1]
     before = torch.full_like(ids[:, :1], first).expand(-1, k) if last is None else last.to(ids)
-    return torch.cat([before, ids], dim=1)
+    history = torch.cat([before, ids], dim=1)
+    embedded = sum(nn.functional.embedding(history[:, k - back:k - back + t], table)
+                   for back, table in enumerate(tables, start=1))
+    return embedded, history[:, -k:]
 
 
 class PreviousTokensEmbedding(nn.Embedding):
@@ -56,12 +62,8 @@ class PreviousTokensEmbedding(nn.Embedding):
     def continued(self, ids: torch.Tensor, last: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings of ``ids`` (rows, t) read after each row's ``last`` k tokens (rows, k), or fresh when None;
         and each row's last k tokens after them (the next call's ``last``)."""
-        k, t = len(self.previous), ids.shape[1]
-        history = with_history(ids, last, k, self.first)
-        x = nn.functional.embedding(ids, self.weight)
-        for back, table in enumerate(self.previous, start=1):
-            x = x + table(history[:, k - back:k - back + t])
-        return x, history[:, -k:]
+        embedded, last = previous_embedded(ids, last, [table.weight for table in self.previous], self.first)
+        return nn.functional.embedding(ids, self.weight) + embedded, last
 
 
 def previous_tokens(config) -> int:

@@ -47,16 +47,7 @@ from .lmdata import (
     read_split,
     store_texts,
 )
-from .models import (
-    ARCHS,
-    SIZES,
-    SpecialIds,
-    build_model,
-    check_same_grid,
-    is_seq2seq,
-    load_base,
-    model_format,
-)
+from .models import ARCHS, SIZES, SpecialIds, build_model, check_same_grid, is_seq2seq, load_base, model_format
 from .previous_tokens import previous_tokens
 from .tokenizer import BOS, EOS, PAD, music_token_count
 from .tokenstore import TokenStore
