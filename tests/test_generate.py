@@ -675,3 +675,24 @@ def test_a_part_rests_at_most_max_rest_bars_then_comes_back_on_the_downbeat():
     assert not can_end  # the last bar: the piece may not end without the violin
     _, can_end = allowed(f"{both} {piano} {piano} Bar Pos_0 Prog_0 {note} Prog_40 Pitch_67 Vel_80 Dur_6", bars=4)
     assert can_end
+
+
+def test_unconstrained_sampling_leaves_out_the_style_the_model_chose():
+    """From <bos> alone the built-in model often begins with a style token, as its training pieces do:
+    that is its choice of style, not music, so the text starts with the music (a style token later
+    would stay, raw)."""
+    import torch
+
+    from mozart.models import default_model_dir, load_base
+    from mozart.tokenizer import BOS, STYLE_TOKENS
+
+    folder = default_model_dir()
+    loaded = load_model(folder)
+    texts = generate_pieces(loaded, Controls(bars=1), SamplingSettings(constrained=False, max_new_tokens=12),
+                            n=16, seed=0)
+    assert all(t and t.split()[0] not in STYLE_TOKENS for t in texts)
+    # the model does choose a style first, often (so the line above can fail)
+    vocab = loaded.tokenizer.get_vocab()
+    with torch.no_grad():
+        probs = torch.softmax(load_base(folder)[0].eval()(torch.tensor([[vocab[BOS]]])).logits[0, -1].float(), -1)
+    assert probs[[vocab[w] for w in STYLE_TOKENS]].sum() > 0.3

@@ -24,7 +24,7 @@ from .interrupts import raise_if_interrupted
 from .masks import GrammarLogitsProcessor, new_constraint
 from .models import LoadedModel
 from .npdecoding import numpy_decoder_for, softmax
-from .tokenizer import BOS, EOS, PAD, style_token
+from .tokenizer import BOS, EOS, PAD, style_token, without_chosen_style
 from .tokens import BAR, bar_indices, format_of_words, header_words
 from .weights import DecoderWeights
 
@@ -76,7 +76,8 @@ def sample_pieces(model, tokenizer, prompt_words: list[str], controls: Controls,
                   progress: Callable[[float], None] | None = None) -> list[list[str]]:
     """Sample one piece per generator, as one batch: one forward per step for all rows that
     are still writing, a grammar state and a mask per row; a row that ends leaves the batch.
-    Returns each piece's words (the prompt's words first, unchanged).
+    Returns each piece's words (the prompt's words first, unchanged); sampled without constraints from
+    ``<bos>`` alone, less a style token the model begins with (``tokenizer.without_chosen_style``).
 
     ``prompt_words`` is a canonical prefix (at least a header); ``prompt_bars`` the number
     of bars the prompt stands for (its trailing empty bars are not in its text).
@@ -127,6 +128,8 @@ def sample_pieces(model, tokenizer, prompt_words: list[str], controls: Controls,
             window.keep(going)
             live = [live[i] for i in going]
         logits = window.feed([tokens[i] for i in going])[:, :n_model]
+    if not settings.constrained and prefix == [bos]:
+        return [without_chosen_style(w) for w in words]
     return words
 
 

@@ -32,10 +32,21 @@ def style_token(style: str) -> str:
     return f"<style_{style}>"
 
 
+#: The style control tokens, in STYLES order.
+STYLE_TOKENS = tuple(style_token(s) for s in STYLES)
+
+
+def without_chosen_style(words: list[str]) -> list[str]:
+    """A piece sampled without constraints after ``<bos>`` alone, less the style token the model may
+    begin it with: that is the model choosing a style, as its training pieces read ``<bos> <style_S>
+    words`` (a control, not music).  A style token anywhere else stays (and fails ``check``)."""
+    return words[1:] if words and words[0] in STYLE_TOKENS else words
+
+
 #: Control specials, after the music words: a fill-in-the-middle example reads
 #: ``<fim_prefix> <bos> before <fim_suffix> after <fim_middle> middle`` (lmdata.FimWindows); a
 #: piece with a style reads ``<bos> <style_folk> words <eos>``.
-CONTROL_TOKENS = (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE) + tuple(style_token(s) for s in STYLES)
+CONTROL_TOKENS = (FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE) + STYLE_TOKENS
 
 
 def build_tokenizer(grid: int = 24) -> Tokenizer:

@@ -49,7 +49,7 @@ from .lmdata import (
 )
 from .models import ARCHS, SIZES, SpecialIds, build_model, check_same_grid, is_seq2seq, load_base, model_format
 from .previous_tokens import previous_tokens
-from .tokenizer import BOS, EOS, PAD, music_token_count
+from .tokenizer import BOS, EOS, PAD, music_token_count, without_chosen_style
 from .tokenstore import TokenStore
 from .weights import MAX_PREVIOUS_TOKENS
 
@@ -520,7 +520,8 @@ def finetune(base_dir: Path, data_dir: Path, out_dir: Path, config: TrainConfig,
 @torch.no_grad()
 def sample_validity(model, tokenizer, ids: SpecialIds, n: int, seed: int, max_new_tokens: int = 256) -> dict:
     """Draw ``n`` unconstrained samples with ``model.generate`` and report how many pass
-    ``check`` (constrained sampling is generate.py's)."""
+    ``check`` (constrained sampling is generate.py's); a style token the model begins with is its
+    choice of style, not music (``tokenizer.without_chosen_style``)."""
     from .tokens import TokenError, check
 
     if n <= 0:
@@ -536,7 +537,7 @@ def sample_validity(model, tokenizer, ids: SpecialIds, n: int, seed: int, max_ne
                          eos_token_id=ids.eos, use_cache=not previous_tokens(model.config), **kwargs)
     valid = 0
     for row in out.tolist():
-        words = [w for w in tokenizer.convert_ids_to_tokens(row) if w not in (PAD, BOS, EOS)]
+        words = without_chosen_style([w for w in tokenizer.convert_ids_to_tokens(row) if w not in (PAD, BOS, EOS)])
         try:
             check(" ".join(words))
             valid += 1
