@@ -54,7 +54,9 @@ bench: setup
 # The built-in model: public-domain corpus -> dataset -> training (~1.1 hours on 2 CPU cores, resumable) -> package
 # -> evaluation (test split, per style, out of domain on the dev corpus) -> card.
 default-model: setup
-	$(VENV)/bin/mozart corpus music21 -o build/corpus --subset all --workers 2
+	@# a per-piece timeout far above the slowest piece (Beethoven's op. 18 no. 4, about 8 min here), so that no
+	@# piece depends on the machine's load (the default 120 s dropped it, and op. 74 on a busy machine)
+	$(VENV)/bin/mozart corpus music21 -o build/corpus --subset all --workers 2 --timeout 1800
 	$(VENV)/bin/mozart dataset build/corpus -o build/data --max-tokens 512 --transpose -3..3 --workers 2 --min-test-works 5
 	$(VENV)/bin/mozart dataset build/corpus -o build/data-orig --max-tokens 512 --workers 2 --min-test-works 5
 	$(VENV)/bin/mozart train build/data -o build/default-run --config configs/default-model.toml --resume
