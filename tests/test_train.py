@@ -330,3 +330,17 @@ def test_bad_training_settings_are_one_line_errors(setting, value, message):
     with pytest.raises(MozartError, match="previous_tokens is for llama models, not gpt2"):
         load_config(None, arch="gpt2", previous_tokens=2)
     assert load_config(None, fim_order="spm").fim_order == "spm"
+
+
+def test_the_same_recipe_and_seed_write_the_same_weights(data, tmp_path):
+    """What lets `make default-model` rebuild the built-in model: on one machine, a run is a function of its
+    data, recipe and seed (window order, fill-in-the-middle draws, dropout, bf16 autocast where the CPU has
+    it), so two runs write byte-identical weights; another seed writes others (the check can fail)."""
+    recipe = dict(arch="llama", max_steps=6, eval_every=6, context=CONTEXT, previous_tokens=4, fim_rate=0.5,
+                  **{**FAST, "validity_samples": 0, "max_eval_examples": 8})
+    digests = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        train(data, tmp_path / name, load_config(None, seed=seed, **recipe))
+        digests.append(hashlib.sha256((tmp_path / name / "model.safetensors").read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+    assert digests[2] != digests[0]
